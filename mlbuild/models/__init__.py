@@ -1,0 +1,1 @@
+"""Model backends behind small interfaces; heavy packages are imported inside each backend."""

@@ -1,0 +1,171 @@
+"""Base classes: a source yields rows, a step maps rows (row step) or tables (global step), a report
+reads the final table and writes files under ``reports/``.
+
+Rows flow as polars DataFrames with a stable string ``row_id`` column. A step declares the columns
+it reads (:meth:`Step.input_columns`) and the columns it leaves (:meth:`Step.output_columns`), so the
+whole chain is checked before any model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import polars as pl
+
+from .params import NoParams
+
+ROW_ID = "row_id"
+
+
+@dataclass
+class RunContext:
+    """What a component may use at run time. Built by the runner; tests build their own."""
+
+    recipe_dir: Path = field(default_factory=Path.cwd)
+    work_dir: Path | None = None  # checkpoints of this run
+    cache: Any = None  # pipeline.cache.CallCache or None
+    device: str = "auto"
+    quiet: bool = True
+    seed: int = 0
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # named side tables (e.g. 'corpus')
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # model id -> {revision, ...} for manifest
+    reports_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # manifest extras (template hashes, seeds...)
+
+    def record_model(self, role: str, model_id: str, revision: str | None = None, **info: Any) -> None:
+        self.models[role] = {"id": model_id, "revision": revision, **info}
+
+
+@dataclass
+class StepOutput:
+    rows: pl.DataFrame
+    rejects: pl.DataFrame | None = None  # original columns + 'reason' (+ optional 'detail')
+    stats: dict[str, Any] = field(default_factory=dict)  # summable numbers, nested dicts allowed
+
+
+def reject(df: pl.DataFrame, reason: str | pl.Expr, detail: str | pl.Expr | None = None) -> pl.DataFrame:
+    """Mark rows of ``df`` as rejected with a reason (and an optional detail)."""
+    r = pl.lit(reason) if isinstance(reason, str) else reason
+    out = df.with_columns(r.cast(pl.Utf8).alias("reason"))
+    if detail is not None:
+        d = pl.lit(detail) if isinstance(detail, str) else detail
+        out = out.with_columns(d.cast(pl.Utf8).alias("detail"))
+    return out
+
+
+def concat_rejects(frames: list[pl.DataFrame | None]) -> pl.DataFrame | None:
+    frames = [f for f in frames if f is not None and f.height]
+    if not frames:
+        return None
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+class Component:
+    """Shared by sources, steps and reports: a registered, versioned name and declared params."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, params: Any, ctx: RunContext | None = None):
+        self.params = params
+        self.ctx = ctx or RunContext()
+
+    @classmethod
+    def check(cls, params: Any, columns: list[str] | None) -> list[tuple[str, str]]:
+        """Extra checks beyond types (cross-parameter rules). Return (param, message) pairs."""
+        return []
+
+    @classmethod
+    def doc(cls) -> str:
+        return (cls.__doc__ or "").strip()
+
+
+class Source(Component):
+    """Reads the recipe's input. ``read`` returns the rows and the rows rejected while reading."""
+
+    kind: ClassVar[str] = "source"
+
+    def columns(self) -> list[str] | None:
+        """Columns this source yields, found without reading everything (None when unknown)."""
+        return None
+
+    def input_files(self) -> list[Path]:
+        """Files whose checksums define the input (for the fingerprint and manifest)."""
+        return []
+
+    def read(self) -> StepOutput:
+        raise NotImplementedError
+
+    def side_tables(self) -> dict[str, pl.DataFrame]:
+        """Extra named tables the source provides (a BEIR corpus, for example)."""
+        return {}
+
+    def source_datasets(self) -> list[str]:
+        return []
+
+
+class Step(Component):
+    """A row step maps each shard independently; a global step sees the whole table."""
+
+    kind: ClassVar[str] = "row"  # "row" | "global"
+    # What the card should say about the text and annotations this step makes.
+    machine_generated_text: ClassVar[bool] = False
+    machine_generated_annotations: ClassVar[bool] = False
+    task_categories: ClassVar[tuple[str, ...]] = ()
+    multilinguality: ClassVar[str | None] = None  # e.g. "translation"
+
+    def input_columns(self) -> list[str]:
+        return []
+
+    def output_columns(self, columns: list[str]) -> list[str]:
+        return list(columns)
+
+    def setup(self) -> None:
+        """Load models. Called once, just before the first shard that needs work."""
+
+    def process(self, batch: pl.DataFrame) -> StepOutput:
+        raise NotImplementedError
+
+    def process_table(self, table: pl.DataFrame) -> StepOutput:
+        return self.process(table)
+
+    def finalize(self, stats: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
+        """Write this step's report files from its merged stats; return a summary for the card."""
+        return {}
+
+
+class Report(Component):
+    """Reads the final table (and the run's context), writes files into ``reports_dir``."""
+
+    kind: ClassVar[str] = "report"
+
+    def input_columns(self) -> list[str]:
+        return []
+
+    def run(self, table: pl.DataFrame, reports_dir: Path) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Sum numeric leaves, merge nested dicts, concatenate lists."""
+    out = dict(a)
+    for k, v in b.items():
+        if k not in out:
+            out[k] = json.loads(json.dumps(v)) if isinstance(v, (dict, list)) else v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = merge_stats(out[k], v)
+        elif isinstance(v, list) and isinstance(out[k], list):
+            out[k] = out[k] + v
+        elif isinstance(v, (int, float)) and isinstance(out[k], (int, float)):
+            out[k] = out[k] + v
+        else:
+            out[k] = v
+    return out
+
+
+def params_to_dict(params: Any) -> dict[str, Any]:
+    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params or {})

@@ -1,0 +1,78 @@
+"""Executors run the shards of a row step. The local executor runs them in order in this process;
+another executor (Ray) must produce the same files, so each shard is one call of :func:`run_shard`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from . import checkpoint as ck
+from .base import ROW_ID, Step, StepOutput
+
+log = logging.getLogger(__name__)
+
+
+def add_lang_counts(out: StepOutput) -> None:
+    """Per-language counts of kept and rejected rows, when the rows carry a ``lang`` column."""
+    if "lang" in out.rows.columns and out.rows.height:
+        counts = out.rows.group_by("lang").len()
+        out.stats.setdefault("by_lang", {})
+        for lang, n in counts.iter_rows():
+            out.stats["by_lang"].setdefault(str(lang), {})["rows_out"] = int(n)
+    if out.rejects is not None and out.rejects.height and "lang" in out.rejects.columns:
+        counts = out.rejects.group_by(["lang", "reason"]).len()
+        for lang, reason, n in counts.iter_rows():
+            d = out.stats.setdefault("by_lang", {}).setdefault(str(lang), {}).setdefault("dropped", {})
+            d[reason] = d.get(reason, 0) + int(n)
+
+
+def finish_output(step_name: str, batch_rows: int, out: StepOutput, seconds: float) -> StepOutput:
+    if ROW_ID not in out.rows.columns:
+        raise RuntimeError(f"step {step_name} returned rows without a '{ROW_ID}' column")
+    dropped: dict[str, int] = {}
+    if out.rejects is not None and out.rejects.height:
+        if "reason" not in out.rejects.columns:
+            raise RuntimeError(f"step {step_name} returned rejects without a 'reason' column")
+        for reason, n in out.rejects.group_by("reason").len().iter_rows():
+            dropped[str(reason)] = int(n)
+    out.stats = {"rows_in": batch_rows, "rows_out": out.rows.height, "dropped": dropped, "seconds": seconds,
+                 **{k: v for k, v in out.stats.items() if k not in ("rows_in", "rows_out", "dropped", "seconds")}}
+    add_lang_counts(out)
+    return out
+
+
+def run_shard(step: Step, step_label: str, in_dir: Path, out_dir: Path, shard: str) -> dict[str, Any]:
+    """Process one shard of a row step and write its files (marker last). Returns its stats."""
+    batch = ck.read_shard(in_dir, shard)
+    t0 = time.perf_counter()
+    out = step.process(batch)
+    out = finish_output(step_label, batch.height, out, time.perf_counter() - t0)
+    ck.write_shard(out_dir, shard, out, step_label)
+    return out.stats
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def run_row_stage(self, step: Step, step_label: str, in_dir: Path, out_dir: Path, shards: list[str],
+                      shard_rows: dict[str, int], on_setup: Callable[[], None]) -> None:
+        todo = [s for s in shards if not ck.is_done(out_dir, s)]
+        if not todo:
+            return
+        if len(todo) < len(shards):
+            log.info("%s: resuming, %d of %d shards already done", step_label, len(shards) - len(todo), len(shards))
+        on_setup()
+        total = sum(shard_rows.get(s, 0) for s in todo)
+        with tqdm(total=total, desc=step_label, unit="row", disable=True if self.quiet else None,
+                  mininterval=1.0, leave=False) as bar:
+            for shard in todo:
+                run_shard(step, step_label, in_dir, out_dir, shard)
+                bar.update(shard_rows.get(shard, 0))

@@ -1,0 +1,281 @@
+"""The runner: source -> row/global steps (checkpointed shards) -> versioned Hub-layout folder.
+
+Work files live in ``OUT/.mlbuild/<name>/<version>/<stage>-<fingerprint>/``; the model-call cache
+in ``OUT/.mlbuild/cache.sqlite``. A rerun skips finished shards and cached model calls, so killing
+``mlbuild run`` at any moment and rerunning gives the same dataset with nothing lost or repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ..errors import InputError, MlbuildError, RecipeError, StepError
+from ..recipe import Recipe
+from ..recipe.load import _check_columns
+from . import checkpoint as ck
+from .base import ROW_ID, RunContext, Step, StepOutput, merge_stats
+from .cache import CallCache, hash_text, stable_json
+from .executors import LocalExecutor, finish_output
+from .params import declared
+from .fingerprint import component_fingerprint, file_sha256, source_fingerprint
+
+log = logging.getLogger(__name__)
+
+SHARD_ROWS = 256
+
+
+@dataclass
+class StageResult:
+    id: str
+    uses: str
+    fingerprint: str
+    dir: Path
+    shards: list[str]
+    stats: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    dataset_dir: Path
+    fingerprint: str
+    manifest: dict[str, Any]
+    up_to_date: bool = False
+
+
+def make_executor(name: str, quiet: bool, **kw: Any):
+    if name == "local":
+        return LocalExecutor(quiet=quiet)
+    if name == "ray":
+        try:
+            from .ray_executor import RayExecutor
+        except ImportError as e:
+            raise MlbuildError(f"--executor ray is not available: {e}") from e
+        return RayExecutor(quiet=quiet, **kw)
+    raise RecipeError(f"unknown executor {name!r} (known: local, ray)")
+
+
+class Runner:
+    def __init__(self, recipe: Recipe, out: str | Path = "out", *, resume: bool = True, overwrite: bool = False,
+                 limit: int | None = None, device: str = "auto", quiet: bool = False, executor: str = "local",
+                 executor_options: dict[str, Any] | None = None, shard_rows: int = SHARD_ROWS):
+        self.recipe = recipe
+        self.out_root = Path(out).resolve()
+        self.resume = resume
+        self.overwrite = overwrite
+        self.limit = limit
+        self.device = device
+        self.quiet = quiet
+        self.shard_rows = shard_rows
+        self.executor = make_executor(executor, quiet, **(executor_options or {}))
+        ds = recipe.dataset
+        self.dataset_dir = self.out_root / ds.name / ds.version
+        self.work = self.out_root / ".mlbuild" / ds.name / ds.version
+        self.cache_path = self.out_root / ".mlbuild" / "cache.sqlite"
+
+    # ---------------------------------------------------------------- helpers
+    def _ctx(self) -> RunContext:
+        return RunContext(recipe_dir=self.recipe.dir, work_dir=self.work, cache=self.cache, device=self.device,
+                          quiet=self.quiet, seed=self.recipe.dataset.seed, tables=self.tables,
+                          reports_dir=None)
+
+    def _stage_dir(self, index: int, sid: str, fp: str) -> Path:
+        d = self.work / f"{index:02d}-{sid}-{fp[:16]}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    # ---------------------------------------------------------------- stages
+    def _run_source(self) -> StageResult:
+        spec = self.recipe.source
+        src = spec.cls(spec.params, self._ctx())
+        files = src.input_files()
+        checksums = {}
+        for f in files:
+            if not Path(f).exists():
+                raise InputError(str(f), "input file not found")
+            checksums[str(f)] = file_sha256(f)
+        self.input_checksums.update(checksums)
+        fp = source_fingerprint(spec.uses, spec.params, checksums, self.limit)
+        sdir = self._stage_dir(0, "source", fp)
+        done = ck.stage_done(sdir)
+        if done is not None:
+            return StageResult("source", spec.uses, fp, sdir, done["shards"], ck.read_json(sdir / "stats.json"))
+        t0 = time.perf_counter()
+        out = src.read()
+        rows = out.rows
+        if ROW_ID not in rows.columns:
+            raise StepError(spec.uses, f"source returned no '{ROW_ID}' column")
+        if self.limit is not None:
+            rows = rows.head(self.limit)
+        out = finish_output(spec.uses, rows.height + (out.rejects.height if out.rejects is not None else 0),
+                            StepOutput(rows, out.rejects, out.stats), time.perf_counter() - t0)
+        shards = []
+        n = max(1, -(-rows.height // self.shard_rows))
+        for i in range(n):
+            name = ck.shard_name(i)
+            ck.write_parquet(sdir / f"{name}.parquet", rows.slice(i * self.shard_rows, self.shard_rows))
+            shards.append(name)
+        ck.write_jsonl(sdir / "rejects.jsonl", ck.rejects_to_records(out.rejects, spec.uses))
+        ck.write_json(sdir / "stats.json", out.stats)
+        ck.mark_stage_done(sdir, shards, {"rows": rows.height})
+        return StageResult("source", spec.uses, fp, sdir, shards, out.stats)
+
+    def _load_tables(self) -> str:
+        """Read named side tables ([sources.<name>] and the source's own); return their combined fingerprint."""
+        parts = []
+        for name, spec in sorted(self.recipe.tables.items()):
+            src = spec.cls(spec.params, self._ctx())
+            checks = {str(f): file_sha256(f) for f in src.input_files()}
+            self.input_checksums.update(checks)
+            out = src.read()
+            self.tables[name] = out.rows
+            if out.rejects is not None and out.rejects.height:
+                self.table_rejects[name] = out.rejects
+            parts.append(source_fingerprint(spec.uses, spec.params, checks, None))
+        main = self.recipe.source
+        for name, df in main.cls(main.params, self._ctx()).side_tables().items():
+            self.tables.setdefault(name, df)
+        return hash_text(*parts)
+
+    def _step_ctx(self) -> RunContext:
+        return dataclasses.replace(self._ctx(), models={}, extra={})
+
+    def _run_step(self, index: int, spec, upstream: StageResult, up_fp: str) -> StageResult:
+        fp = component_fingerprint(up_fp, spec.uses, spec.params)
+        sdir = self._stage_dir(index, spec.id, fp)
+        label = f"{spec.id} ({spec.uses})"
+        ctx = self._step_ctx()
+        step: Step = spec.cls(spec.params, ctx)
+        meta_path = sdir / "meta.json"
+        setup_done = False
+
+        def on_setup() -> None:
+            nonlocal setup_done
+            if not setup_done:
+                log.info("%s: loading", label)
+                try:
+                    step.setup()
+                except MlbuildError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - reported with the step's name
+                    raise StepError(label, f"setup failed: {type(e).__name__}: {e}") from e
+                ck.write_json(meta_path, {"models": ctx.models, "extra": ctx.extra})
+                setup_done = True
+
+        done = ck.stage_done(sdir)
+        if step.kind == "global":
+            if done is None:
+                on_setup()
+                table = _concat([ck.read_shard(upstream.dir, s) for s in upstream.shards])
+                t0 = time.perf_counter()
+                try:
+                    out = step.process_table(table)
+                except MlbuildError:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    raise StepError(label, f"{type(e).__name__}: {e}") from e
+                out = finish_output(label, table.height, out, time.perf_counter() - t0)
+                shards = []
+                rows = out.rows
+                n = max(1, -(-rows.height // self.shard_rows))
+                for i in range(n):
+                    name = ck.shard_name(i)
+                    part = StepOutput(rows.slice(i * self.shard_rows, self.shard_rows),
+                                      out.rejects if i == 0 else None, out.stats if i == 0 else {})
+                    ck.write_shard(sdir, name, part, label)
+                    shards.append(name)
+                ck.mark_stage_done(sdir, shards, {"rows": rows.height})
+                done = ck.stage_done(sdir)
+            shards = done["shards"]
+        else:
+            shards = list(upstream.shards)
+            if done is None:
+                shard_rows = {s: ck.read_json(upstream.dir / f"{s}.done")["rows"] if (upstream.dir / f"{s}.done").exists()
+                              else self.shard_rows for s in shards}
+                try:
+                    self.executor.run_row_stage(step, label, upstream.dir, sdir, shards, shard_rows, on_setup)
+                except MlbuildError:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    raise StepError(label, f"{type(e).__name__}: {e}") from e
+                ck.mark_stage_done(sdir, shards, {})
+        stats: dict[str, Any] = {}
+        for s in shards:
+            stats = merge_stats(stats, ck.read_stats(sdir, s))
+        meta = ck.read_json(meta_path) if meta_path.exists() else {"models": ctx.models, "extra": ctx.extra}
+        res = StageResult(spec.id, spec.uses, fp, sdir, shards, stats, meta.get("models", {}), meta.get("extra", {}))
+        res.step = step  # type: ignore[attr-defined]
+        return res
+
+    # ---------------------------------------------------------------- main
+    def run(self) -> RunResult:
+        from ..publish import writer
+
+        rc = self.recipe
+        if not self.resume and self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.cache = CallCache(self.cache_path)
+        self.tables: dict[str, pl.DataFrame] = {}
+        self.table_rejects: dict[str, pl.DataFrame] = {}
+        self.input_checksums: dict[str, str] = {}
+        t_start = time.perf_counter()
+        try:
+            src = self._run_source()
+            tables_fp = self._load_tables()
+            # column contracts again, now that the data is known (sources with unknown columns)
+            first = ck.read_shard(src.dir, src.shards[0]) if src.shards else pl.DataFrame()
+            self._check_runtime_columns(first.columns)
+            stages = [src]
+            up_fp = hash_text(src.fingerprint, tables_fp)
+            for i, spec in enumerate(rc.steps, start=1):
+                res = self._run_step(i, spec, stages[-1], up_fp)
+                stages.append(res)
+                up_fp = res.fingerprint
+            final = _concat([ck.read_shard(stages[-1].dir, s) for s in stages[-1].shards])
+            fingerprint = dataset_fingerprint(rc, up_fp)
+            result = writer.write_dataset(self, stages, final, fingerprint, time.perf_counter() - t_start)
+        finally:
+            self.cache.close()
+        return result
+
+    def _check_runtime_columns(self, columns: list[str]) -> None:
+        if not columns:
+            return
+        rc = self.recipe
+
+        class _Known:
+            def __init__(self, cols):
+                self._cols = cols
+
+            def columns(self):
+                return self._cols
+
+        fake = dataclasses.replace(rc.source, cls=lambda params, ctx=None: _Known(columns))
+        problems = _check_columns(fake, rc.tables, rc.steps, rc.reports, rc.output)
+        if problems:
+            raise RecipeError(problems, path=str(rc.path))
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.width]
+    if not frames:
+        return pl.DataFrame({ROW_ID: []}, schema={ROW_ID: pl.Utf8})
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def dataset_fingerprint(recipe: Recipe, steps_fp: str) -> str:
+    ds = dataclasses.asdict(recipe.dataset)
+    ds.pop("version", None)
+    out = dataclasses.asdict(recipe.output)
+    reports = [(r.uses, stable_json(declared(r.params))) for r in recipe.reports]
+    return hash_text(steps_fp, stable_json(ds), stable_json(out), stable_json(reports))

@@ -1,0 +1,1 @@
+"""Writing and publishing datasets: Hub-layout folder, dataset card, manifest, versions."""

@@ -1,0 +1,163 @@
+"""``langid.v1``: identify the language of a text column with fastText.
+
+Reads: ``column`` (and the ``expect`` column when ``expect`` names one).
+Writes: ``<column>_lang`` (internal code such as ``kir_Cyrl``), ``<column>_lang_score``, and with
+``on_mismatch = "flag"`` also ``<column>_lang_ok``.
+
+Parameters:
+- ``column``: the text column.
+- ``expect``: a language code (``ky``, ``kir_Cyrl``) or a column holding codes; rows whose text is
+  not in that language are mismatches.
+- ``model``: ``lid.176`` (packaged fastText, the default), a path to any fastText LID model
+  (GlotLID), or a Hub id.
+- ``min_score``: a top score below this is a mismatch (``lang_low_score``).
+- ``on_mismatch``: ``drop`` (to ``rejects/``), ``keep`` (count only) or ``flag`` (add ``_lang_ok``).
+- ``confusable``: families fastText mixes up (default: kaz/kir/tat/bak/uzb_Cyrl and others). A
+  prediction in the expected language's family is accepted when the expected language is in the
+  top ``top_k`` and the script matches.
+- ``script_check``: the letters must be mostly in the expected language's script (catches
+  Latin-script output for a Cyrillic target).
+- ``short_text``: texts shorter than this many characters are accepted when the expected language
+  is in the top ``top_k`` (fastText is weak on short text).
+
+Example::
+
+    [[steps]]
+    uses = "langid.v1"
+    column = "passage"
+    expect = "en"
+    min_score = 0.5
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from .. import langs
+from ..models.lid import DEFAULT_CONFUSABLE, FastTextLID, check_languages, families_index
+from ..pipeline.base import Step, StepOutput
+from ..pipeline.params import param
+from ..pipeline.registry import register
+
+
+@dataclass
+class LangIdParams:
+    column: str = param(doc="text column to identify")
+    expect: str | None = param(None, doc="expected language: a code, or a column holding codes")
+    model: str = param("lid.176", doc="fastText LID model: packaged name, path or Hub id", kind="path")
+    min_score: float = param(0.0, doc="minimum top-1 probability")
+    on_mismatch: Literal["drop", "keep", "flag"] = param("drop", doc="what to do with mismatching rows")
+    confusable: list[list[str]] = param(DEFAULT_CONFUSABLE, doc="language families fastText confuses")
+    script_check: bool = param(True, doc="check that the text is written in the expected script")
+    short_text: int = param(20, doc="below this many characters, accept the expected language in the top-k")
+    top_k: int = param(3, doc="predictions considered for the confusable and short-text rules")
+    batch_size: int = param(10000, doc="texts per fastText call", runtime=True)
+
+
+@register("step")
+class LangId(Step):
+    __doc__ = __doc__
+    name = "langid.v1"
+    Params = LangIdParams
+    machine_generated_annotations = True
+
+    @classmethod
+    def check(cls, params: LangIdParams, columns: list[str] | None) -> list[tuple[str, str]]:
+        problems = []
+        e = params.expect
+        if e is not None and not (columns is not None and e in columns) and not langs.is_valid(e):
+            if columns is None or e not in columns:
+                hint = " or a column name" if columns is not None else ""
+                problems.append(("expect", f"{e!r} is neither a known language code{hint}"
+                                           + (f" (columns: {', '.join(columns)})" if columns else "")))
+        for i, fam in enumerate(params.confusable):
+            for c in fam:
+                if not langs.is_valid(c):
+                    problems.append((f"confusable[{i}]", f"unknown language code {c!r}"))
+        if not 0.0 <= params.min_score <= 1.0:
+            problems.append(("min_score", "expected a probability between 0 and 1"))
+        if params.top_k < 1:
+            problems.append(("top_k", "expected at least 1"))
+        return problems
+
+    def input_columns(self) -> list[str]:
+        return [self.params.column]
+
+    def output_columns(self, columns: list[str]) -> list[str]:
+        c = self.params.column
+        out = [*columns, f"{c}_lang", f"{c}_lang_score"]
+        if self.params.on_mismatch == "flag":
+            out.append(f"{c}_lang_ok")
+        return list(dict.fromkeys(out))
+
+    def setup(self) -> None:
+        self.lid = FastTextLID(self.params.model, self.ctx.recipe_dir)
+        self.ctx.record_model("lid", self.lid.id, self.lid.revision)
+        self.families = families_index(self.params.confusable)
+
+    def _expected(self, batch: pl.DataFrame) -> list[str | None]:
+        e = self.params.expect
+        if e is None:
+            return [None] * batch.height
+        if e in batch.columns:
+            out = []
+            for v in batch[e].to_list():
+                out.append(langs.normalize(v) if isinstance(v, str) and langs.is_valid(v) else None)
+            return out
+        return [langs.normalize(e)] * batch.height
+
+    def process(self, batch: pl.DataFrame) -> StepOutput:
+        p = self.params
+        col = p.column
+        texts = batch[col].cast(pl.Utf8).fill_null("").to_list()
+        expected = self._expected(batch)
+        codes: list[str] = []
+        scores: list[np.ndarray] = []
+        oks: list[np.ndarray] = []
+        reasons: list[Any] = []
+        details: list[Any] = []
+        counts = {"confusable_accepted": 0, "short_text_accepted": 0}
+        for i in range(0, len(texts), p.batch_size):
+            r = check_languages(self.lid, texts[i : i + p.batch_size], expected[i : i + p.batch_size],
+                                min_score=p.min_score, families=self.families, script_check=p.script_check,
+                                short_text=p.short_text, top_k=p.top_k)
+            codes += r["codes"]
+            scores.append(r["scores"])
+            oks.append(r["ok"])
+            reasons += r["reasons"]
+            details += r["details"]
+            for k, v in r["counts"].items():
+                counts[k] += v
+        ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
+        out = batch.with_columns(
+            pl.Series(f"{col}_lang", codes, dtype=pl.Utf8),
+            pl.Series(f"{col}_lang_score", np.concatenate(scores) if scores else [], dtype=pl.Float32),
+        )
+        stats: dict[str, Any] = {"detected": {}, **counts, "mismatch": int((~ok).sum())}
+        for c, n in pl.Series(codes, dtype=pl.Utf8).value_counts().iter_rows():
+            stats["detected"][c] = int(n)
+        if p.on_mismatch == "flag":
+            return StepOutput(out.with_columns(pl.Series(f"{col}_lang_ok", ok)), None, stats)
+        if p.on_mismatch == "keep":
+            return StepOutput(out, None, stats)
+        mask = pl.Series(ok)
+        bad = out.filter(~mask).with_columns(
+            pl.Series("reason", [r for r, k in zip(reasons, ok) if not k], dtype=pl.Utf8),
+            pl.Series("detail", [d for d, k in zip(details, ok) if not k], dtype=pl.Utf8),
+        )
+        return StepOutput(out.filter(mask), bad if bad.height else None, stats)
+
+    def finalize(self, stats: dict[str, Any], reports_dir) -> dict[str, Any]:
+        det = stats.get("detected", {})
+        top = sorted(det.items(), key=lambda kv: -kv[1])[:10]
+        md = "Detected languages (top 10): " + ", ".join(f"`{c}` {n}" for c, n in top)
+        if stats.get("confusable_accepted") or stats.get("short_text_accepted"):
+            md += (f". Accepted through the confusable-family rule: {stats.get('confusable_accepted', 0)}; "
+                   f"through the short-text rule: {stats.get('short_text_accepted', 0)}")
+        return {"markdown": md + "."}
+
+
