@@ -1,5 +1,6 @@
-"""Executors run the shards of a row step. The local executor runs them in order in this process;
-another executor (Ray) must produce the same files, so each shard is one call of :func:`run_shard`."""
+"""Executors run the shards of a row step and the whole-table call of a global step. The local executor
+runs them in this process; another executor (Ray, :mod:`.ray_executor`) must produce the same files, so
+each shard is one call of :func:`run_shard` and each global stage one call of :func:`run_global`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from tqdm.auto import tqdm
 
+from ..errors import MlbuildError, StepError
 from . import checkpoint as ck
 from .base import ROW_ID, Step, StepOutput
 
@@ -38,7 +41,7 @@ def finish_output(step_name: str, batch_rows: int, out: StepOutput, seconds: flo
     if out.rejects is not None and out.rejects.height:
         if "reason" not in out.rejects.columns:
             raise RuntimeError(f"step {step_name} returned rejects without a 'reason' column")
-        for reason, n in out.rejects.group_by("reason").len().iter_rows():
+        for reason, n in sorted(out.rejects.group_by("reason").len().iter_rows()):
             dropped[str(reason)] = int(n)
     out.stats = {"rows_in": batch_rows, "rows_out": out.rows.height, "dropped": dropped, "seconds": seconds,
                  **{k: v for k, v in out.stats.items() if k not in ("rows_in", "rows_out", "dropped", "seconds")}}
@@ -54,6 +57,38 @@ def run_shard(step: Step, step_label: str, in_dir: Path, out_dir: Path, shard: s
     out = finish_output(step_label, batch.height, out, time.perf_counter() - t0)
     ck.write_shard(out_dir, shard, out, step_label)
     return out.stats
+
+
+def concat_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.width]
+    if not frames:
+        return pl.DataFrame({ROW_ID: []}, schema={ROW_ID: pl.Utf8})
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def run_global(step: Step, step_label: str, in_dir: Path, in_shards: list[str], out_dir: Path,
+               shard_rows: int) -> list[str]:
+    """Run a global step over the whole upstream table and write its shards, then the stage marker."""
+    table = concat_frames([ck.read_shard(in_dir, s) for s in in_shards])
+    t0 = time.perf_counter()
+    try:
+        out = step.process_table(table)
+    except MlbuildError:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported with the step's name
+        raise StepError(step_label, f"{type(e).__name__}: {e}") from e
+    out = finish_output(step_label, table.height, out, time.perf_counter() - t0)
+    shards = []
+    rows = out.rows
+    n = max(1, -(-rows.height // shard_rows))
+    for i in range(n):
+        name = ck.shard_name(i)
+        part = StepOutput(rows.slice(i * shard_rows, shard_rows), out.rejects if i == 0 else None,
+                          out.stats if i == 0 else {})
+        ck.write_shard(out_dir, name, part, step_label)
+        shards.append(name)
+    ck.mark_stage_done(out_dir, shards, {"rows": rows.height})
+    return shards
 
 
 class LocalExecutor:
@@ -76,3 +111,11 @@ class LocalExecutor:
             for shard in todo:
                 run_shard(step, step_label, in_dir, out_dir, shard)
                 bar.update(shard_rows.get(shard, 0))
+
+    def run_global_stage(self, step: Step, step_label: str, in_dir: Path, in_shards: list[str], out_dir: Path,
+                         shard_rows: int, on_setup: Callable[[], None]) -> list[str]:
+        on_setup()
+        return run_global(step, step_label, in_dir, in_shards, out_dir, shard_rows)
+
+    def close(self) -> None:
+        """Nothing to release (other executors shut their cluster connection down here)."""

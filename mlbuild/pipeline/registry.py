@@ -5,6 +5,7 @@ imports them, so a new step is one new file."""
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
 
@@ -28,15 +29,19 @@ def register(kind: str):
 
 
 def load_all() -> None:
+    """Import the built-in components, then any plugin modules named in ``MLBUILD_PLUGINS``
+    (comma-separated importable module names that register their own steps)."""
     global _loaded
     if _loaded:
         return
+    _loaded = True
     for pkg_name in ("mlbuild.sources", "mlbuild.steps", "mlbuild.reports"):
         pkg = importlib.import_module(pkg_name)
         for mod in pkgutil.iter_modules(pkg.__path__):
             if not mod.name.startswith("_"):
                 importlib.import_module(f"{pkg_name}.{mod.name}")
-    _loaded = True
+    for name in filter(None, (m.strip() for m in os.environ.get("MLBUILD_PLUGINS", "").split(","))):
+        importlib.import_module(name)
 
 
 def known(kind: str) -> dict[str, type]:

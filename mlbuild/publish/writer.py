@@ -188,7 +188,8 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
         s = st.stats
         step_rows.append({"id": st.id, "uses": st.uses, "fingerprint": st.fingerprint,
                           "rows_in": s.get("rows_in", 0), "rows_out": s.get("rows_out", 0),
-                          "dropped": s.get("dropped", {}), "seconds": round(s.get("seconds", 0.0), 3),
+                          "dropped": dict(sorted(s.get("dropped", {}).items())),
+                          "seconds": round(s.get("seconds", 0.0), 3),
                           "by_lang": s.get("by_lang", {})})
     languages = languages_of(final, cfg_col)
     ds = rc.dataset
