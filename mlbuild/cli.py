@@ -15,6 +15,13 @@ from . import __version__, commands
 from .errors import MlbuildError
 
 
+def echo(*parts: object, err: bool = False) -> None:
+    """The CLI layer's only way to talk to the terminal (library code logs instead)."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(" ".join(str(p) for p in parts) + "\n")
+    stream.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlbuild", description="Build multilingual datasets from TOML recipes.")
     parser.add_argument("--version", action="version", version=f"mlbuild {__version__}")
@@ -43,15 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     except MlbuildError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        echo(f"error: {e}", err=True)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        echo("interrupted; rerun the same command to resume", err=True)
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
         if args.debug:
             raise
-        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        echo(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
         return 1
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..cli import echo
 from ..errors import InputError
 
 
@@ -23,25 +24,25 @@ def run(args) -> int:
     if not mf.exists():
         raise InputError(str(mf), "no manifest.json here; point at OUT/<name>/<version>")
     m = json.loads(mf.read_text())
-    print(f"{m['name']} {m['version']}  fingerprint {m['fingerprint'][:16]}  rows {m['rows']}  "
+    echo(f"{m['name']} {m['version']}  fingerprint {m['fingerprint'][:16]}  rows {m['rows']}  "
           f"built in {m['seconds']}s with mlbuild {m['mlbuild']['mlbuild']}")
-    print(f"languages: {', '.join(m['languages']) or 'none'}")
-    print("steps:")
+    echo(f"languages: {', '.join(m['languages']) or 'none'}")
+    echo("steps:")
     for s in m["steps"]:
         dropped = ", ".join(f"{k}={v}" for k, v in s["dropped"].items()) or "-"
-        print(f"  {s['id']:<16} {s['uses']:<22} in {s['rows_in']:>7} out {s['rows_out']:>7} "
+        echo(f"  {s['id']:<16} {s['uses']:<22} in {s['rows_in']:>7} out {s['rows_out']:>7} "
               f"{s['seconds']:>8.2f}s dropped: {dropped}")
     if m.get("models"):
-        print("models:")
+        echo("models:")
         for role, info in m["models"].items():
-            print(f"  {role}: {info['id']} @ {info.get('revision')}")
+            echo(f"  {role}: {info['id']} @ {info.get('revision')}")
     for cfg, splits in m["configs"].items():
         for split in splits:
             files = sorted((d / "data" / cfg).glob(f"{split}-*.parquet"))
             df = pl.read_parquet(files[0]).head(args.rows)
-            print(f"\n[{cfg}/{split}] {splits[split]} rows")
+            echo(f"\n[{cfg}/{split}] {splits[split]} rows")
             with pl.Config(tbl_cols=12, fmt_str_lengths=60, tbl_width_chars=160):
-                print(df)
+                echo(df)
     if m.get("reports"):
-        print("\nreports: " + ", ".join(m["reports"]))
+        echo("\nreports: " + ", ".join(m["reports"]))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..cli import echo
 from ..recipe import load_recipe
 
 
@@ -32,7 +33,7 @@ def run(args) -> int:
     total = res.manifest["rows"]
     configs = ", ".join(f"{c} ({sum(s.values())})" for c, s in res.manifest["configs"].items())
     state = " (unchanged)" if res.up_to_date else ""
-    print(f"dataset{state}: {res.dataset_dir}")
-    print(f"  {total} rows; configs: {configs or 'none'}; fingerprint {res.fingerprint[:16]}; "
+    echo(f"dataset{state}: {res.dataset_dir}")
+    echo(f"  {total} rows; configs: {configs or 'none'}; fingerprint {res.fingerprint[:16]}; "
           f"{res.manifest['seconds']:.1f}s")
     return 0

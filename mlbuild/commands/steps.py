@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..cli import echo
+from ..errors import RecipeError
 from ..pipeline import params as P
 from ..pipeline import registry
 
@@ -17,20 +19,23 @@ def run(args) -> int:
         for kind in ("source", "step", "report"):
             if args.name in registry.known(kind):
                 cls = registry.lookup(kind, args.name)
-                print(f"{cls.name} ({kind})\n")
-                print(cls.doc())
-                print("\nparameters:")
+                echo(f"{cls.name} ({kind})\n")
+                echo(cls.doc())
+                echo("\nparameters:")
                 for row in P.describe(cls.Params):
                     flag = "required" if row["required"] else f"default {row['default']!r}"
                     rt = ", runtime-only" if row["runtime"] else ""
-                    print(f"  {row['name']}: {row['type']} ({flag}{rt}) {row['doc']}")
+                    echo(f"  {row['name']}: {row['type']} ({flag}{rt}) {row['doc']}")
                 return 0
-        registry.lookup("step", args.name)  # raises with the known names
+        try:
+            registry.lookup("step", args.name)
+        except KeyError as e:
+            raise RecipeError(str(e).strip("'\"")) from None
     for kind in ("source", "step", "report"):
-        print(f"{kind}s:")
+        echo(f"{kind}s:")
         for name, cls in registry.known(kind).items():
             first = (cls.doc().splitlines() or [""])[0]
             names = ", ".join(r["name"] for r in P.describe(cls.Params))
-            print(f"  {name:28s} {first.split(':', 1)[-1].strip()[:80]}")
-            print(f"  {'':28s} params: {names}")
+            echo(f"  {name:28s} {first.split(':', 1)[-1].strip()[:80]}")
+            echo(f"  {'':28s} params: {names}")
     return 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
+from ..cli import echo
 from ..errors import RecipeError
 from ..recipe import load_recipe
 
@@ -21,9 +20,9 @@ def run(args) -> int:
         try:
             r = load_recipe(path, args.overrides)
         except RecipeError as e:
-            print(f"error: {e}", file=sys.stderr)
+            echo(f"error: {e}", err=True)
             code = 2
             continue
-        print(f"{path}: ok ({r.source.uses} -> {' -> '.join(s.uses for s in r.steps) or 'no steps'}; "
+        echo(f"{path}: ok ({r.source.uses} -> {' -> '.join(s.uses for s in r.steps) or 'no steps'}; "
               f"{r.dataset.name} {r.dataset.version})")
     return code

@@ -65,8 +65,17 @@ class FastTextLID:
         if not texts:
             return [], np.zeros((0, k), dtype=np.float32)
         clean = [t.replace("\n", " ").replace("\r", " ") if ("\n" in t or "\r" in t) else t for t in texts]
+        if not self._codes:
+            self._codes = {lbl: label_to_code(lbl) for lbl in self.model.get_labels()}
         labels, probs = self.model.predict(clean, k=k)
-        codes = [[self._code(lbl) for lbl in row] for row in labels]
+        code = self._codes
+        try:
+            codes = [[code[lbl] for lbl in row] for row in labels]
+        except KeyError:
+            codes = [[self._code(lbl) for lbl in row] for row in labels]
+        if k == 1:
+            arr = np.fromiter((p[0] if len(p) else 0.0 for p in probs), dtype=np.float32, count=len(texts))
+            return codes, arr.reshape(-1, 1)
         arr = np.zeros((len(texts), k), dtype=np.float32)
         for i, p in enumerate(probs):
             arr[i, : len(p)] = p
@@ -134,49 +143,51 @@ def check_languages(lid: FastTextLID, texts: list[str], expected: list[str | Non
 
     Returns a dict with ``codes`` (top-1 code), ``scores``, ``ok`` (bool array; True where no
     expectation), ``reasons`` (None or ``lang_mismatch`` / ``lang_low_score`` / ``wrong_script``),
-    ``details`` and ``counts`` (accepted through the confusable family or the short-text rule)."""
+    ``details`` and ``counts`` (accepted through the confusable family or the short-text rule).
+
+    Throughput: one top-1 ``predict`` over all texts; only the rows that disagree with their expected
+    language get a second, top-k prediction for the confusable and short-text rules."""
     families = families if families is not None else families_index(DEFAULT_CONFUSABLE)
-    codes_k, probs = lid.predict(texts, k=top_k)
     n = len(texts)
-    top = [c[0] if c else "und" for c in codes_k]
-    scores = probs[:, 0] if n else np.zeros(0, dtype=np.float32)
+    codes_1, probs_1 = lid.predict(texts, k=1)
+    top = [c[0] if c else "und" for c in codes_1]
+    scores = probs_1[:, 0] if n else np.zeros(0, dtype=np.float32)
     ok = np.ones(n, dtype=bool)
     reasons: list[str | None] = [None] * n
     details: list[str | None] = [None] * n
     counts = {"confusable_accepted": 0, "short_text_accepted": 0}
-    # script check per expected script, vectorised
+    low = scores < min_score
+    has_exp = np.fromiter((e is not None for e in expected), dtype=bool, count=n)
+    same = np.fromiter((e is not None and e.split("_")[0] == t.split("_")[0] for e, t in zip(expected, top)),
+                       dtype=bool, count=n)
     sc_ok = np.ones(n, dtype=bool)
-    if script_check:
+    if script_check and has_exp.any():
         by_script: dict[str, list[int]] = {}
-        for i, e in enumerate(expected):
-            if e is not None:
-                by_script.setdefault(e.split("_")[1], []).append(i)
+        for i in np.flatnonzero(has_exp).tolist():
+            by_script.setdefault(expected[i].split("_")[1], []).append(i)
         for scr, idx in by_script.items():
             sc_ok[idx] = script_ok([texts[i] for i in idx], scr)
-    for i in range(n):
-        e = expected[i]
-        if e is None:
-            if scores[i] < min_score:
-                ok[i], reasons[i] = False, "lang_low_score"
-                details[i] = f"detected {top[i]} with score {scores[i]:.2f} < {min_score}"
-            continue
-        el, pl_ = _lang(e), _lang(top[i])
-        if not sc_ok[i]:
-            ok[i], reasons[i] = False, "wrong_script"
-            details[i] = f"expected {e} script, found {langs.script_of_text(texts[i])}"
-            continue
-        if el == pl_:
-            if scores[i] < min_score:
-                ok[i], reasons[i] = False, "lang_low_score"
-                details[i] = f"{top[i]} with score {scores[i]:.2f} < {min_score}"
-            continue
-        in_topk = any(_lang(c) == el for c in codes_k[i])
-        if in_topk and pl_ in families.get(el, ()):
-            counts["confusable_accepted"] += 1
-            continue
-        if in_topk and len(texts[i]) < short_text:
-            counts["short_text_accepted"] += 1
-            continue
-        ok[i], reasons[i] = False, "lang_mismatch"
-        details[i] = f"expected {e}, detected {top[i]} ({scores[i]:.2f})"
+    for i in np.flatnonzero(~has_exp & low).tolist():
+        ok[i], reasons[i] = False, "lang_low_score"
+        details[i] = f"detected {top[i]} with score {scores[i]:.2f} < {min_score}"
+    for i in np.flatnonzero(has_exp & ~sc_ok).tolist():
+        ok[i], reasons[i] = False, "wrong_script"
+        details[i] = f"expected {expected[i]} script, found {langs.script_of_text(texts[i])}"
+    for i in np.flatnonzero(has_exp & sc_ok & same & low).tolist():
+        ok[i], reasons[i] = False, "lang_low_score"
+        details[i] = f"{top[i]} with score {scores[i]:.2f} < {min_score}"
+    differ = np.flatnonzero(has_exp & sc_ok & ~same).tolist()
+    if differ:
+        codes_k, _ = lid.predict([texts[i] for i in differ], k=top_k)
+        for i, cands in zip(differ, codes_k):
+            el, pl_ = _lang(expected[i]), _lang(top[i])
+            in_topk = any(_lang(c) == el for c in cands)
+            if in_topk and pl_ in families.get(el, ()):
+                counts["confusable_accepted"] += 1
+                continue
+            if in_topk and len(texts[i]) < short_text:
+                counts["short_text_accepted"] += 1
+                continue
+            ok[i], reasons[i] = False, "lang_mismatch"
+            details[i] = f"expected {expected[i]}, detected {top[i]} ({scores[i]:.2f})"
     return {"codes": top, "scores": scores, "ok": ok, "reasons": reasons, "details": details, "counts": counts}
