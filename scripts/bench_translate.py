@@ -1,0 +1,219 @@
+"""Benchmark: mlbuild's ``translate.v1`` step against a plain loop over ``transformers.pipeline("translation")``.
+
+(transformers 5 removed the ``translation`` pipeline; with transformers >= 5 the baseline loop runs the
+same three things that pipeline ran per call: tokenize, ``generate``, decode with ``skip_special_tokens``.)
+
+Both translate the same inputs with the same tiny random-weight Marian model, built here in a temp
+folder (a word-level tokenizer trained on the fly; no download), with greedy decoding and the same
+``max_new_tokens``. The inputs mix lengths (4-60 words) and repeat a share of texts (``--dup``), as
+passages with boilerplate do. mlbuild wins by de-duplication and length-bucketed batching; the
+script also times the pipeline given the whole list with ``batch_size`` (batched, not bucketed), and a
+rerun of the recipe (everything comes from the model-call cache).
+
+It checks that the outputs are the same text for text, and prints one JSON object. Times include
+loading the model on both sides. On CUDA both sides run in the same half precision.
+
+    python scripts/bench_translate.py                      # CPU defaults (a few minutes on 2 shared cores)
+    python scripts/bench_translate.py --device cuda --n 4000 --d-model 512 --layers 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_model(out: Path, vocab: list[str], d_model: int, layers: int, seed: int, eos_bias: float) -> Path:
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(specials + vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(out)
+    torch.manual_seed(seed)
+    v = len(specials) + len(vocab)
+    cfg = MarianConfig(vocab_size=v, decoder_vocab_size=v, d_model=d_model, encoder_layers=layers,
+                       decoder_layers=layers, encoder_attention_heads=max(2, d_model // 64),
+                       decoder_attention_heads=max(2, d_model // 64), encoder_ffn_dim=4 * d_model,
+                       decoder_ffn_dim=4 * d_model, max_position_embeddings=512, pad_token_id=0, eos_token_id=1,
+                       decoder_start_token_id=0, forced_eos_token_id=1, share_encoder_decoder_embeddings=True)
+    model = MarianMTModel(cfg)
+    with torch.no_grad():  # random weights never stop; an EOS bias gives varied output lengths
+        model.final_logits_bias[0, 1] = eos_bias
+    model.generation_config.num_beams = 1
+    model.generation_config.max_length = None
+    model.save_pretrained(out)
+    return out
+
+
+def make_inputs(n: int, dup: float, vocab: list[str], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    texts: list[str] = []
+    for _ in range(n):
+        if texts and rng.random() < dup:
+            texts.append(rng.choice(texts))
+        else:
+            k = int(min(60, max(4, rng.lognormvariate(2.6, 0.6))))
+            texts.append(" ".join(rng.choice(vocab) for _ in range(k)))
+    return texts
+
+
+RECIPE = """
+[dataset]
+name = "bench-translate"
+version = "0.1.0"
+
+[source]
+uses = "jsonl.v1"
+path = "{src}"
+id_column = "id"
+
+[[steps]]
+uses = "translate.v1"
+columns = ["text"]
+source_lang = "en"
+target_langs = ["pt"]
+model = "{model}"
+segment = "none"
+gates = []
+num_beams = 1
+max_new_tokens = {mnt}
+batch_size = {bs}
+device = "{device}"
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=400, help="input texts")
+    ap.add_argument("--dup", type=float, default=0.3, help="share of inputs that repeat an earlier one")
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--vocab", type=int, default=3000)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--eos-bias", type=float, default=6.0, help="logit bias of EOS in the random model")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-loop", action="store_true", help="skip the per-text pipeline loop (slowest)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    import polars as pl
+    import torch
+    import transformers
+
+    from mlbuild.models.device import resolve_device, torch_dtype
+    from mlbuild.pipeline.runner import Runner
+    from mlbuild.recipe import load_recipe
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    device = resolve_device(args.device)
+    rng = random.Random(args.seed)
+    vocab = sorted({"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+                    for _ in range(args.vocab)})
+    result: dict = {"device": device, "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+                    "torch": torch.__version__, "transformers": transformers.__version__,
+                    "cpu_threads": torch.get_num_threads(), "args": vars(args)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_dir = build_model(tmp / "model", vocab, args.d_model, args.layers, args.seed, args.eos_bias)
+        texts = make_inputs(args.n, args.dup, vocab, args.seed + 1)
+        result["inputs"] = {"texts": len(texts), "distinct": len(set(texts)),
+                            "words_mean": round(sum(len(t.split()) for t in texts) / len(texts), 1)}
+        dtype = torch_dtype(device)
+        gen = {"max_new_tokens": args.max_new_tokens, "num_beams": 1, "do_sample": False}
+
+        # -- baselines: transformers.pipeline("translation") where it exists (transformers < 5); transformers 5
+        # removed that task, so there the loop does what its preprocess/forward/postprocess did: tokenize one
+        # text, generate, decode with skip_special_tokens
+        has_pipeline = int(transformers.__version__.split(".")[0]) < 5
+        result["baseline"] = ('transformers.pipeline("translation")' if has_pipeline
+                              else "tokenize + generate + decode per call (the removed translation pipeline's steps)")
+
+        def make_pipe():
+            if has_pipeline:
+                pipe = transformers.pipeline("translation", model=str(model_dir), tokenizer=str(model_dir),
+                                             device=device, torch_dtype=dtype)
+                return lambda batch: [r["translation_text"].strip() for r in pipe(batch, batch_size=len(batch),
+                                                                                    **gen)]
+            tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+            model = transformers.AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+
+            def run(batch: list[str]) -> list[str]:
+                enc = tok(batch, return_tensors="pt", padding=True, truncation=True).to(device)
+                with torch.inference_mode():
+                    out = model.generate(**enc, **gen)
+                return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True,
+                                                            clean_up_tokenization_spaces=False)]
+
+            return run
+
+        loop_out = None
+        if not args.skip_loop:  # baseline 1: a plain loop, one text at a time
+            t0 = time.perf_counter()
+            pipe = make_pipe()
+            loop_out = [pipe([t])[0] for t in texts]
+            result["pipeline_loop_s"] = round(time.perf_counter() - t0, 2)
+            del pipe
+        # baseline 2: batches of batch_size in input order (batched, not bucketed or de-duplicated)
+        t0 = time.perf_counter()
+        pipe = make_pipe()
+        batched_out = [o for i in range(0, len(texts), args.batch_size) for o in pipe(texts[i : i + args.batch_size])]
+        result["pipeline_batched_s"] = round(time.perf_counter() - t0, 2)
+        del pipe
+
+        # -- mlbuild: the translate.v1 step through the runner (checkpoints, cache, card included)
+        src = tmp / "in.jsonl"
+        src.write_text("\n".join(json.dumps({"id": f"t{i:06d}", "text": t}) for i, t in enumerate(texts)) + "\n")
+        recipe = tmp / "bench.toml"
+        recipe.write_text(RECIPE.format(src=src, model=model_dir, mnt=args.max_new_tokens, bs=args.batch_size,
+                                        device=device))
+        t0 = time.perf_counter()
+        res = Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
+        result["mlbuild_s"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        (tmp / "out" / "bench-translate").rename(tmp / "out" / "first")
+        for d in (tmp / "out" / ".mlbuild" / "bench-translate" / "0.1.0").glob("01-*"):
+            import shutil
+
+            shutil.rmtree(d)
+        Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
+        result["mlbuild_rerun_from_cache_s"] = round(time.perf_counter() - t0, 2)
+        table = pl.concat([pl.read_parquet(p) for p in sorted((tmp / "out" / "first").rglob("*.parquet"))])
+        by_id = dict(zip(table["parallel_id"].to_list(), table["text"].to_list()))
+        ml_out = [by_id[f"t{i:06d}"] for i in range(len(texts))]
+        st = res.manifest["step_summaries"]
+        result["mt_report"] = st
+
+        ref = loop_out if loop_out is not None else batched_out
+        same = sum(a == b for a, b in zip(ml_out, ref))
+        result["same_outputs"] = f"{same}/{len(texts)} (vs {'loop' if loop_out is not None else 'batched'} pipeline)"
+        result["same_outputs_vs_batched_pipeline"] = f"{sum(a == b for a, b in zip(ml_out, batched_out))}/{len(texts)}"
+        if loop_out is not None:
+            result["speedup_vs_loop"] = round(result["pipeline_loop_s"] / result["mlbuild_s"], 2)
+        result["speedup_vs_batched_pipeline"] = round(result["pipeline_batched_s"] / result["mlbuild_s"], 2)
+        diffs = [(t, a, b) for t, a, b in zip(texts, ml_out, ref) if a != b][:3]
+        result["first_differences"] = [{"input": t[:80], "mlbuild": a[:80], "pipeline": b[:80]} for t, a, b in diffs]
+    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

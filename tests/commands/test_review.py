@@ -1,0 +1,153 @@
+"""Review queue round trip: build with a failing projection, export, fix by hand, import as a new version."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+import yaml
+
+from mlbuild import spans as S
+from mlbuild.cli import main
+from mlbuild.errors import InputError
+from mlbuild.pipeline.runner import Runner
+from mlbuild.recipe import load_recipe
+from mlbuild.steps import project_spans as mod
+
+ROWS = [
+    ("Barack Obama visited China.", [(0, 12, "PER"), (21, 26, "LOC")], "[1]Barack Obama[/1] visitou a [2]China[/2]."),
+    ("I met John and Mary in Paris.", [(6, 10, "PER"), (15, 19, "PER"), (23, 28, "LOC")],
+     "Eu conheci [1]João[/1] e [2]Mary[/2] em Paris[/3]."),
+    ("Apple hired Tim Cook.", [(0, 5, "ORG"), (12, 20, "PER")], "A Apple contratou [2]Tim Cook[/2]."),
+]
+
+RECIPE = """
+[dataset]
+name = "proj"
+version = "0.1.0"
+
+[source]
+uses = "jsonl.v1"
+path = "rows.jsonl"
+
+[[steps]]
+id = "project"
+uses = "project_spans.v1"
+text_column = "text"
+spans_column = "spans"
+source_lang = "en"
+target_langs = ["pt"]
+engine = "bergamot"
+on_failure = "{on_failure}"
+bio = true
+"""
+
+
+class FakeMT:
+    id, revision = "fake-mt", "1"
+
+    def __init__(self):
+        self.table = {S.insert_markers(t, [S.Span(*s) for s in sp], S.style("brackets")): o for t, sp, o in ROWS}
+
+    def translate(self, texts, src, tgt):
+        return [self.table.get(t, t) for t in texts]
+
+
+@pytest.fixture
+def built(write_recipe, tmp_path, monkeypatch):
+    monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: FakeMT())
+
+    def build(on_failure="keep"):
+        rows = "".join(json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]})
+                       + "\n" for t, sp, _ in ROWS)
+        path = write_recipe(RECIPE.format(on_failure=on_failure), {"rows.jsonl": rows})
+        return Runner(load_recipe(path), tmp_path / "out", quiet=True).run().dataset_dir
+
+    return build
+
+
+def _read(d):
+    return pl.concat([pl.read_parquet(f) for f in sorted((d / "data").rglob("*.parquet"))], how="diagonal_relaxed")
+
+
+def _fix(queue, fixes):
+    lines = [json.loads(x) for x in queue.read_text(encoding="utf-8").splitlines()]
+    for e in lines:
+        if e["row_id"] in fixes:
+            e["target"] = fixes[e["row_id"]]
+    queue.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in lines), encoding="utf-8")
+    return lines
+
+
+def test_export_fix_import_round_trip(built, tmp_path, capsys):
+    d = built("keep")
+    queue = tmp_path / "queue.jsonl"
+    assert main(["review", "export", str(d), "--to", str(queue)]) == 0
+    assert "2 rows to review" in capsys.readouterr().out
+    lines = [json.loads(x) for x in queue.read_text(encoding="utf-8").splitlines()]
+    by_id = {e["row_id"]: e for e in lines}
+    e = by_id["000000002/por_Latn"]
+    assert e["status"] == "missing_marker" and e["labels"] == {"1": "PER", "2": "PER", "3": "LOC"}
+    assert e["source"] == "I met [1]John[/1] and [2]Mary[/2] in [3]Paris[/3]."
+    assert e["target"] == "Eu conheci [1]João[/1] e [2]Mary[/2] em Paris."  # the attempt, ready to fix
+    assert by_id["000000003/por_Latn"]["target"] == "A Apple contratou [2]Tim Cook[/2]."
+    # a person fixes one row, leaves the other untouched
+    _fix(queue, {"000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris[/3]."})
+    assert main(["review", "import", str(queue)]) == 0
+    out = capsys.readouterr().out
+    assert "1 rows human-corrected" in out and "1 lines left unedited" in out
+    new = d.parent / "0.1.1"
+    df = _read(new)
+    row = df.filter(pl.col("row_id") == "000000002/por_Latn").row(0, named=True)
+    assert row["projection_status"] == "ok" and row["human_corrected"] and row["projection_method"] == "human"
+    assert [row["target_text"][s["start"] : s["end"]] for s in row["target_spans"]] == ["João", "Mary", "Paris"]
+    assert row["target_tags"] == ["O", "O", "B-PER", "O", "B-PER", "O", "B-LOC", "O"]
+    assert df["human_corrected"].sum() == 1 and df.height == 3
+    assert df.schema["target_spans"] == S.SPANS_DTYPE
+    man = json.loads((new / "manifest.json").read_text())
+    old = json.loads((d / "manifest.json").read_text())
+    assert man["version"] == "0.1.1" and man["parent"]["version"] == "0.1.0"
+    assert man["human_corrected"]["rows"] == 1 and man["fingerprint"] != old["fingerprint"]
+    card = (new / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert "expert-generated" in meta["annotations_creators"]
+    assert "## Human corrections" in card and "1 rows were corrected by hand" in card
+    assert "- **Version:** 0.1.1 (from 0.1.0, with 1 human-corrected rows)" in card
+    # the old version is untouched; the same version again needs --overwrite
+    assert "human_corrected" not in _read(d).columns
+    with pytest.raises(InputError, match="exists already"):
+        from mlbuild.publish.review import import_corrections
+
+        import_corrections(queue)
+
+
+def test_rows_dropped_to_rejects_come_back(built, tmp_path):
+    from mlbuild.publish.review import export_queue, import_corrections
+
+    d = built("drop")
+    assert _read(d).height == 1
+    queue = tmp_path / "q.jsonl"
+    assert export_queue(d, queue) == {"missing_marker": 2}
+    _fix(queue, {"000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris[/3].",
+                 "000000003/por_Latn": "A [1]Apple[/1] contratou [2]Tim Cook[/2]."})
+    res = import_corrections(queue, version="0.2.0")
+    assert (res.corrected, res.added_from_rejects) == (2, 2)
+    df = _read(d.parent / "0.2.0")
+    assert df.height == 3 and df["human_corrected"].sum() == 2
+    assert set(df["projection_status"]) == {"ok"}
+    rej = (d.parent / "0.2.0" / "rejects").glob("*-project.jsonl")
+    assert all(not f.read_text().strip() for f in rej)
+
+
+def test_broken_fix_is_reported_or_strict_error(built, tmp_path):
+    from mlbuild.publish.review import export_queue, import_corrections
+
+    d = built("keep")
+    queue = tmp_path / "q.jsonl"
+    export_queue(d, queue)
+    _fix(queue, {"000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris."})
+    with pytest.raises(InputError, match="row 000000002/por_Latn: missing_marker"):
+        import_corrections(queue, strict=True)
+    res = import_corrections(queue)
+    assert res.corrected == 0 and len(res.invalid) == 1

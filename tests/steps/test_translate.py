@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+from conftest import LID_LINES
+
+import mlbuild.steps.translate as tr
+from mlbuild.errors import RecipeError
+from mlbuild.models.mt import MTBackend, Translation
+from mlbuild.pipeline.base import RunContext
+from mlbuild.pipeline.cache import CallCache
+from mlbuild.pipeline.params import parse
+
+EN, PT, KY = LID_LINES["en"], LID_LINES["pt"], LID_LINES["ky"]
+TABLE = {("por", e): p for e, p in zip(EN, PT)} | {("kir", e): k for e, k in zip(EN, KY)}
+TABLE |= {("eng", p): e for e, p in zip(EN, PT)}
+
+
+class FakeMT(MTBackend):
+    """A lookup 'translator' over the parallel LID lines, with crafted inputs that misbehave."""
+
+    engine = "fake"
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    @property
+    def id(self):
+        return "fake-mt"
+
+    @property
+    def revision(self):
+        return "r1"
+
+    def translate_detailed(self, texts, src, tgt):
+        self.calls.append(list(texts))
+        out = []
+        for t in texts:
+            key = t.rstrip(".").lower()
+            dot = "." if t.endswith(".") else ""
+            cap = str.capitalize if t[:1].isupper() and not t.isupper() else str
+            lang = tgt.split("_")[0]
+            if t.startswith("COPY"):
+                out.append(Translation(t, 5))
+            elif t.startswith("LOOP"):
+                out.append(Translation("o gato " * 8, 16))
+            elif t.startswith("LONG"):
+                out.append(Translation(" ".join(PT), 100))
+            elif t.startswith("TRUNC"):
+                out.append(Translation("o tempo está bom", 8, truncated=True))
+            elif t.startswith("WRONG"):
+                out.append(Translation("бул окууга жакшы китеп мышык килемде отурат", 9))
+            elif t.startswith("LOST"):
+                out.append(Translation("coisa nenhuma aqui", 3))
+            elif t.startswith("EMPTY"):
+                out.append(Translation("", 0))
+            elif (lang, key) in TABLE:
+                out.append(Translation(cap(TABLE[(lang, key)]) + dot, len(t.split())))
+            else:
+                out.append(Translation(f"[{lang}] {t}", len(t.split())))
+        return out
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    f = FakeMT()
+    monkeypatch.setattr(tr, "_load_mt", lambda *a, **k: f)
+    return f
+
+
+def make_step(tmp_path, tiny_lid, cache=True, **raw):
+    raw = {"columns": ["query"], "source_lang": "en", "target_langs": ["pt"], "engine": "transformers",
+           "model": "fake", "lid_model": str(tiny_lid), **raw}
+    params, problems = parse(tr.TranslateParams, raw, "steps[0]", tmp_path)
+    assert not problems, problems
+    assert not tr.Translate.check(params, None)
+    ctx = RunContext(recipe_dir=tmp_path, cache=CallCache(tmp_path / "cache.sqlite") if cache else None)
+    step = tr.Translate(params, ctx)
+    step.setup()
+    return step
+
+
+def frame(queries, **extra):
+    n = len(queries)
+    return pl.DataFrame({"row_id": [f"r{i}" for i in range(n)], "query": queries,
+                         "query_id": [f"q{i}" for i in range(n)], **extra})
+
+
+def test_one_row_per_target_with_ids_and_passthrough(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, target_langs=["pt", "ky"])
+    out = step.process(frame(EN[:3], doc_id=["d0", "d1", "d2"]))
+    rows = out.rows.sort("row_id")
+    assert rows.height == 6 and out.rejects is None
+    assert rows["row_id"].to_list() == ["r0/kir_Cyrl", "r0/por_Latn", "r1/kir_Cyrl", "r1/por_Latn",
+                                        "r2/kir_Cyrl", "r2/por_Latn"]
+    pt = rows.filter(pl.col("lang") == "por_Latn")
+    assert pt["query"].to_list() == PT[:3]
+    assert pt["query_src"].to_list() == EN[:3]
+    assert pt["parallel_id"].to_list() == ["r0", "r1", "r2"]
+    assert pt["query_id"].to_list() == ["q0", "q1", "q2"] and pt["doc_id"].to_list() == ["d0", "d1", "d2"]
+    assert rows.filter(pl.col("lang") == "kir_Cyrl")["query"].to_list() == KY[:3]
+    assert set(step.output_columns(["row_id", "query", "query_id", "doc_id"])) == set(rows.columns)
+    assert out.stats["mt"]["por_Latn"]["rows_out"] == 3
+
+
+def test_segments_reassembled_and_deduplicated(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, columns=["passage"], gates=[])
+    E, P = [e.capitalize() for e in EN], [p.capitalize() for p in PT]
+    p1 = f"{E[0]}. {E[1]}.\n\n{E[2]}."
+    p2 = f"  {E[1]}. {E[0]}.  "
+    out = step.process(pl.DataFrame({"row_id": ["a", "b"], "passage": [p1, p2]}))
+    got = out.rows.sort("row_id")["passage"].to_list()
+    assert got == [f"{P[0]}. {P[1]}.\n\n{P[2]}.", f"  {P[1]}. {P[0]}.  "]
+    translated = [s for call in fake.calls for s in call]
+    assert sorted(translated) == sorted({f"{e}." for e in E[:3]})  # 5 segments, 3 distinct, each once
+    st = out.stats["mt"]["por_Latn"]
+    assert (st["segments"], st["unique_segments"], st["engine_segments"]) == (5, 3, 3)
+
+
+def test_segment_none_sends_whole_text(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, columns=["passage"], gates=[], segment="none")
+    text = f"{EN[0].capitalize()}. {EN[1].capitalize()}."
+    step.process(pl.DataFrame({"row_id": ["a"], "passage": [text]}))
+    assert fake.calls == [[text]]
+
+
+def test_every_gate_fires_on_crafted_inputs(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid)
+    queries = [EN[0], "COPY this query stays in english", "LOOP the cat", "LONG the cat sat there",
+               "TRUNC the weather is nice today", "WRONG please open it", "EMPTY nothing comes back", None]
+    out = step.process(frame(queries))
+    reasons = dict(zip(out.rejects["query_src"].to_list(), out.rejects["reason"].to_list()))
+    assert reasons == {queries[1]: "copy", queries[2]: "repetition", queries[3]: "length_ratio",
+                       queries[4]: "truncated", queries[5]: "wrong_script", queries[6]: "empty_output"}
+    assert all(d.startswith("query: ") for d in out.rejects["detail"].to_list())
+    kept = out.rows["query_src"].to_list()
+    assert kept == [EN[0], None]  # a null cell stays null and is not judged
+    st = out.stats["mt"]["por_Latn"]
+    assert st["dropped"] == {"copy": 1, "repetition": 1, "length_ratio": 1, "truncated": 1, "wrong_script": 1,
+                             "empty_output": 1}
+    assert st["truncated"] == 1
+
+
+def test_language_gate_mismatch_and_gates_can_be_switched_off(tmp_path, tiny_lid, fake):
+    # Portuguese output where Kazakh (Cyrillic) is expected is a wrong script; Kyrgyz text where Kazakh
+    # is expected is accepted only through the confusable family (ky/kk share a family)
+    step = make_step(tmp_path, tiny_lid, target_langs=["pt"], script_check=False)
+    out = step.process(frame(["WRONG please open the window for me"]))
+    assert out.rejects["reason"].to_list() == ["lang_mismatch"]
+    step = make_step(tmp_path, tiny_lid, gates=["copy"])
+    out = step.process(frame(["WRONG please open the window for me", "LOOP the cat"]))
+    assert out.rejects is None and out.rows.height == 2
+
+
+def test_flag_and_keep_modes(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, on_fail="flag")
+    out = step.process(frame([EN[0], "COPY this query stays in english"]))
+    assert out.rejects is None
+    assert out.rows["mt_ok"].to_list() == [True, False]
+    assert out.rows["mt_reason"].to_list() == [None, "copy"]
+    step = make_step(tmp_path, tiny_lid, on_fail="keep")
+    out = step.process(frame([EN[0], "COPY this query stays in english"]))
+    assert out.rejects is None and out.rows.height == 2
+    assert out.stats["mt"]["por_Latn"]["dropped"] == {"copy": 1}
+
+
+def test_keep_source_rows(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, keep_source=True)
+    out = step.process(frame(EN[:2]))
+    rows = out.rows.sort("row_id")
+    assert rows["row_id"].to_list() == ["r0/eng_Latn", "r0/por_Latn", "r1/eng_Latn", "r1/por_Latn"]
+    src = rows.filter(pl.col("lang") == "eng_Latn")
+    assert src["query"].to_list() == EN[:2] and src["query_src"].to_list() == EN[:2]
+    assert src["parallel_id"].to_list() == ["r0", "r1"]
+
+
+def test_round_trip_scores_and_threshold(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, round_trip=True, round_trip_min_chrf=50.0, gates=[])
+    out = step.process(frame([EN[0], "LOST sentence about something"]))
+    # EN[0] -> PT[0] -> EN[0]: chrF 100; the other comes back as "[eng] coisa nenhuma aqui": low chrF
+    assert out.rows["query_rt_chrf"].to_list() == [100.0]
+    assert out.rejects["reason"].to_list() == ["round_trip_low"]
+    assert out.rejects["query_rt_chrf"][0] < 50
+
+
+def test_references_give_chrf_bleu_with_signature(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, references={"pt": {"query": "query_ref"}}, gates=[])
+    out = step.process(frame(EN[:3], query_ref=[PT[0], PT[1], "algo completamente diferente"]))
+    summary = step.finalize(out.stats, tmp_path / "reports")
+    rep = json.loads((tmp_path / "reports" / "translate_query.json").read_text())
+    sc = rep["per_lang"]["por_Latn"]["reference_scores"]["query"]
+    assert sc["n"] == 3 and 0 < sc["chrf"] < 100 and sc["chrf_signature"].startswith("nrefs:1|")
+    assert "tok:13a" in sc["bleu_signature"]
+    assert "chrF" in summary["markdown"] and "por_Latn" in summary["markdown"]
+
+
+def test_check_reports_problems():
+    def problems(**raw):
+        params, errs = parse(tr.TranslateParams, {"columns": ["q"], "source_lang": "en", **raw}, "s")
+        assert not errs, errs
+        return dict(tr.Translate.check(params, ["row_id", "q"]))
+
+    assert "target_langs" in problems(target_langs=["ky"], engine="bergamot")
+    assert not problems(target_langs=["pt"], engine="bergamot")
+    assert "model" in problems(target_langs=["pt"], engine="transformers")
+    assert "prompt" in problems(target_langs=["pt"], engine="openai", model="m", prompt="no slot")
+    assert "gates" in problems(target_langs=["pt"], model="m", gates=["langauge"])
+    assert "target_langs" in problems(target_langs=["en"], model="m")
+    assert "references.pt.q" in problems(target_langs=["pt"], model="m", references={"pt": {"q": "nope"}})
+    assert "length_ratios.en-pt" in problems(target_langs=["pt"], model="m", length_ratios={"en-pt": [3, 1]})
+
+
+def test_length_bounds_per_pair(tmp_path, tiny_lid, fake):
+    step = make_step(tmp_path, tiny_lid, target_langs=["pt", "zh", "ky"], length_ratios={"en-ky": [0.5, 2.0]})
+    assert step._bounds("por_Latn") == (0.33, 3.0)
+    assert step._bounds("zho_Hans") == (0.1, 1.5)
+    assert step._bounds("kir_Cyrl") == (0.5, 2.0)
+
+
+RECIPE = """
+[dataset]
+name = "tr-test"
+version = "0.1.0"
+
+[source]
+uses = "jsonl.v1"
+path = "rows.jsonl"
+id_column = "doc_id"
+
+[[steps]]
+uses = "translate.v1"
+columns = ["query", "passage"]
+source_lang = "en"
+target_langs = ["pt", "ky"]
+model = "fake"
+lid_model = "{lid}"
+copy_threshold = {copy}
+
+[output]
+config_by = "lang"
+"""
+
+
+def test_recipe_run_resume_translates_nothing_twice(tmp_path, tiny_lid, fake, write_recipe):
+    from mlbuild.pipeline.runner import Runner
+    from mlbuild.recipe import load_recipe
+
+    rows = [{"doc_id": f"d{i}", "query": EN[i], "passage": f"{EN[i].capitalize()}. {EN[(i + 1) % 6].capitalize()}."}
+            for i in range(6)]
+    files = {"rows.jsonl": "\n".join(json.dumps(r) for r in rows)}
+    path = write_recipe(RECIPE.replace("{lid}", str(tiny_lid)).replace("{copy}", "0.9"), files)
+    out = tmp_path / "out"
+    res = Runner(load_recipe(path), out, quiet=True).run()
+    first = sum(len(c) for c in fake.calls)
+    assert first == 2 * (6 + 6)  # per target: 6 queries + 6 distinct passage sentences (12 segments)
+    assert sorted(res.manifest["configs"]) == ["kir_Cyrl", "por_Latn"]
+    assert res.manifest["configs"]["por_Latn"]["train"] == 6
+    card = (res.dataset_dir / "README.md").read_text()
+    assert (res.dataset_dir / "reports" / "translate_query-passage.json").exists()
+    assert "translation" in card
+    # a killed run: drop the step's checkpoints, keep the model-call cache -> nothing is translated again
+    for d in (out / ".mlbuild" / "tr-test" / "0.1.0").glob("01-*"):
+        shutil.rmtree(d)
+    fake.calls.clear()
+    res2 = Runner(load_recipe(path), out, quiet=True).run()
+    assert fake.calls == [] or sum(len(c) for c in fake.calls) == 0
+    assert res2.fingerprint == res.fingerprint
+    # a changed gate setting reruns the step but still translates nothing
+    path = write_recipe(RECIPE.replace("{lid}", str(tiny_lid)).replace("{copy}", "0.95"), files)
+    Runner(load_recipe(path), out, quiet=True, overwrite=True).run()
+    assert sum(len(c) for c in fake.calls) == 0
+
+
+def test_recipe_validation_names_the_problem(write_recipe, tiny_lid):
+    from mlbuild.recipe import load_recipe
+
+    bad = RECIPE.replace("{lid}", str(tiny_lid)).replace("{copy}", "0.9").replace(
+        'columns = ["query", "passage"]', 'columns = ["query", "pasage"]').replace('model = "fake"',
+                                                                                   'engine = "bergamot"')
+    files = {"rows.jsonl": json.dumps({"doc_id": "d", "query": "q", "passage": "p"})}
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(bad, files))
+    msg = str(ei.value)
+    assert "steps[0] (translate.v1) -> target_langs" in msg and "eng_Latn -> kir_Cyrl" in msg
+    bad = RECIPE.replace("{lid}", str(tiny_lid)).replace("{copy}", "0.9").replace(
+        'columns = ["query", "passage"]', 'columns = ["query", "pasage"]')
+    with pytest.raises(RecipeError, match="needs column 'pasage'.*did you mean 'passage'"):
+        load_recipe(write_recipe(bad, files))
