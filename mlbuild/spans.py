@@ -293,14 +293,21 @@ class SourceSpanInfo:
         inner = text[sp.start : sp.end]
         first = inner.split(maxsplit=1)[0].lower() if inner.split() else ""
         arts = ARTICLES.get((lang or "").split("_")[0], ())
-        return cls(space_before=sp.start == 0 or text[sp.start - 1].isspace(),
-                   space_after=sp.end == len(text) or text[sp.end].isspace() or text[sp.end] in _TRAIL_PUNCT,
-                   ends_with_punct=bool(inner) and inner[-1] in _TRAIL_PUNCT,
-                   starts_with_article=first in arts)
+        return cls(
+            space_before=sp.start == 0 or text[sp.start - 1].isspace(),
+            space_after=sp.end == len(text) or text[sp.end].isspace() or text[sp.end] in _TRAIL_PUNCT,
+            ends_with_punct=bool(inner) and inner[-1] in _TRAIL_PUNCT,
+            starts_with_article=first in arts,
+        )
 
 
-def repair_markers(marked: str, st: MarkerStyle, info: Sequence[SourceSpanInfo], tgt_lang: str | None = None,
-                   src_lang: str | None = None) -> tuple[str, list[str]]:
+def repair_markers(
+    marked: str,
+    st: MarkerStyle,
+    info: Sequence[SourceSpanInfo],
+    tgt_lang: str | None = None,
+    src_lang: str | None = None,
+) -> tuple[str, list[str]]:
     """Fix what MT does to markers in ``marked`` (a translation with markers); return the repaired text
     and the names of the repairs applied (``split_marker``, ``stray_space``, ``lost_space``,
     ``punctuation_moved``, ``article_moved``). ``info[i-1]`` describes source span ``i``."""
@@ -320,26 +327,27 @@ def repair_markers(marked: str, st: MarkerStyle, info: Sequence[SourceSpanInfo],
     arts = ARTICLES.get((tgt_lang or "").split("_")[0], ())
     for i in range(1, n + 1):
         inf = info[i - 1]
-        op, cl = re.escape(o(i)), re.escape(c(i))
+        ot, ct = o(i), c(i)
+        op, cl = re.escape(ot), re.escape(ct)
         before = text
         # stray spaces inside the markers: "[1] João" -> " [1]João"; "Inc. [/1]" -> "Inc.[/1] "
-        text = re.sub(rf"(\s*){op}\s+", lambda m: (" " if m.start() > 0 else "") + o(i), text)
-        text = re.sub(rf"\s+{cl}(\s*)", lambda m: c(i) + (" " if m.group(1) else ""), text)
+        text = re.sub(rf"(\s*){op}\s+", lambda m, ot=ot: (" " if m.start() > 0 else "") + ot, text)
+        text = re.sub(rf"\s+{cl}(\s*)", lambda m, ct=ct: ct + (" " if m.group(1) else ""), text)
         if text != before:
             repairs.append("stray_space")
         if not no_space:
             before = text
             # lost spaces: "visited[2]China" -> "visited [2]China" when the source had a space there
             if inf.space_before:
-                text = re.sub(rf"(\w){op}", lambda m: m.group(1) + " " + o(i), text)
+                text = re.sub(rf"(\w){op}", lambda m, ot=ot: m.group(1) + " " + ot, text)
             if inf.space_after:
-                text = re.sub(rf"{cl}(\w)", lambda m: c(i) + " " + m.group(1), text)
+                text = re.sub(rf"{cl}(\w)", lambda m, ct=ct: ct + " " + m.group(1), text)
             if text != before:
                 repairs.append("lost_space")
         if not inf.ends_with_punct:
             before = text
             # punctuation pulled inside: "[1]John,[/1]" -> "[1]John[/1],"
-            text = re.sub(rf"([{re.escape(_TRAIL_PUNCT)}]+){cl}", lambda m: c(i) + m.group(1), text)
+            text = re.sub(rf"([{re.escape(_TRAIL_PUNCT)}]+){cl}", lambda m, ct=ct: ct + m.group(1), text)
             if text != before:
                 repairs.append("punctuation_moved")
         if arts:
@@ -347,12 +355,20 @@ def repair_markers(marked: str, st: MarkerStyle, info: Sequence[SourceSpanInfo],
             alt = "|".join(re.escape(a) for a in sorted(arts, key=len, reverse=True))
             if not inf.starts_with_article:
                 # "[2]a Universidade[/2]" for a source span without article -> "a [2]Universidade[/2]"
-                text = re.sub(rf"{op}({alt})(\s+|(?<=')\s*)(?=\w)", lambda m: m.group(1) + m.group(2) + o(i), text,
-                              flags=re.IGNORECASE)
+                text = re.sub(
+                    rf"{op}({alt})(\s+|(?<=')\s*)(?=\w)",
+                    lambda m, ot=ot: m.group(1) + m.group(2) + ot,
+                    text,
+                    flags=re.IGNORECASE,
+                )
             else:
                 # "the [2]University" when the source span began with its article -> "[2]the University"
-                text = re.sub(rf"(?<![\w'])({alt})(\s+){op}", lambda m: o(i) + m.group(1) + m.group(2), text,
-                              flags=re.IGNORECASE)
+                text = re.sub(
+                    rf"(?<![\w'])({alt})(\s+){op}",
+                    lambda m, ot=ot: ot + m.group(1) + m.group(2),
+                    text,
+                    flags=re.IGNORECASE,
+                )
             if text != before:
                 repairs.append("article_moved")
     return text, list(dict.fromkeys(repairs))
@@ -366,8 +382,9 @@ class Extraction:
     problems: list[str] = field(default_factory=list)  # every problem found, "category: detail"
 
 
-def extract_markers(marked: str, st: MarkerStyle, labels: Sequence[str], *, was_escaped: bool = True,
-                    source_nested: bool = False) -> Extraction:
+def extract_markers(
+    marked: str, st: MarkerStyle, labels: Sequence[str], *, was_escaped: bool = True, source_nested: bool = False
+) -> Extraction:
     """Remove markers from ``marked``; compute the target span of each of ``len(labels)`` source spans.
 
     A row is ``ok`` only when each span has exactly one start and one end, start < end, and no spans

@@ -56,7 +56,7 @@ def make_data(nq: int, nc: int, d: int, seed: int = 0, topics: int = 200):
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((topics, d)).astype(np.float32)
     pos = unit(centers[rng.integers(0, topics, nq)] + 0.9 * rng.standard_normal((nq, d), dtype=np.float32))
-    qs = unit(pos + 0.6 * rng.standard_normal((nq, d), dtype=np.float32))
+    qs = unit(pos + float(1.0 / np.sqrt(d)) * rng.standard_normal((nq, d), dtype=np.float32))
     extra = np.empty((nc, d), dtype=np.float32)
     for s in range(0, nc, 100_000):
         n = min(100_000, nc - s)

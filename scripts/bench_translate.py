@@ -14,7 +14,7 @@ It checks that the outputs are the same text for text, and prints one JSON objec
 loading the model on both sides. On CUDA both sides run in the same half precision.
 
     python scripts/bench_translate.py                      # CPU defaults (a few minutes on 2 shared cores)
-    python scripts/bench_translate.py --device cuda --n 4000 --d-model 512 --layers 6
+    python scripts/bench_translate.py --device cuda --n 4000 --d-model 512 --layers 6 --skip-loop
 """
 
 from __future__ import annotations
@@ -104,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=3000)
-    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--eos-bias", type=float, default=6.0, help="logit bias of EOS in the random model")
+    ap.add_argument("--eos-bias", type=float, default=0.0,
+                    help="logit bias of EOS in the random model (0: outputs run to max-new-tokens)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-loop", action="store_true", help="skip the per-text pipeline loop (slowest)")
@@ -195,11 +196,17 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(d)
         Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
         result["mlbuild_rerun_from_cache_s"] = round(time.perf_counter() - t0, 2)
-        table = pl.concat([pl.read_parquet(p) for p in sorted((tmp / "out" / "first").rglob("*.parquet"))])
+        files = sorted((tmp / "out" / "first").rglob("*.parquet"))
+        if not files:
+            result["error"] = "mlbuild kept no rows (see the MT report); try another --eos-bias"
+            result["mt_report"] = res.manifest["step_summaries"]
+            json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+            return 1
+        table = pl.concat([pl.read_parquet(p) for p in files])
         by_id = dict(zip(table["parallel_id"].to_list(), table["text"].to_list()))
         ml_out = [by_id[f"t{i:06d}"] for i in range(len(texts))]
         st = res.manifest["step_summaries"]
-        result["mt_report"] = st
+        result["mt_report"] = st.get("translate", {}).get("per_lang", st)
 
         ref = loop_out if loop_out is not None else batched_out
         same = sum(a == b for a, b in zip(ml_out, ref))

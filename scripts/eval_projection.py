@@ -32,8 +32,18 @@ from mlbuild.metrics.projection import aer, alignment_prf, span_prf  # noqa: E40
 from mlbuild.models.align import EflomalAligner, EmbeddingAligner, project_span  # noqa: E402
 from mlbuild.spans import Span, join_tokens  # noqa: E402
 
-TATOEBA = {"pt": "por", "es": "spa", "it": "ita", "nl": "nld", "da": "dan", "bg": "bul", "et": "est", "hu": "hun",
-           "ru": "rus", "sl": "slv"}
+TATOEBA = {
+    "pt": "por",
+    "es": "spa",
+    "it": "ita",
+    "nl": "nld",
+    "da": "dan",
+    "bg": "bul",
+    "et": "est",
+    "hu": "hun",
+    "ru": "rus",
+    "sl": "slv",
+}
 
 
 def read_xlwa(path: Path) -> list[tuple[list[str], list[str], set[tuple[int, int]]]]:
@@ -47,7 +57,9 @@ def read_xlwa(path: Path) -> list[tuple[list[str], list[str], set[tuple[int, int
     return out
 
 
-def gold_spans(src: list[str], tgt: list[str], links: set[tuple[int, int]], kind: str) -> list[tuple[int, int, int, int]]:
+def gold_spans(
+    src: list[str], tgt: list[str], links: set[tuple[int, int]], kind: str
+) -> list[tuple[int, int, int, int]]:
     """(src_tok_start, src_tok_end, tgt_tok_start, tgt_tok_end), inclusive, for spans with a consistent gold
     projection."""
     cands = []
@@ -121,8 +133,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder holding xl_wa/")
     ap.add_argument("--langs", default="pt,es,it", help="comma-separated XL-WA languages, or 'all'")
-    ap.add_argument("--encoder", default="gemma-3-270m", help="transformers model for the embedding aligner "
-                    "(path, packaged name or Hub id); 'none' to skip")
+    ap.add_argument(
+        "--encoder",
+        default="gemma-3-270m",
+        help="transformers model for the embedding aligner (path, packaged name or Hub id); 'none' to skip",
+    )
     ap.add_argument("--layers", default="3,6,9,12", help="layers tried on dev (the best is used on test)")
     ap.add_argument("--center", action="store_true", help="centre hidden states (decoder LMs)")
     ap.add_argument("--tatoeba", type=int, default=1000, help="extra Tatoeba pairs for eflomal (0 = none)")
@@ -138,7 +153,7 @@ def main() -> int:
     aligner = None
     if args.encoder != "none":
         t0 = time.perf_counter()
-        aligner = EmbeddingAligner(args.encoder, layer=0, method="itermax", device="auto")
+        aligner = EmbeddingAligner(args.encoder, layer=0, method="itermax", device="auto", center=args.center)
         results["encoder_revision"] = aligner.revision
         results["encoder_load_seconds"] = round(time.perf_counter() - t0, 1)
     for lang in langs:
@@ -151,33 +166,42 @@ def main() -> int:
         ef = EflomalAligner(extra_src=ex_s, extra_tgt=ex_t)
         both = dev + test
         links = ef.align([x[0] for x in both], [x[1] for x in both])
-        res["eflomal"] = {**scores(test, links[len(dev) :]), "extra_pairs": len(ex_s),
-                          "seconds": round(time.perf_counter() - t0, 1)}
+        res["eflomal"] = {
+            **scores(test, links[len(dev) :]),
+            "extra_pairs": len(ex_s),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(f"{lang}: eflomal AER {res['eflomal']['aer']:.3f} ({res['eflomal']['seconds']}s)", flush=True)
         if aligner is not None:
-            best = None
-            sweep = {}
-            for layer in [int(x) for x in args.layers.split(",")]:
-                aligner.layer, aligner.center = layer, args.center
-                d = aer(aligner.align([x[0] for x in dev], [x[1] for x in dev]), [x[2] for x in dev])
-                sweep[layer] = round(d, 4)
-                if best is None or d < sweep[best]:
-                    best = layer
-            aligner.layer = best
+            layers = [int(x) for x in args.layers.split(",")]
+            t0 = time.perf_counter()
+            dev_links = aligner.align_many([x[0] for x in dev], [x[1] for x in dev], layers, ["itermax"])
+            sweep = {layer: round(aer(dev_links[(layer, "itermax")], [x[2] for x in dev]), 4) for layer in layers}
+            best = min(sweep, key=sweep.get)
             res["embedding_dev_aer_by_layer"] = sweep
+            res["embedding_dev_seconds"] = round(time.perf_counter() - t0, 1)
+            print(f"{lang}: {args.encoder} dev AER by layer (itermax) {sweep}", flush=True)
+            t0 = time.perf_counter()
+            test_links = aligner.align_many([x[0] for x in test], [x[1] for x in test], [best], ["argmax", "itermax"])
+            secs = round(time.perf_counter() - t0, 1)
             for method in ("argmax", "itermax"):
-                aligner.method = method
-                t0 = time.perf_counter()
-                pred = aligner.align([x[0] for x in test], [x[1] for x in test])
-                res[f"embedding_{method}"] = {**scores(test, pred), "layer": best,
-                                              "seconds": round(time.perf_counter() - t0, 1)}
+                res[f"embedding_{method}"] = {
+                    **scores(test, test_links[(best, method)]),
+                    "layer": best,
+                    "seconds": secs,
+                }
         results["languages"][lang] = res
-        line = f"{lang}: eflomal AER {res['eflomal']['aer']:.3f} (names F1 {res['eflomal']['names_f1']['f1']:.3f}, " \
-               f"phrases F1 {res['eflomal']['phrases_f1']['f1']:.3f})"
+        line = (
+            f"{lang}: eflomal AER {res['eflomal']['aer']:.3f} (names F1 {res['eflomal']['names_f1']['f1']:.3f}, "
+            f"phrases F1 {res['eflomal']['phrases_f1']['f1']:.3f})"
+        )
         for method in ("argmax", "itermax"):
             if f"embedding_{method}" in res:
                 e = res[f"embedding_{method}"]
-                line += (f"; {args.encoder} L{e['layer']} {method} AER {e['aer']:.3f} (names F1 "
-                         f"{e['names_f1']['f1']:.3f}, phrases F1 {e['phrases_f1']['f1']:.3f})")
+                line += (
+                    f"; {args.encoder} L{e['layer']} {method} AER {e['aer']:.3f} (names F1 "
+                    f"{e['names_f1']['f1']:.3f}, phrases F1 {e['phrases_f1']['f1']:.3f})"
+                )
         print(line, flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

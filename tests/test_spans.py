@@ -33,8 +33,11 @@ def test_bio_to_spans_and_back_exact():
     tags = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "B-LOC", "O"]
     text, offs = S.join_tokens(tokens)
     spans = S.bio_to_spans(tags, offs)
-    assert [(text[s.start : s.end], s.label) for s in spans] == [("Barack Obama", "PER"), ("New York", "LOC"),
-                                                                  ("Paris", "LOC")]
+    assert [(text[s.start : s.end], s.label) for s in spans] == [
+        ("Barack Obama", "PER"),
+        ("New York", "LOC"),
+        ("Paris", "LOC"),
+    ]
     assert S.spans_to_bio(spans, offs) == tags
 
 
@@ -76,11 +79,14 @@ def test_snap_to_tokens():
 
 
 def test_insert_markers_nested_adjacent_and_escaped():
-    assert S.insert_markers(SRC, SPANS, BR) == ("The company [1]Apple Inc.[/1] was founded by [2]Steve Jobs[/2] in "
-                                                "[3]California[/3].")
+    assert S.insert_markers(SRC, SPANS, BR) == (
+        "The company [1]Apple Inc.[/1] was founded by [2]Steve Jobs[/2] in [3]California[/3]."
+    )
     assert S.insert_markers("ab", [Span(0, 1, "X"), Span(1, 2, "Y")], BR) == "[1]a[/1][2]b[/2]"
-    assert S.insert_markers("New York City", [Span(0, 13, "LOC"), Span(0, 8, "LOC")], XML) == \
-        "<a><b>New York</b> City</a>"
+    assert (
+        S.insert_markers("New York City", [Span(0, 13, "LOC"), Span(0, 8, "LOC")], XML)
+        == "<a><b>New York</b> City</a>"
+    )
     assert S.insert_markers("x < y", [Span(4, 5, "V")], XML) == "x &lt; <a>y</a>"
     assert S.insert_markers("ref [2] here", [Span(8, 12, "W")], BR) == "ref ⟦2⟧ [1]here[/1]"
     with pytest.raises(S.SpanError, match="cross"):
@@ -114,8 +120,9 @@ def test_repair_stray_spaces_real_output():
 def test_repair_split_markers():
     ex, repairs = project("A empresa [ 1 ]Apple Inc.[/ 1] foi fundada por [2]Steve Jobs[ /2] em [3]Califórnia[/3 ].")
     assert repairs == ["split_marker"] and ex.status == "ok"
-    ex, repairs = project("A empresa < a>Apple Inc.</ a> foi fundada por <b>Steve Jobs< /b> em <c>Califórnia</C>.",
-                          st=XML)
+    ex, repairs = project(
+        "A empresa < a>Apple Inc.</ a> foi fundada por <b>Steve Jobs< /b> em <c>Califórnia</C>.", st=XML
+    )
     assert "split_marker" in repairs and ex.status == "ok"
     assert texts(ex) == ["Apple Inc.", "Steve Jobs", "Califórnia"]
 

@@ -21,8 +21,9 @@ def register(sub) -> None:
     e = rs.add_parser("export", help="write failed and low-confidence rows to a JSONL file to fix by hand")
     e.add_argument("outdir", help="a built dataset: OUT/<name>/<version>")
     e.add_argument("--to", required=True, metavar="FILE.jsonl")
-    e.add_argument("--min-confidence", type=float, default=None,
-                   help="also queue rows whose projection_confidence is below this")
+    e.add_argument(
+        "--min-confidence", type=float, default=None, help="also queue rows whose projection_confidence is below this"
+    )
     e.add_argument("--step", default=None, help="id of the project_spans step (default: the last one)")
     e.set_defaults(func=run_export)
     i = rs.add_parser("import", help="fold corrected rows back in as a new dataset version")
@@ -43,11 +44,14 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
-    res = review.import_corrections(args.file, args.dataset, args.version, overwrite=args.overwrite,
-                                    strict=args.strict)
+    res = review.import_corrections(
+        args.file, args.dataset, args.version, overwrite=args.overwrite, strict=args.strict
+    )
     print(f"dataset: {res.dataset_dir}")
-    print(f"  {res.corrected} rows human-corrected ({res.added_from_rejects} back from rejects/), "
-          f"{res.unedited} lines left unedited, {len(res.invalid)} still broken")
+    print(
+        f"  {res.corrected} rows human-corrected ({res.added_from_rejects} back from rejects/), "
+        f"{res.unedited} lines left unedited, {len(res.invalid)} still broken"
+    )
     for line, rid, problem in res.invalid[:20]:
         print(f"  {args.file}:{line}: row {rid}: {problem}", file=sys.stderr)
     return 0

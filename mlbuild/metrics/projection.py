@@ -27,8 +27,9 @@ def prf(counts: dict[str, Any]) -> dict[str, float]:
     return {"precision": p, "recall": r, "f1": f}
 
 
-def span_prf(pred: Sequence[Iterable[Span] | None], gold: Sequence[Iterable[Span] | None],
-             labels: bool = True) -> dict[str, float]:
+def span_prf(
+    pred: Sequence[Iterable[Span] | None], gold: Sequence[Iterable[Span] | None], labels: bool = True
+) -> dict[str, float]:
     total = {"tp": 0, "fp": 0, "fn": 0}
     for p, g in zip(pred, gold):
         for k, v in span_counts(p, g, labels).items():
@@ -36,8 +37,11 @@ def span_prf(pred: Sequence[Iterable[Span] | None], gold: Sequence[Iterable[Span
     return {**prf(total), **total}
 
 
-def aer(pred: Sequence[set[tuple[int, int]]], sure: Sequence[set[tuple[int, int]]],
-        possible: Sequence[set[tuple[int, int]]] | None = None) -> float:
+def aer(
+    pred: Sequence[set[tuple[int, int]]],
+    sure: Sequence[set[tuple[int, int]]],
+    possible: Sequence[set[tuple[int, int]]] | None = None,
+) -> float:
     """Alignment error rate (Och & Ney 2003): 1 - (|A&S| + |A&P|) / (|A| + |S|); P defaults to S
     (gold sets without a sure/possible distinction, such as XL-WA)."""
     possible = possible if possible is not None else sure

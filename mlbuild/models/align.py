@@ -90,8 +90,14 @@ def _read_links(path: str) -> list[Links]:
 class EflomalAligner:
     """eflomal over a batch of tokenized sentence pairs (plus optional extra parallel text)."""
 
-    def __init__(self, symmetrization: str = "grow-diag-final-and", model: int = 3, n_samplers: int = 3,
-                 extra_src: Sequence[Sequence[str]] = (), extra_tgt: Sequence[Sequence[str]] = ()):
+    def __init__(
+        self,
+        symmetrization: str = "grow-diag-final-and",
+        model: int = 3,
+        n_samplers: int = 3,
+        extra_src: Sequence[Sequence[str]] = (),
+        extra_tgt: Sequence[Sequence[str]] = (),
+    ):
         self.eflomal = requires("eflomal", "pip install eflomal==2.0.0", "the eflomal word aligner")
         self.symmetrization = symmetrization
         self.model = model
@@ -119,8 +125,13 @@ class EflomalAligner:
         with tempfile.TemporaryDirectory(prefix="mlbuild-eflomal-") as d:
             fwd_p, rev_p = os.path.join(d, "fwd"), os.path.join(d, "rev")
             aligner = self.eflomal.Aligner(model=self.model, n_samplers=self.n_samplers)
-            aligner.align([s + "\n" for s in all_src], [t + "\n" for t in all_tgt], links_filename_fwd=fwd_p,
-                          links_filename_rev=rev_p, quiet=True)
+            aligner.align(
+                [s + "\n" for s in all_src],
+                [t + "\n" for t in all_tgt],
+                links_filename_fwd=fwd_p,
+                links_filename_rev=rev_p,
+                quiet=True,
+            )
             fwd, rev = _read_links(fwd_p), _read_links(rev_p)
         out = []
         for k in range(len(src)):
@@ -176,9 +187,18 @@ class EmbeddingAligner:
     (the mean over the sentence pair removed, which helps with the anisotropic states of decoder LMs)
     and compared by cosine; a subword link links the two words."""
 
-    def __init__(self, model: str, layer: int = 8, method: str = "itermax", device: str = "auto",
-                 base_dir: Path | None = None, center: bool = False, batch_size: int = 16, max_subwords: int = 256,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str,
+        layer: int = 8,
+        method: str = "itermax",
+        device: str = "auto",
+        base_dir: Path | None = None,
+        center: bool = False,
+        batch_size: int = 16,
+        max_subwords: int = 256,
+        trust_remote_code: bool = False,
+    ):
         if method not in ("argmax", "itermax"):
             raise ValueError(f"unknown alignment method {method!r} (known: argmax, itermax)")
         torch = requires("torch", "pip install torch==2.13.0", "the embedding aligner")
@@ -202,7 +222,8 @@ class EmbeddingAligner:
         self.device = resolve_device(device)
         self.model = tr.AutoModel.from_pretrained(src, **kw).to(self.device).eval()
         n_layers = getattr(self.model.config, "num_hidden_layers", None) or getattr(
-            getattr(self.model.config, "text_config", None), "num_hidden_layers", None)
+            getattr(self.model.config, "text_config", None), "num_hidden_layers", None
+        )
         if n_layers is not None and not 0 <= layer <= n_layers:
             raise ValueError(f"layer {layer} out of range: {model} has {n_layers} layers (0 = embeddings)")
         self.layer = layer
@@ -210,8 +231,13 @@ class EmbeddingAligner:
         self.center = center
         self.batch_size = batch_size
         self.max_subwords = max_subwords
-        specials = {self.tokenizer.bos_token_id, self.tokenizer.cls_token_id, self.tokenizer.eos_token_id,
-                    self.tokenizer.sep_token_id, self.tokenizer.pad_token_id}
+        specials = {
+            self.tokenizer.bos_token_id,
+            self.tokenizer.cls_token_id,
+            self.tokenizer.eos_token_id,
+            self.tokenizer.sep_token_id,
+            self.tokenizer.pad_token_id,
+        }
         self._specials = {s for s in specials if s is not None}
 
     def _subwords(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -224,12 +250,18 @@ class EmbeddingAligner:
             owner += [w] * len(piece)
         return ids[: self.max_subwords], owner[: self.max_subwords]
 
-    def _states(self, sents: Sequence[Sequence[str]]) -> list[tuple[np.ndarray, list[int]]]:
+    def _states(
+        self, sents: Sequence[Sequence[str]], layers: Sequence[int]
+    ) -> list[tuple[dict[int, np.ndarray], list[int]]]:
+        """Per sentence: {layer: subword states (special tokens dropped)} and each subword's word index."""
         torch = self.torch
         out = []
         tok = self.tokenizer
-        prefix = [tok.bos_token_id] if tok.bos_token_id is not None else (
-            [tok.cls_token_id] if tok.cls_token_id is not None else [])
+        prefix = (
+            [tok.bos_token_id]
+            if tok.bos_token_id is not None
+            else ([tok.cls_token_id] if tok.cls_token_id is not None else [])
+        )
         suffix = [tok.sep_token_id] if tok.cls_token_id is not None and tok.sep_token_id is not None else []
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         for b in range(0, len(sents), self.batch_size):
@@ -240,52 +272,85 @@ class EmbeddingAligner:
             mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
             with torch.no_grad():
                 hs = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
-            layer = hs[self.layer].float().cpu().numpy()
+            by_layer = {layer: hs[layer].float().cpu().numpy() for layer in layers}
             for k, (ids, owner) in enumerate(chunk):
-                out.append((layer[k, len(prefix) : len(prefix) + len(ids)], owner))
+                out.append(
+                    ({layer: v[k, len(prefix) : len(prefix) + len(ids)] for layer, v in by_layer.items()}, owner)
+                )
         return out
+
+    def _links(self, sv: np.ndarray, so: list[int], tv: np.ndarray, to: list[int], method: str) -> Links:
+        if not len(sv) or not len(tv):
+            return set()
+        if self.center:
+            mean = np.concatenate([sv, tv]).mean(axis=0, keepdims=True)
+            sv, tv = sv - mean, tv - mean
+        sv = sv / (np.linalg.norm(sv, axis=1, keepdims=True) + 1e-9)
+        tv = tv / (np.linalg.norm(tv, axis=1, keepdims=True) + 1e-9)
+        sim = sv @ tv.T
+        mat = itermax(sim) if method == "itermax" else argmax_links(sim)
+        return {(so[i], to[j]) for i, j in zip(*np.nonzero(mat))}
 
     def align(self, src: Sequence[Sequence[str]], tgt: Sequence[Sequence[str]]) -> list[Links]:
+        return self.align_many(src, tgt, [self.layer], [self.method])[(self.layer, self.method)]
+
+    def align_many(
+        self, src: Sequence[Sequence[str]], tgt: Sequence[Sequence[str]], layers: Sequence[int], methods: Sequence[str]
+    ) -> dict[tuple[int, str], list[Links]]:
+        """Links for several layers and methods from one forward pass (for layer sweeps)."""
         if len(src) != len(tgt):
             raise ValueError(f"{len(src)} source and {len(tgt)} target sentences")
-        s_states = self._states(src)
-        t_states = self._states(tgt)
-        out = []
+        s_states = self._states(src, layers)
+        t_states = self._states(tgt, layers)
+        out: dict[tuple[int, str], list[Links]] = {(layer, m): [] for layer in layers for m in methods}
         for (sv, so), (tv, to) in zip(s_states, t_states):
-            if not len(sv) or not len(tv):
-                out.append(set())
-                continue
-            if self.center:
-                mean = np.concatenate([sv, tv]).mean(axis=0, keepdims=True)
-                sv, tv = sv - mean, tv - mean
-            sv = sv / (np.linalg.norm(sv, axis=1, keepdims=True) + 1e-9)
-            tv = tv / (np.linalg.norm(tv, axis=1, keepdims=True) + 1e-9)
-            sim = sv @ tv.T
-            mat = itermax(sim) if self.method == "itermax" else argmax_links(sim)
-            links = {(so[i], to[j]) for i, j in zip(*np.nonzero(mat))}
-            out.append(links)
+            for layer in layers:
+                for m in methods:
+                    out[(layer, m)].append(self._links(sv[layer], so, tv[layer], to, m))
         return out
 
 
-def load_aligner(name: str, *, model: str | None = None, layer: int = 8, method: str = "itermax",
-                 symmetrization: str = "grow-diag-final-and", device: str = "auto", base_dir: Path | None = None,
-                 center: bool = False, trust_remote_code: bool = False):
+def load_aligner(
+    name: str,
+    *,
+    model: str | None = None,
+    layer: int = 8,
+    method: str = "itermax",
+    symmetrization: str = "grow-diag-final-and",
+    device: str = "auto",
+    base_dir: Path | None = None,
+    center: bool = False,
+    trust_remote_code: bool = False,
+):
     """``eflomal`` or ``embedding`` (with ``model``: a path, packaged name or Hub id of a transformers model)."""
     if name == "eflomal":
         return EflomalAligner(symmetrization=symmetrization)
     if name == "embedding":
         if not model:
             raise ValueError("the embedding aligner needs a model (align_model)")
-        return EmbeddingAligner(model, layer=layer, method=method, device=device, base_dir=base_dir, center=center,
-                                trust_remote_code=trust_remote_code)
+        return EmbeddingAligner(
+            model,
+            layer=layer,
+            method=method,
+            device=device,
+            base_dir=base_dir,
+            center=center,
+            trust_remote_code=trust_remote_code,
+        )
     raise ValueError(f"unknown aligner {name!r} (known: eflomal, embedding)")
 
 
 # ------------------------------------------------------------------------------------------- projection
 
 
-def project_span(src_tokens: Sequence[tuple[int, int]], tgt_tokens: Sequence[tuple[int, int]], links: Links,
-                 start: int, end: int, max_gap: int = 2) -> tuple[tuple[int, int] | None, str, float]:
+def project_span(
+    src_tokens: Sequence[tuple[int, int]],
+    tgt_tokens: Sequence[tuple[int, int]],
+    links: Links,
+    start: int,
+    end: int,
+    max_gap: int = 2,
+) -> tuple[tuple[int, int] | None, str, float]:
     """Project the source character span [start, end) through word ``links``.
 
     Source span -> the source tokens it overlaps -> their aligned target tokens -> one contiguous target

@@ -46,10 +46,10 @@ def _torch():
 
 
 def default_blocks(device: str, n_queries: int, n_corpus: int, dim: int) -> tuple[int, int]:
-    """(query_block, corpus_block): a score block of ~64 MB on CPU, ~1 GB on CUDA."""
+    """(query_block, corpus_block): a score block of at most 128 MB on CPU, 4 GB on CUDA."""
     if device.startswith("cuda"):
         return max(1, min(n_queries, 16384)), max(1, min(n_corpus, 65536))
-    return max(1, min(n_queries, 1024)), max(1, min(n_corpus, 16384))
+    return max(1, min(n_queries, 512)), max(1, min(n_corpus, 65536))
 
 
 def _order_by_score_then_index(torch: Any, vals: Any, idx: Any) -> tuple[Any, Any]:
@@ -60,13 +60,20 @@ def _order_by_score_then_index(torch: Any, vals: Any, idx: Any) -> tuple[Any, An
     return vals, torch.gather(idx_sorted, 1, perm2)
 
 
-def block_topk(torch: Any, scores: Any, k: int, offset: int) -> tuple[Any, Any]:
-    """Top ``k`` of each row of a score block by (score desc, index asc); indices shifted by ``offset``."""
+def block_topk(torch: Any, scores: Any, k: int, offset: int, exact_ties: bool = True) -> tuple[Any, Any]:
+    """Top ``k`` of each row of a score block by (score desc, index asc); indices shifted by ``offset``.
+    With ``exact_ties=False`` (half-precision candidate search) tied items may come in any order."""
     nq, nc = scores.shape
     if nc <= k:
         idx = torch.arange(nc, device=scores.device).expand(nq, nc)
+        if not exact_ties:
+            v, perm = torch.sort(scores, dim=1, descending=True)
+            return v, perm + offset
         vals, idx = _order_by_score_then_index(torch, scores, idx)
         return vals, idx + offset
+    if not exact_ties:
+        v, i = torch.topk(scores, k, dim=1, largest=True, sorted=True)
+        return v, i + offset
     v, i = torch.topk(scores, k + 1, dim=1, largest=True, sorted=True)
     tied = v[:, k - 1] == v[:, k]
     v, i = v[:, :k].contiguous(), i[:, :k].contiguous()
@@ -79,8 +86,9 @@ def block_topk(torch: Any, scores: Any, k: int, offset: int) -> tuple[Any, Any]:
             sel = torch.cat([above, equal])
             i[r] = sel
             v[r] = row[sel]
-    vals, idx = _order_by_score_then_index(torch, v, i)
-    return vals, idx + offset
+    if bool((v[:, 1:] == v[:, :-1]).any()):  # equal scores inside the list: order them by index
+        v, i = _order_by_score_then_index(torch, v, i)
+    return v, i + offset
 
 
 def merge_topk(torch: Any, run_v: Any, run_i: Any, new_v: Any, new_i: Any, k: int) -> tuple[Any, Any]:
@@ -138,7 +146,8 @@ def exact_topk(queries: Any, corpus: Any, k: int, *, device: str = "auto", preci
 
 
 def _scan(torch: Any, q: Any, c: Any, k: int, dev: str, dtype: Any, query_block: int | None,
-          corpus_block: int | None, progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+          corpus_block: int | None, progress: Callable[[int], None] | None, exact_ties: bool = True,
+          to_numpy: bool = True) -> tuple[Any, Any]:
     """One pass over the corpus (outer loop) with a running top-k per query (inner loop)."""
     nq, nc = q.shape[0], c.shape[0]
     qb_default, cb_default = default_blocks(dev, nq, nc, q.shape[1])
@@ -164,7 +173,7 @@ def _scan(torch: Any, q: Any, c: Any, k: int, dev: str, dtype: Any, query_block:
             for q0 in range(0, nq, qb):
                 q1 = min(nq, q0 + qb)
                 scores = qd[q0:q1] @ cblock.T
-                v, i = block_topk(torch, scores, kb, c0)
+                v, i = search_block(torch, scores, kb, c0, exact_ties)
                 if run_v is not None:
                     v, i = merge_topk(torch, run_v[q0:q1], run_i[q0:q1], v, i, kk)
                 vs.append(v)
@@ -173,7 +182,14 @@ def _scan(torch: Any, q: Any, c: Any, k: int, dev: str, dtype: Any, query_block:
             run_v, run_i = torch.cat(vs), torch.cat(is_)
             if progress is not None:
                 progress(c1 - c0)
+    if not to_numpy:
+        return run_v.float(), run_i
     return run_v.float().cpu().numpy(), run_i.cpu().numpy()
+
+
+def search_block(torch: Any, scores: Any, k: int, offset: int, exact_ties: bool) -> tuple[Any, Any]:
+    """Indirection so tests can watch the score blocks."""
+    return block_topk(torch, scores, k, offset, exact_ties)
 
 
 def _upload_corpus(torch: Any, c: Any, dev: str, dtype: Any, cb: int) -> Any:
@@ -201,33 +217,45 @@ def _scan_half(torch: Any, q: Any, c: Any, k: int, dev: str, precision: str, que
         torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
         torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
     k2 = min(nc, k + (extra if extra is not None else max(32, k)))
-    approx, cand = _scan(torch, q, c, k2, dev, dtype, query_block, corpus_block, progress)
-    cand_t = torch.from_numpy(cand)
-    # exact fp32 scores of the candidates, from the caller's fp32 arrays, a query chunk at a time
-    exact = torch.empty(cand_t.shape, dtype=torch.float32)
-    for s in range(0, q.shape[0], 1024):
-        exact[s : s + 1024] = torch.einsum("qd,qkd->qk", q[s : s + 1024], c[cand_t[s : s + 1024]])
+    cuda = dev.startswith("cuda")
+    approx, cand = _scan(torch, q, c, k2, dev, dtype, query_block, corpus_block, progress, exact_ties=False,
+                         to_numpy=False)
+    # exact fp32 scores of the candidates, a query chunk at a time: on the GPU from an fp32 copy of the
+    # corpus when it fits, else on the CPU from the caller's arrays
+    c32, q32 = c, q
+    if cuda:
+        free, _ = torch.cuda.mem_get_info(torch.device(dev))
+        up = _upload_corpus(torch, c, dev, torch.float32, 1 << 16) if c.numel() * 4 < free // 2 else None
+        if up is not None:
+            c32, q32 = up, q.to(dev)
+    cand_t = cand.to(c32.device)
+    approx = approx.to(c32.device)
+    exact = torch.empty(cand_t.shape, dtype=torch.float32, device=c32.device)
+    step = 4096 if cuda else 1024
+    for s in range(0, q.shape[0], step):
+        exact[s : s + step] = torch.einsum("qd,qkd->qk", q32[s : s + step], c32[cand_t[s : s + step]])
     v, i = _order_by_score_then_index(torch, exact, cand_t)
     kk = min(k, nc)
     out_v, out_i = v[:, :kk].contiguous(), i[:, :kk].contiguous()
     if k2 >= nc:
-        return out_v.numpy(), out_i.numpy()
+        return out_v.cpu().numpy(), out_i.cpu().numpy()
     # An item left out scored (in half precision) at most the k2-th candidate's half-precision score,
     # so its exact score is at most that plus the rounding bound |q| |c| (3u + u^2 + d u32).
     u = _UNIT_ROUNDOFF[precision]
-    qn = torch.linalg.vector_norm(q, dim=1)
+    qn = torch.linalg.vector_norm(q32, dim=1)
     cmax = float(torch.linalg.vector_norm(c, dim=1).max())
     bound = qn * cmax * (3 * u + u * u + q.shape[1] * _UNIT_ROUNDOFF["fp32"]) + 1e-6
-    ok = out_v[:, kk - 1] > torch.from_numpy(approx[:, -1]) + bound
+    ok = out_v[:, kk - 1] > approx[:, -1] + bound
     bad = torch.nonzero(~ok).flatten()
     if bad.numel():
         log.info("half-precision search: %d of %d rows not proven exact; searching them again in fp32",
                  bad.numel(), q.shape[0])
-        s2, i2 = _scan(torch, q[bad], c, kk, "cpu" if not dev.startswith("cuda") else dev, torch.float32,
-                       query_block, corpus_block, None)
-        out_v[bad] = torch.from_numpy(s2)
-        out_i[bad] = torch.from_numpy(i2)
-    return out_v.numpy(), out_i.numpy()
+        bad_cpu = bad.cpu()
+        s2, i2 = _scan(torch, q[bad_cpu], c, kk, dev, torch.float32, query_block, corpus_block, None,
+                       to_numpy=False)
+        out_v[bad] = s2.to(out_v.device)
+        out_i[bad] = i2.to(out_i.device)
+    return out_v.cpu().numpy(), out_i.cpu().numpy()
 
 
 def faiss_topk(queries: np.ndarray, corpus: np.ndarray, k: int, *, use_gpu: bool = False,

@@ -7,7 +7,8 @@ The runner stays on the driver (validation, fingerprints, source, writer); this 
   same :func:`~mlbuild.pipeline.executors.run_shard` the local executor calls: the same parquet,
   rejects, stats and marker files come out, only written by another process. Shards are handed out
   one at a time as actors free up; shard boundaries are fixed by the runner, so the result does not
-  depend on how many actors there are or in which order they finish.
+  depend on how many actors there are or in which order they finish. The pool outlives the stage:
+  the next row step with the same resources reuses the started processes.
 - a **global step** as one Ray task (with the step's GPUs) that reads the upstream shard files and
   writes the stage through :func:`~mlbuild.pipeline.executors.run_global`.
 
@@ -19,8 +20,8 @@ by a step is not retried: it is reported as a :class:`~mlbuild.errors.StepError`
 and, found by bisecting the shard, the row ids that fail.
 
 Resources per actor: ``num_gpus`` from the executor's ``resources`` table (keyed by step id or
-registered name), else the step class attribute ``num_gpus`` (asked only when the cluster has GPUs
-and the run's device is not ``cpu``), else none; ``num_cpus`` defaults to 1.
+registered name), else the step's ``num_gpus`` (a class attribute or a property; asked only when the
+cluster has GPUs and the run's device is not ``cpu``), else none; ``num_cpus`` defaults to 1.
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ def _error_payload(e: BaseException, **where: Any) -> dict[str, Any]:
             "message": str(e),
             "row_id": getattr(e, "row_id", None),
             "mlbuild": isinstance(e, MlbuildError),
-            "exit_code": getattr(e, "exit_code", 1),
             "traceback": traceback.format_exc(),
             **where,
         }
@@ -240,6 +240,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _raise_payload(label: str, err: dict[str, Any]) -> None:
+    log.debug("%s: worker traceback:\n%s", label, err.get("traceback", ""))
     msg = err["message"]
     if err.get("mlbuild") and msg.startswith(f"step {label}"):
         msg = msg.split(": ", 1)[-1]  # already names the step
@@ -330,7 +331,7 @@ class RayExecutor:
                 "log_to_driver": not self.quiet,
                 "include_dashboard": False,
             }
-            if self.address is None:  # a local Ray started here: keep it small
+            if self.address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray started here: keep it small
                 kw.update(num_cpus=self.num_cpus, object_store_memory=self.object_store_memory)
             if self.runtime_env:
                 kw["runtime_env"] = self.runtime_env
@@ -339,7 +340,11 @@ class RayExecutor:
                 env = dict(kw.get("runtime_env") or {})
                 env["env_vars"] = {"MLBUILD_PLUGINS": plugins, **env.get("env_vars", {})}
                 kw["runtime_env"] = env
-            ray.init(**kw)
+            try:
+                ray.init(**kw)
+            except Exception as e:  # noqa: BLE001 - one clean line for the CLI
+                where = self.address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+                raise MlbuildError(f"cannot start or join Ray ({where}): {type(e).__name__}: {_first_line(e)}") from e
             self._started = True
         self._ray = ray
         return ray

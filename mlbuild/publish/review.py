@@ -27,12 +27,12 @@ import json
 import logging
 import re
 import shutil
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import tomllib
 import yaml
 
 from .. import spans as S
@@ -61,7 +61,9 @@ def projection_columns(dataset_dir: Path, step_id: str | None = None) -> Columns
     if not lock.exists():
         raise InputError(str(lock), "no recipe.lock.toml: point at a dataset built by mlbuild (OUT/<name>/<version>)")
     steps = tomllib.loads(lock.read_text(encoding="utf-8")).get("steps", [])
-    found = [(i, s) for i, s in enumerate(steps) if s.get("uses") == STEP and (step_id is None or s.get("id") == step_id)]
+    found = [
+        (i, s) for i, s in enumerate(steps) if s.get("uses") == STEP and (step_id is None or s.get("id") == step_id)
+    ]
     if not found:
         raise InputError(str(lock), f"no {STEP} step" + (f" with id {step_id!r}" if step_id else ""))
     i, s = found[-1]
@@ -110,15 +112,25 @@ def _entry(rec: dict[str, Any], cols: Columns, dataset_dir: Path, where: dict[st
     parts.append(S.escape(tgt[prev:], MARKERS))
     target = "".join(parts)
     return {
-        ROW_ID: rec[ROW_ID], "status": rec.get("projection_status"), "detail": rec.get("projection_detail"),
-        "target_lang": rec.get("target_lang"), "labels": labels, "source": _marked(src, src_spans),
-        "target": target, "reviewed": False, "target_text": tgt, "target_spans": S.to_records(tgt_spans),
-        "_dataset": str(dataset_dir.resolve()), "_where": where, "_exported_target": target,
+        ROW_ID: rec[ROW_ID],
+        "status": rec.get("projection_status"),
+        "detail": rec.get("projection_detail"),
+        "target_lang": rec.get("target_lang"),
+        "labels": labels,
+        "source": _marked(src, src_spans),
+        "target": target,
+        "reviewed": False,
+        "target_text": tgt,
+        "target_spans": S.to_records(tgt_spans),
+        "_dataset": str(dataset_dir.resolve()),
+        "_where": where,
+        "_exported_target": target,
     }
 
 
-def export_queue(dataset_dir: str | Path, out_file: str | Path, *, min_confidence: float | None = None,
-                 step_id: str | None = None) -> dict[str, int]:
+def export_queue(
+    dataset_dir: str | Path, out_file: str | Path, *, min_confidence: float | None = None, step_id: str | None = None
+) -> dict[str, int]:
     """Write the review queue of ``dataset_dir`` to ``out_file`` (JSONL). Returns counts by status."""
     d = Path(dataset_dir)
     cols = projection_columns(d, step_id)
@@ -174,8 +186,14 @@ def _bump(version: str) -> str:
     return f"{m.group(1)}.{m.group(2)}.{int(m.group(3)) + 1}"
 
 
-def import_corrections(queue_file: str | Path, dataset_dir: str | Path | None = None, version: str | None = None,
-                       *, overwrite: bool = False, strict: bool = False) -> ImportResult:
+def import_corrections(
+    queue_file: str | Path,
+    dataset_dir: str | Path | None = None,
+    version: str | None = None,
+    *,
+    overwrite: bool = False,
+    strict: bool = False,
+) -> ImportResult:
     qf = Path(queue_file)
     if not qf.exists():
         raise InputError(str(qf), "file not found")
@@ -237,12 +255,23 @@ def import_corrections(queue_file: str | Path, dataset_dir: str | Path | None = 
     res.added_from_rejects = len(back)
     sha = hashlib.sha256(qf.read_bytes()).hexdigest()
     parent = {"version": manifest["version"], "fingerprint": manifest["fingerprint"]}
-    manifest.update(version=new_version, fingerprint=hash_text(manifest["fingerprint"], sha), parent=parent,
-                    configs=configs, rows=sum(sum(v.values()) for v in configs.values()),
-                    human_corrected={"rows": res.corrected, "added_from_rejects": res.added_from_rejects,
-                                     "file": qf.name, "sha256": sha, "step": cols.step_id})
-    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True,
-                                                  default=str), encoding="utf-8")
+    manifest.update(
+        version=new_version,
+        fingerprint=hash_text(manifest["fingerprint"], sha),
+        parent=parent,
+        configs=configs,
+        rows=sum(sum(v.values()) for v in configs.values()),
+        human_corrected={
+            "rows": res.corrected,
+            "added_from_rejects": res.added_from_rejects,
+            "file": qf.name,
+            "sha256": sha,
+            "step": cols.step_id,
+        },
+    )
+    (tmp / "manifest.json").write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True, default=str), encoding="utf-8"
+    )
     _update_card(tmp / "README.md", manifest, parent)
     if new.exists():
         shutil.rmtree(new)
@@ -262,8 +291,13 @@ def _apply(df: pl.DataFrame, fixes: dict, cols: Columns) -> tuple[pl.DataFrame, 
         text, spans, _ = fx
         r[cols.target_text] = text
         r["target_spans"] = S.to_records(spans)
-        r.update(projection_status="ok", projection_method="human", projection_confidence=1.0,
-                 projection_detail="human-corrected", human_corrected=True)
+        r.update(
+            projection_status="ok",
+            projection_method="human",
+            projection_confidence=1.0,
+            projection_detail="human-corrected",
+            human_corrected=True,
+        )
         if "target_tags" in r:
             offs = S.tokenize(text)
             r["target_tokens"] = [text[a:b] for a, b in offs]
@@ -296,8 +330,11 @@ def _restore_rejects(tmp: Path, cols: Columns, ids: set[str], lock: dict[str, An
             if r["row_id"] in ids:
                 rec = {ROW_ID: r["row_id"], **r["row"]}
                 cfg = _config_name(rec.get(cfg_col)) if cfg_col else "default"
-                split = str(rec.get(split_col)) if split_col else (
-                    cuts[0][1] if len(cuts) == 1 else _split_of(rec[ROW_ID], out.get("split_seed", 0), cuts))
+                split = (
+                    str(rec.get(split_col))
+                    if split_col
+                    else (cuts[0][1] if len(cuts) == 1 else _split_of(rec[ROW_ID], out.get("split_seed", 0), cuts))
+                )
                 rec.pop(split_col, None) if split_col else None
                 rows_by_place.setdefault((cfg, split), []).append(rec)
             else:
@@ -331,15 +368,23 @@ def _update_card(readme: Path, manifest: dict[str, Any], parent: dict[str, Any])
     creators = [c for c in meta.get("annotations_creators", []) if c != "no-annotation"]
     meta["annotations_creators"] = list(dict.fromkeys([*creators, "expert-generated"]))
     hc = manifest["human_corrected"]
-    body = re.sub(r"- \*\*Version:\*\* .*", f"- **Version:** {manifest['version']} (from {parent['version']}, "
-                                             f"with {hc['rows']} human-corrected rows)", body, count=1)
-    body = re.sub(r"- \*\*Fingerprint:\*\* `[0-9a-f]+`", f"- **Fingerprint:** `{manifest['fingerprint']}`", body,
-                  count=1)
-    section = (f"## Human corrections\n\n{hc['rows']} rows were corrected by hand from the span-projection review "
-               f"queue (`{hc['file']}`, sha256 `{hc['sha256'][:16]}`), {hc['added_from_rejects']} of them brought "
-               f"back from `rejects/`. They carry `human_corrected = true`, `projection_method = \"human\"` and "
-               f"`projection_status = \"ok\"`; every other row is as in version {parent['version']} "
-               f"(fingerprint `{parent['fingerprint'][:16]}`).\n\n")
+    body = re.sub(
+        r"- \*\*Version:\*\* .*",
+        f"- **Version:** {manifest['version']} (from {parent['version']}, with {hc['rows']} human-corrected rows)",
+        body,
+        count=1,
+    )
+    body = re.sub(
+        r"- \*\*Fingerprint:\*\* `[0-9a-f]+`", f"- **Fingerprint:** `{manifest['fingerprint']}`", body, count=1
+    )
+    section = (
+        f"## Human corrections\n\n{hc['rows']} rows were corrected by hand from the span-projection review "
+        f"queue (`{hc['file']}`, sha256 `{hc['sha256'][:16]}`), {hc['added_from_rejects']} of them brought "
+        f'back from `rejects/`. They carry `human_corrected = true`, `projection_method = "human"` and '
+        f'`projection_status = "ok"`; every other row is as in version {parent["version"]} '
+        f"(fingerprint `{parent['fingerprint'][:16]}`).\n\n"
+    )
     body = body.replace("## Models", section + "## Models", 1) if "## Models" in body else body + "\n" + section
-    readme.write_text("---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body,
-                      encoding="utf-8")
+    readme.write_text(
+        "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body, encoding="utf-8"
+    )

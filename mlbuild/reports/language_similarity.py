@@ -428,6 +428,7 @@ def plots(result: dict[str, Any], out_dir: Path, prefix: str = "language_similar
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     codes = result["ranking"]
     if not codes:
@@ -458,6 +459,7 @@ def plots(result: dict[str, Any], out_dir: Path, prefix: str = "language_similar
     axes[1].set_title("centred cosine: parallel (solid) vs non-parallel (dotted)", fontsize=9)
     for a in axes:
         a.set_xlabel("layer")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -112,13 +112,28 @@ class ConllSource(Source):
             if not path.exists():
                 raise InputError(str(path), "input file not found")
             stem = path.name.split(".")[0]
-            for k, (line, toks, tags) in enumerate(read_conll(path, p.token_column, p.tag_column), start=1):
+            for k, (_line, toks, tags) in enumerate(read_conll(path, p.token_column, p.tag_column), start=1):
                 text, offs = S.join_tokens(toks, p.token_sep)
                 spans = S.bio_to_spans(tags, offs)
-                recs.append({ROW_ID: f"{stem}-{k:07d}", "tokens": toks, "tags": tags, "text": text,
-                             "spans": S.to_records(spans)})
-        df = pl.DataFrame(recs, schema={ROW_ID: pl.Utf8, "tokens": pl.List(pl.Utf8), "tags": pl.List(pl.Utf8),
-                                        "text": pl.Utf8, "spans": S.SPANS_DTYPE})
+                recs.append(
+                    {
+                        ROW_ID: f"{stem}-{k:07d}",
+                        "tokens": toks,
+                        "tags": tags,
+                        "text": text,
+                        "spans": S.to_records(spans),
+                    }
+                )
+        df = pl.DataFrame(
+            recs,
+            schema={
+                ROW_ID: pl.Utf8,
+                "tokens": pl.List(pl.Utf8),
+                "tags": pl.List(pl.Utf8),
+                "text": pl.Utf8,
+                "spans": S.SPANS_DTYPE,
+            },
+        )
         if p.lang:
             df = df.with_columns(pl.lit(langs.normalize(p.lang)).alias("lang"))
         return StepOutput(df, None, {"sentences": df.height})

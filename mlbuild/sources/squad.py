@@ -46,10 +46,21 @@ def _flatten(path: Path) -> list[tuple[int | None, dict[str, Any]]]:
             for para in art.get("paragraphs", []):
                 for qa in para.get("qas", []):
                     ans = qa.get("answers", [])
-                    out.append((None, {"id": qa.get("id"), "title": art.get("title"), "context": para.get("context"),
-                                       "question": qa.get("question"),
-                                       "answers": {"text": [a["text"] for a in ans],
-                                                   "answer_start": [a["answer_start"] for a in ans]}}))
+                    out.append(
+                        (
+                            None,
+                            {
+                                "id": qa.get("id"),
+                                "title": art.get("title"),
+                                "context": para.get("context"),
+                                "question": qa.get("question"),
+                                "answers": {
+                                    "text": [a["text"] for a in ans],
+                                    "answer_start": [a["answer_start"] for a in ans],
+                                },
+                            },
+                        )
+                    )
         return out
     out = []
     for n, line in enumerate(text.splitlines(), start=1):
@@ -107,8 +118,23 @@ class SquadSource(Source):
             if rid in seen:
                 raise InputError(str(path), f"duplicate question id {rid!r}", line=n, field="id")
             seen.add(rid)
-            recs.append({ROW_ID: rid, "title": r.get("title"), "context": r["context"], "question": r["question"],
-                         "spans": S.to_records(spans)})
-        df = pl.DataFrame(recs, schema={ROW_ID: pl.Utf8, "title": pl.Utf8, "context": pl.Utf8, "question": pl.Utf8,
-                                        "spans": S.SPANS_DTYPE})
+            recs.append(
+                {
+                    ROW_ID: rid,
+                    "title": r.get("title"),
+                    "context": r["context"],
+                    "question": r["question"],
+                    "spans": S.to_records(spans),
+                }
+            )
+        df = pl.DataFrame(
+            recs,
+            schema={
+                ROW_ID: pl.Utf8,
+                "title": pl.Utf8,
+                "context": pl.Utf8,
+                "question": pl.Utf8,
+                "spans": S.SPANS_DTYPE,
+            },
+        )
         return StepOutput(df, None, {})

@@ -106,8 +106,23 @@ class TacredSource(Source):
                 if not isinstance(r[f], int) or not 0 <= r[f] < len(toks):
                     raise InputError(str(path), f"token index {r[f]!r} outside 0..{len(toks) - 1}", line=n, field=f)
             text, spans = from_tacred(r)
-            recs.append({ROW_ID: str(r.get("id", f"{n:09d}")), "tokens": toks, "text": text,
-                         "spans": S.to_records(spans), "relation": r["relation"]})
-        df = pl.DataFrame(recs, schema={ROW_ID: pl.Utf8, "tokens": pl.List(pl.Utf8), "text": pl.Utf8,
-                                        "spans": S.SPANS_DTYPE, "relation": pl.Utf8})
+            recs.append(
+                {
+                    ROW_ID: str(r.get("id", f"{n:09d}")),
+                    "tokens": toks,
+                    "text": text,
+                    "spans": S.to_records(spans),
+                    "relation": r["relation"],
+                }
+            )
+        df = pl.DataFrame(
+            recs,
+            schema={
+                ROW_ID: pl.Utf8,
+                "tokens": pl.List(pl.Utf8),
+                "text": pl.Utf8,
+                "spans": S.SPANS_DTYPE,
+                "relation": pl.Utf8,
+            },
+        )
         return StepOutput(df, None, {})

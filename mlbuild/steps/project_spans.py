@@ -66,8 +66,7 @@ log = logging.getLogger(__name__)
 # Marker style per MT engine. Only bergamot's was checked on real output (see docs/projection.md):
 # it mangles XML-like tags and keeps square-bracket numbered markers.
 ENGINE_MARKERS = {"bergamot": "brackets", "transformers": "brackets", "openai": "xml"}
-OUT_COLUMNS = ["target_spans", "projection_status", "projection_method", "projection_confidence",
-               "projection_detail"]
+OUT_COLUMNS = ["target_spans", "projection_status", "projection_method", "projection_confidence", "projection_detail"]
 
 
 @dataclass
@@ -80,8 +79,9 @@ class ProjectSpansParams:
     target_lang: str | None = param(None, doc="language of target_column", kind="lang")
     target_langs: list[str] = param([], doc="languages to translate into (the step translates)", kind="langs")
     engine: Literal["transformers", "bergamot", "openai"] | None = param(None, doc="MT engine (with target_langs)")
-    model: str | None = param(None, doc="MT model: path, packaged name or Hub id (engine default if unset)",
-                              kind="path")
+    model: str | None = param(
+        None, doc="MT model: path, packaged name or Hub id (engine default if unset)", kind="path"
+    )
     decoding: dict[str, Any] = param({}, doc="decoding params passed to the MT backend (num_beams, ...)")
     marker_style: Literal["auto", "brackets", "xml"] = param("auto", doc="marker look; auto = per engine")
     aligner: Literal["eflomal", "embedding"] = param("eflomal", doc="word aligner for method align/fallback")
@@ -89,8 +89,11 @@ class ProjectSpansParams:
     align_layer: int = param(8, doc="hidden layer the embedding aligner reads (0 = embeddings)")
     align_method: Literal["argmax", "itermax"] = param("itermax", doc="embedding aligner's matching")
     align_center: bool = param(False, doc="centre hidden states before comparing (decoder LMs)")
-    verify_plain: bool = param(False, doc="markers: also translate without markers; use that text when every "
-                               "span is found in it, else flag the row low_confidence (2x MT calls)")
+    verify_plain: bool = param(
+        False,
+        doc="markers: also translate without markers; use that text when every "
+        "span is found in it, else flag the row low_confidence (2x MT calls)",
+    )
     copy_exact: bool = param(True, doc="align: a span whose text occurs once, verbatim, in the target goes there")
     max_gap: int = param(2, doc="unaligned target words bridged inside a projected span")
     min_confidence: float = param(0.5, doc="aligned rows below this confidence are flagged low_confidence")
@@ -116,15 +119,25 @@ class ProjectSpans(Step):
         problems = []
         translating = bool(p.target_langs)
         if translating == bool(p.target_column):
-            problems.append(("target_column", "give either target_column (+ target_lang) for an existing "
-                                              "translation, or target_langs (+ engine) to translate"))
+            problems.append(
+                (
+                    "target_column",
+                    "give either target_column (+ target_lang) for an existing "
+                    "translation, or target_langs (+ engine) to translate",
+                )
+            )
         if p.target_column and not p.target_lang:
             problems.append(("target_lang", "required with target_column"))
         if translating and not p.engine:
             problems.append(("engine", "required with target_langs (transformers, bergamot or openai)"))
         if p.method in ("markers", "fallback") and not translating:
-            problems.append(("method", f"{p.method!r} translates marked text: it needs target_langs; "
-                                       "use method = 'align' with an existing target_column"))
+            problems.append(
+                (
+                    "method",
+                    f"{p.method!r} translates marked text: it needs target_langs; "
+                    "use method = 'align' with an existing target_column",
+                )
+            )
         if p.method in ("align", "fallback") and p.aligner == "embedding" and not p.align_model:
             problems.append(("align_model", "the embedding aligner needs a transformers model"))
         if not 0.0 <= p.min_confidence <= 1.0:
@@ -157,24 +170,47 @@ class ProjectSpans(Step):
         p = self.params
         if p.target_langs and getattr(self, "mt", None) is None:
             self.mt = _load_mt(p.engine, p.model, self.ctx.recipe_dir, p.device, **p.decoding)
-            self.ctx.record_model("mt", self.mt.id, getattr(self.mt, "revision", None), engine=p.engine,
-                                  marker_style=self.style.name if p.method != "align" else None)
+            self.ctx.record_model(
+                "mt",
+                self.mt.id,
+                getattr(self.mt, "revision", None),
+                engine=p.engine,
+                marker_style=self.style.name if p.method != "align" else None,
+            )
         if p.method in ("align", "fallback") and getattr(self, "aligner", None) is None:
             from ..models.align import load_aligner
 
-            self.aligner = load_aligner(p.aligner, model=p.align_model, layer=p.align_layer, method=p.align_method,
-                                        device=p.device, base_dir=self.ctx.recipe_dir, center=p.align_center)
-            self.ctx.record_model("aligner", self.aligner.id, self.aligner.revision,
-                                  layer=p.align_layer if p.aligner == "embedding" else None)
+            self.aligner = load_aligner(
+                p.aligner,
+                model=p.align_model,
+                layer=p.align_layer,
+                method=p.align_method,
+                device=p.device,
+                base_dir=self.ctx.recipe_dir,
+                center=p.align_center,
+            )
+            self.ctx.record_model(
+                "aligner",
+                self.aligner.id,
+                self.aligner.revision,
+                layer=p.align_layer if p.aligner == "embedding" else None,
+            )
 
     def _translate(self, texts: list[str], tgt: str) -> list[str]:
         p = self.params
-        conf = self.mt.config() if hasattr(self.mt, "config") else {
-            "engine": p.engine, "model": self.mt.id, "revision": getattr(self.mt, "revision", None)}
+        conf = (
+            self.mt.config()
+            if hasattr(self.mt, "config")
+            else {"engine": p.engine, "model": self.mt.id, "revision": getattr(self.mt, "revision", None)}
+        )
         ns = {"task": "translate", **conf, "decoding": p.decoding, "src": p.source_lang, "tgt": tgt}
         todo = [t for t in texts if t.strip()]
-        done = dict(zip(todo, cached_map(self.ctx.cache, ns, todo,
-                                         lambda b: self.mt.translate(b, p.source_lang, tgt), p.batch_size)))
+        done = dict(
+            zip(
+                todo,
+                cached_map(self.ctx.cache, ns, todo, lambda b: self.mt.translate(b, p.source_lang, tgt), p.batch_size),
+            )
+        )
         return [done.get(t, "") for t in texts]
 
     # --------------------------------------------------------------------------------- rows
@@ -182,15 +218,20 @@ class ProjectSpans(Step):
         p = self.params
         texts = batch[p.text_column].cast(pl.Utf8).fill_null("").to_list()
         src_spans = [S.to_spans(v) for v in batch[p.spans_column].to_list()]
-        golds = [S.to_spans(v) if v is not None else None for v in batch[p.gold_column].to_list()] \
-            if p.gold_column else [None] * batch.height
+        golds = (
+            [S.to_spans(v) if v is not None else None for v in batch[p.gold_column].to_list()]
+            if p.gold_column
+            else [None] * batch.height
+        )
         frames, rejects, stats = [], [], {"projection": {}}
         if p.target_langs:
             for lang in p.target_langs:
                 res = self._project_translating(texts, src_spans, lang)
-                part = batch.with_columns((pl.col(ROW_ID) + f"/{lang}").alias(ROW_ID),
-                                          pl.lit(lang).alias("target_lang"),
-                                          pl.Series("target_text", [r["text"] for r in res], dtype=pl.Utf8))
+                part = batch.with_columns(
+                    (pl.col(ROW_ID) + f"/{lang}").alias(ROW_ID),
+                    pl.lit(lang).alias("target_lang"),
+                    pl.Series("target_text", [r["text"] for r in res], dtype=pl.Utf8),
+                )
                 self._finish(part, res, golds, lang, frames, rejects, stats)
         else:
             tgt_texts = batch[p.target_column].cast(pl.Utf8).fill_null("").to_list()
@@ -241,11 +282,16 @@ class ProjectSpans(Step):
                 continue
             info = [S.SourceSpanInfo.of(texts[k], s, p.source_lang) for s in src_spans[k]]
             fixed, repairs = S.repair_markers(mt_out, st, info, tgt_lang=lang, src_lang=p.source_lang)
-            ex = S.extract_markers(fixed, st, [s.label for s in src_spans[k]],
-                                   source_nested=_nested(src_spans[k]))
-            r.update(text=ex.text, repairs=repairs, status=ex.status, detail="; ".join(ex.problems) or None,
-                     spans=[s for s in ex.spans if s is not None], marker_spans=ex.spans,
-                     confidence=1.0 if ex.status == "ok" else 0.0)
+            ex = S.extract_markers(fixed, st, [s.label for s in src_spans[k]], source_nested=_nested(src_spans[k]))
+            r.update(
+                text=ex.text,
+                repairs=repairs,
+                status=ex.status,
+                detail="; ".join(ex.problems) or None,
+                spans=[s for s in ex.spans if s is not None],
+                marker_spans=ex.spans,
+                confidence=1.0 if ex.status == "ok" else 0.0,
+            )
             if ex.status != "ok":
                 r["markers_failure"] = ex.status
                 failed.append(k)
@@ -276,11 +322,15 @@ class ProjectSpans(Step):
             if not missing and not S.crossing(moved) and len(set(moved)) == len(moved):
                 r.update(text=pt, spans=moved, repairs=[*r["repairs"], "plain_text"])
             else:
-                r.update(status="low_confidence", confidence=0.5,
-                         detail="not in the translation made without markers: " + ", ".join(map(repr, missing)))
+                r.update(
+                    status="low_confidence",
+                    confidence=0.5,
+                    detail="not in the translation made without markers: " + ", ".join(map(repr, missing)),
+                )
 
-    def _align_rows(self, texts: list[str], src_spans: list[list[S.Span]], res: list[dict], todo: list[int],
-                    context: list[int]) -> None:
+    def _align_rows(
+        self, texts: list[str], src_spans: list[list[S.Span]], res: list[dict], todo: list[int], context: list[int]
+    ) -> None:
         """Align rows ``todo`` (the aligner sees ``context`` rows too) and set their spans and status."""
         if not todo:
             return
@@ -290,8 +340,10 @@ class ProjectSpans(Step):
         ctx_rows = sorted(set(context) | set(todo))
         src_tok = {k: S.tokenize(texts[k]) for k in ctx_rows}
         tgt_tok = {k: S.tokenize(res[k]["text"]) for k in ctx_rows}
-        links = self.aligner.align([[texts[k][a:b] for a, b in src_tok[k]] for k in ctx_rows],
-                                   [[res[k]["text"][a:b] for a, b in tgt_tok[k]] for k in ctx_rows])
+        links = self.aligner.align(
+            [[texts[k][a:b] for a, b in src_tok[k]] for k in ctx_rows],
+            [[res[k]["text"][a:b] for a, b in tgt_tok[k]] for k in ctx_rows],
+        )
         by_row = dict(zip(ctx_rows, links))
         for k in todo:
             r = res[k]
@@ -310,7 +362,7 @@ class ProjectSpans(Step):
                         continue
                 span, status, conf = project_span(src_tok[k], tgt_tok[k], by_row[k], sp.start, sp.end, p.max_gap)
                 if span is None:
-                    problems.append(f"{status}: span {i} ({texts[k][sp.start:sp.end]!r})")
+                    problems.append(f"{status}: span {i} ({texts[k][sp.start : sp.end]!r})")
                 else:
                     got.append(S.Span(span[0], span[1], sp.label))
                     confs.append(conf)
@@ -323,12 +375,24 @@ class ProjectSpans(Step):
                 status = "low_confidence"
                 problems.append(f"low_confidence: {conf:.2f} < {p.min_confidence}")
             prior = r.get("detail")
-            r.update(method="align", spans=got, status=status, confidence=round(conf, 4) if not problems or
-                     status == "low_confidence" else 0.0,
-                     detail="; ".join(([f"markers: {prior}"] if prior else []) + problems) or None)
+            r.update(
+                method="align",
+                spans=got,
+                status=status,
+                confidence=round(conf, 4) if not problems or status == "low_confidence" else 0.0,
+                detail="; ".join(([f"markers: {prior}"] if prior else []) + problems) or None,
+            )
 
-    def _finish(self, part: pl.DataFrame, res: list[dict], golds: list, lang: str | None, frames: list,
-                rejects: list, stats: dict) -> None:
+    def _finish(
+        self,
+        part: pl.DataFrame,
+        res: list[dict],
+        golds: list,
+        lang: str | None,
+        frames: list,
+        rejects: list,
+        stats: dict,
+    ) -> None:
         p = self.params
         status = [r["status"] for r in res]
         cols = [
@@ -344,19 +408,35 @@ class ProjectSpans(Step):
                 offs = S.tokenize(r["text"])
                 toks.append([r["text"][a:b] for a, b in offs])
                 try:
-                    tags.append(S.spans_to_bio(S.snap_to_tokens(r["spans"], offs), offs) if r["status"] in
-                                ("ok", "low_confidence") else None)
+                    tags.append(
+                        S.spans_to_bio(S.snap_to_tokens(r["spans"], offs), offs)
+                        if r["status"] in ("ok", "low_confidence")
+                        else None
+                    )
                 except S.SpanError:
                     tags.append(None)
-            cols += [pl.Series("target_tokens", toks, dtype=pl.List(pl.Utf8)),
-                     pl.Series("target_tags", tags, dtype=pl.List(pl.Utf8))]
+            cols += [
+                pl.Series("target_tokens", toks, dtype=pl.List(pl.Utf8)),
+                pl.Series("target_tags", tags, dtype=pl.List(pl.Utf8)),
+            ]
         part = part.with_columns(cols)
         # stats per language
         key = lang or "und"
-        s = stats["projection"].setdefault(key, {"rows_in": 0, "projected": 0, "low_confidence": 0, "failed": {},
-                                                "review_queued": 0, "by_method": {}, "repairs": {},
-                                                "markers_failed": {}, "recovered_by_align": 0,
-                                                "spans_projected": 0})
+        s = stats["projection"].setdefault(
+            key,
+            {
+                "rows_in": 0,
+                "projected": 0,
+                "low_confidence": 0,
+                "failed": {},
+                "review_queued": 0,
+                "by_method": {},
+                "repairs": {},
+                "markers_failed": {},
+                "recovered_by_align": 0,
+                "spans_projected": 0,
+            },
+        )
         for r, g in zip(res, golds):
             s["rows_in"] += 1
             st = r["status"]
@@ -388,8 +468,11 @@ class ProjectSpans(Step):
         if p.on_failure == "drop":
             bad = pl.Series([x not in ("ok", "low_confidence") for x in status])
             if bad.any():
-                rejects.append(part.filter(bad).with_columns(pl.col("projection_status").alias("reason"),
-                                                             pl.col("projection_detail").alias("detail")))
+                rejects.append(
+                    part.filter(bad).with_columns(
+                        pl.col("projection_status").alias("reason"), pl.col("projection_detail").alias("detail")
+                    )
+                )
             part = part.filter(~bad)
         frames.append(part)
 
@@ -398,11 +481,17 @@ class ProjectSpans(Step):
         per = stats.get("projection", {})
         if not per:
             return {}
-        report = {"method": self.params.method, "marker_style": self.style.name if self.params.method != "align"
-                  else None, "aligner": self.params.aligner if self.params.method != "markers" else None,
-                  "languages": {}}
-        lines = ["| language | rows in | projected | low confidence | failed (category: rows) | review-queued "
-                 "| marker repairs | P / R / F1 |", "|---|---:|---:|---:|---|---:|---|---|"]
+        report = {
+            "method": self.params.method,
+            "marker_style": self.style.name if self.params.method != "align" else None,
+            "aligner": self.params.aligner if self.params.method != "markers" else None,
+            "languages": {},
+        }
+        lines = [
+            "| language | rows in | projected | low confidence | failed (category: rows) | review-queued "
+            "| marker repairs | P / R / F1 |",
+            "|---|---:|---:|---:|---|---:|---|---|",
+        ]
         for lang, s in sorted(per.items()):
             entry = dict(s)
             if "gold" in s:
@@ -410,26 +499,40 @@ class ProjectSpans(Step):
             report["languages"][lang] = entry
             failed = "; ".join(f"{k}: {v}" for k, v in sorted(s["failed"].items())) or "none"
             if s.get("markers_failed"):
-                failed += (" (markers failed: " + ", ".join(f"{k} {v}" for k, v in sorted(s["markers_failed"].items()))
-                           + f"; recovered by alignment: {s['recovered_by_align']})")
+                failed += (
+                    " (markers failed: "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(s["markers_failed"].items()))
+                    + f"; recovered by alignment: {s['recovered_by_align']})"
+                )
             reps = ", ".join(f"{k} {v}" for k, v in sorted(s["repairs"].items())) or "none"
             g = entry.get("gold")
             score = f"{g['precision']:.3f} / {g['recall']:.3f} / {g['f1']:.3f} ({g['rows']} rows)" if g else "no gold"
             name = langs.display_name(lang) if langs.is_valid(lang) else lang
-            lines.append(f"| `{lang}` ({name}) | {s['rows_in']} | {s['projected']} | {s['low_confidence']} | {failed} "
-                         f"| {s['review_queued']} | {reps} | {score} |")
+            lines.append(
+                f"| `{lang}` ({name}) | {s['rows_in']} | {s['projected']} | {s['low_confidence']} | {failed} "
+                f"| {s['review_queued']} | {reps} | {score} |"
+            )
         md = "\n".join(lines)
         reports_dir.mkdir(parents=True, exist_ok=True)
         (reports_dir / "projection.json").write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
-        (reports_dir / "projection.md").write_text("# Span projection\n\n" + md + "\n\nRows not `ok` form the review "
-                                                   "queue: `mlbuild review export OUTDIR --to queue.jsonl`.\n",
-                                                   encoding="utf-8")
+        (reports_dir / "projection.md").write_text(
+            "# Span projection\n\n" + md + "\n\nRows not `ok` form the review "
+            "queue: `mlbuild review export OUTDIR --to queue.jsonl`.\n",
+            encoding="utf-8",
+        )
         return {"markdown": "Span projection (`reports/projection.md`):\n\n" + md, "projection": report}
 
 
 def _blank(text: str) -> dict[str, Any]:
-    return {"text": text, "spans": [], "status": "ok", "method": None, "confidence": 1.0, "detail": None,
-            "repairs": []}
+    return {
+        "text": text,
+        "spans": [],
+        "status": "ok",
+        "method": None,
+        "confidence": 1.0,
+        "detail": None,
+        "repairs": [],
+    }
 
 
 def _verbatim(needle: str, text: str) -> tuple[int, int] | None:

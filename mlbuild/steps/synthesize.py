@@ -257,6 +257,16 @@ def pick_exemplars(
     return out[:k]
 
 
+def topic_words(pool: list[Exemplar]) -> dict[str, set[str]]:
+    """Per exemplar, its words found in no other exemplar (common words such as 'which' drop out)."""
+    bags = {e.id: set(words(f"{e.title} {e.passage} {e.summary}")) for e in pool}
+    df: dict[str, int] = {}
+    for b in bags.values():
+        for w in b:
+            df[w] = df.get(w, 0) + 1
+    return {k: {w for w in b if df[w] == 1} for k, b in bags.items()}
+
+
 def clip_words(text: str, n: int) -> str:
     parts = " ".join(str(text).split()).split(" ")
     return " ".join(parts[:n]) + (" ..." if len(parts) > n else "")
@@ -423,6 +433,7 @@ class SynthesizeQueries(Step):
             raise RecipeError([(missing, f"file not found: {getattr(p, missing)}")])
         self.exemplar_pool = load_exemplars(epath)
         self.prompts = PromptBuilder(tpath, self.exemplar_pool, p.max_passage_words)
+        self.topic_words = topic_words(self.exemplar_pool)
         missing_targets = [t for t in p.target_langs if not any(t in e.queries for e in self.exemplar_pool)]
         if missing_targets:
             raise RecipeError(
@@ -716,8 +727,8 @@ class SynthesizeQueries(Step):
             eq = e.queries.get(target, "")
             if nq and nq == normalize_query(eq):
                 return "template_echo", f"the query repeats exemplar {e.id}'s question"
-            # topic words of the exemplar (len >= 4, years included) that the passage does not have
-            topic = set(words(f"{e.title} {e.passage} {e.summary}"))
+            # topic words of the exemplar (its own words, 4+ characters, years included) the passage lacks
+            topic = self.topic_words.get(e.id, set())
             borrowed = sorted({w for w in qw if len(w) >= 4 and w not in pset and w in topic})
             if len(borrowed) >= 2:
                 return "template_echo", f"words from exemplar {e.id}: {', '.join(borrowed[:5])}"

@@ -17,8 +17,11 @@ from mlbuild.steps import project_spans as mod
 
 ROWS = [
     ("Barack Obama visited China.", [(0, 12, "PER"), (21, 26, "LOC")], "[1]Barack Obama[/1] visitou a [2]China[/2]."),
-    ("I met John and Mary in Paris.", [(6, 10, "PER"), (15, 19, "PER"), (23, 28, "LOC")],
-     "Eu conheci [1]João[/1] e [2]Mary[/2] em Paris[/3]."),
+    (
+        "I met John and Mary in Paris.",
+        [(6, 10, "PER"), (15, 19, "PER"), (23, 28, "LOC")],
+        "Eu conheci [1]João[/1] e [2]Mary[/2] em Paris[/3].",
+    ),
     ("Apple hired Tim Cook.", [(0, 5, "ORG"), (12, 20, "PER")], "A Apple contratou [2]Tim Cook[/2]."),
 ]
 
@@ -59,8 +62,10 @@ def built(write_recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: FakeMT())
 
     def build(on_failure="keep"):
-        rows = "".join(json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]})
-                       + "\n" for t, sp, _ in ROWS)
+        rows = "".join(
+            json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]}) + "\n"
+            for t, sp, _ in ROWS
+        )
         path = write_recipe(RECIPE.format(on_failure=on_failure), {"rows.jsonl": rows})
         return Runner(load_recipe(path), tmp_path / "out", quiet=True).run().dataset_dir
 
@@ -129,8 +134,13 @@ def test_rows_dropped_to_rejects_come_back(built, tmp_path):
     assert _read(d).height == 1
     queue = tmp_path / "q.jsonl"
     assert export_queue(d, queue) == {"missing_marker": 2}
-    _fix(queue, {"000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris[/3].",
-                 "000000003/por_Latn": "A [1]Apple[/1] contratou [2]Tim Cook[/2]."})
+    _fix(
+        queue,
+        {
+            "000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris[/3].",
+            "000000003/por_Latn": "A [1]Apple[/1] contratou [2]Tim Cook[/2].",
+        },
+    )
     res = import_corrections(queue, version="0.2.0")
     assert (res.corrected, res.added_from_rejects) == (2, 2)
     df = _read(d.parent / "0.2.0")

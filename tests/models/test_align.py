@@ -6,13 +6,42 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlbuild.models.align import (EflomalAligner, EmbeddingAligner, argmax_links, itermax, load_aligner,
-                                  project_span, symmetrize)
 from mlbuild.metrics.projection import aer, alignment_prf, span_prf
+from mlbuild.models.align import (
+    EflomalAligner,
+    EmbeddingAligner,
+    argmax_links,
+    itermax,
+    load_aligner,
+    project_span,
+    symmetrize,
+)
 from mlbuild.spans import Span, tokenize
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "obama", "visited", "paris", "visitou", "em", "2009",
-         "in", "lis", "##boa", "maria", "lives", "vive", "the", "city", "a", "cidade", "."]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "obama",
+    "visited",
+    "paris",
+    "visitou",
+    "em",
+    "2009",
+    "in",
+    "lis",
+    "##boa",
+    "maria",
+    "lives",
+    "vive",
+    "the",
+    "city",
+    "a",
+    "cidade",
+    ".",
+]
 
 
 def build_tiny_bert(path):
@@ -27,14 +56,27 @@ def build_tiny_bert(path):
     raw = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     raw.normalizer = normalizers.BertNormalizer(lowercase=True)
     raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    raw.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
-        ("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                  sep_token="[SEP]", mask_token="[MASK]")
+    raw.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     tok.save_pretrained(path)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     model = BertModel(cfg)
     with torch.no_grad():
         model.embeddings.position_embeddings.weight.zero_()
@@ -94,8 +136,14 @@ def test_metrics():
 
 
 def test_eflomal_learns_a_tiny_corpus():
-    pairs = [("the cat sleeps", "o gato dorme"), ("the dog sleeps", "o cão dorme"), ("the cat eats", "o gato come"),
-             ("the dog eats", "o cão come"), ("a cat", "um gato"), ("a dog", "um cão")] * 20
+    pairs = [
+        ("the cat sleeps", "o gato dorme"),
+        ("the dog sleeps", "o cão dorme"),
+        ("the cat eats", "o gato come"),
+        ("the dog eats", "o cão come"),
+        ("a cat", "um gato"),
+        ("a dog", "um cão"),
+    ] * 20
     src = [s.split() for s, _ in pairs]
     tgt = [t.split() for _, t in pairs]
     out = EflomalAligner().align(src, tgt)

@@ -82,13 +82,13 @@ def test_small_corpus_pads_and_empty_inputs():
 def test_score_blocks_never_exceed_block_shape(data, monkeypatch):
     q, c = data
     shapes = []
-    real = search.block_topk
+    real = search.search_block
 
-    def spy(torch, scores, k, offset):
+    def spy(torch, scores, k, offset, exact_ties):
         shapes.append(tuple(scores.shape))
-        return real(torch, scores, k, offset)
+        return real(torch, scores, k, offset, exact_ties)
 
-    monkeypatch.setattr(search, "block_topk", spy)
+    monkeypatch.setattr(search, "search_block", spy)
     exact_topk(q, c, 5, query_block=32, corpus_block=256)
     assert shapes and max(a * b for a, b in shapes) <= 32 * 256
     assert sum(b for a, b in shapes if a == 32) // 3 >= c.shape[0]  # every corpus row seen by each query block
@@ -109,3 +109,20 @@ def test_faiss_backend_when_installed(data):
     np.testing.assert_allclose(s, bs, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError):
         search.faiss_topk(q, c, search.FAISS_GPU_K_LIMIT + 1, use_gpu=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("resident", [True, False])
+def test_cuda_matches_cpu(data, precision, resident, monkeypatch):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    if not resident:  # stream the corpus from pinned host memory instead of holding it on the GPU
+        monkeypatch.setattr(search, "_upload_corpus", lambda *a, **k: None)
+    q, c = data
+    bs, bi = brute(q, c, 7)
+    s, i = exact_topk(q, c, 7, device="cuda", precision=precision, corpus_block=500, query_block=50)
+    assert (i == bi).all()
+    np.testing.assert_allclose(s, bs, rtol=1e-5, atol=1e-5)

@@ -279,6 +279,22 @@ def test_stalled_commit_times_out_and_the_retry_finds_it_done(hub, version_dir):
     assert repo.tags["v0.1.0"][0] == repo.branches["main"]
 
 
+def test_concurrent_push_of_the_same_build_wins_the_tag_first(hub, version_dir, monkeypatch):
+    """Another machine pushed the same build and tagged it between our commit and our tag: fine."""
+    from huggingface_hub import HfApi
+
+    original = HfApi.create_tag
+
+    def racing(self, repo_id, *, tag, revision=None, **kw):
+        monkeypatch.setattr(HfApi, "create_tag", original)
+        original(self, repo_id, tag=tag, revision=revision, **kw)  # the other machine's tag
+        return original(self, repo_id, tag=tag, revision=revision, **kw)  # ours: 409
+
+    monkeypatch.setattr(HfApi, "create_tag", racing)
+    res = push(version_dir())
+    assert res.status == "pushed" and len(hub.calls("POST", r"/tag/")) == 2
+
+
 def test_client_errors_are_not_retried(hub, version_dir):
     hub.fail(Fail("POST", r"/commit/", status=422, times=1, message="bad commit"))
     with pytest.raises(hubmod.UploadFailed, match="422"):

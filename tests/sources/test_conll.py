@@ -39,8 +39,10 @@ def test_reads_sentences_as_text_and_spans(tmp_path):
     assert df["row_id"].to_list() == ["train-0000001", "train-0000002"]
     r = df.row(0, named=True)
     assert r["text"] == "Barack Obama visited New York ."
-    assert [(r["text"][s["start"] : s["end"]], s["label"]) for s in r["spans"]] == [("Barack Obama", "PER"),
-                                                                                  ("New York", "LOC")]
+    assert [(r["text"][s["start"] : s["end"]], s["label"]) for s in r["spans"]] == [
+        ("Barack Obama", "PER"),
+        ("New York", "LOC"),
+    ]
     assert df["lang"].to_list() == ["eng_Latn", "eng_Latn"]
     # exact both ways: spans -> BIO over the same tokens gives the tags back
     for row in df.iter_rows(named=True):

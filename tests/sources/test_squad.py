@@ -11,10 +11,30 @@ from mlbuild.errors import InputError
 from mlbuild.sources.squad import SquadParams, SquadSource, to_answers
 
 CTX = "The Amazon river flows through Brazil and Peru."
-NESTED = {"version": "1.1", "data": [{"title": "Amazon", "paragraphs": [{"context": CTX, "qas": [
-    {"id": "q1", "question": "Where does it flow?", "answers": [{"text": "Brazil and Peru", "answer_start": 31},
-                                                                {"text": "Brazil and Peru", "answer_start": 31},
-                                                                {"text": "Brazil", "answer_start": 31}]}]}]}]}
+NESTED = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Amazon",
+            "paragraphs": [
+                {
+                    "context": CTX,
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Where does it flow?",
+                            "answers": [
+                                {"text": "Brazil and Peru", "answer_start": 31},
+                                {"text": "Brazil and Peru", "answer_start": 31},
+                                {"text": "Brazil", "answer_start": 31},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+}
 
 
 def test_nested_json(tmp_path):

@@ -10,9 +10,17 @@ from mlbuild import spans as S
 from mlbuild.errors import InputError
 from mlbuild.sources.tacred import TacredParams, TacredSource, from_tacred, to_tacred
 
-EX = {"id": "e1", "token": ["Tim", "Cook", "is", "the", "CEO", "of", "Apple", "Inc", "."], "subj_start": 0,
-      "subj_end": 1, "obj_start": 6, "obj_end": 7, "subj_type": "PERSON", "obj_type": "ORGANIZATION",
-      "relation": "per:employee_of"}
+EX = {
+    "id": "e1",
+    "token": ["Tim", "Cook", "is", "the", "CEO", "of", "Apple", "Inc", "."],
+    "subj_start": 0,
+    "subj_end": 1,
+    "obj_start": 6,
+    "obj_end": 7,
+    "subj_type": "PERSON",
+    "obj_type": "ORGANIZATION",
+    "relation": "per:employee_of",
+}
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
@@ -23,7 +31,9 @@ def test_reads_json_and_jsonl(tmp_path, fmt):
     r = df.row(0, named=True)
     assert r["row_id"] == "e1" and r["relation"] == "per:employee_of"
     assert [(r["text"][s["start"] : s["end"]], s["label"]) for s in r["spans"]] == [
-        ("Tim Cook", "subj:PERSON"), ("Apple Inc", "obj:ORGANIZATION")]
+        ("Tim Cook", "subj:PERSON"),
+        ("Apple Inc", "obj:ORGANIZATION"),
+    ]
 
 
 def test_round_trip_to_tacred_fields():

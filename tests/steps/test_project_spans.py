@@ -17,12 +17,21 @@ from mlbuild.steps.project_spans import ProjectSpans, ProjectSpansParams
 
 ROWS = [
     # text, spans, crafted bergamot-like output of the marked text
-    ("Barack Obama visited China in 2009.", [(0, 12, "PER"), (21, 26, "LOC")],
-     "[1]Barack Obama[/1] visitou [2] China[/2] em 2009."),  # stray space: repaired
-    ("I met John and Mary at the Paris airport.", [(6, 10, "PER"), (15, 19, "PER"), (27, 32, "LOC")],
-     "Eu conheci [1] João[/1] e [2]Mary[/2] no aeroporto de Paris[/3]."),  # missing start marker
-    ("Apple was founded by Steve Jobs.", [(0, 5, "ORG"), (21, 31, "PER")],
-     "A [1]Apple[/1] foi fundada por [2]Steve Jobs,[/2]."),  # punctuation pulled in: repaired
+    (
+        "Barack Obama visited China in 2009.",
+        [(0, 12, "PER"), (21, 26, "LOC")],
+        "[1]Barack Obama[/1] visitou [2] China[/2] em 2009.",
+    ),  # stray space: repaired
+    (
+        "I met John and Mary at the Paris airport.",
+        [(6, 10, "PER"), (15, 19, "PER"), (27, 32, "LOC")],
+        "Eu conheci [1] João[/1] e [2]Mary[/2] no aeroporto de Paris[/3].",
+    ),  # missing start marker
+    (
+        "Apple was founded by Steve Jobs.",
+        [(0, 5, "ORG"), (21, 31, "PER")],
+        "A [1]Apple[/1] foi fundada por [2]Steve Jobs,[/2].",
+    ),  # punctuation pulled in: repaired
     ("Nothing to see here.", [], "Nada para ver aqui."),
 ]
 
@@ -65,12 +74,15 @@ class SameWordAligner:
 
 
 def _batch(rows=ROWS):
-    return pl.DataFrame({
-        "row_id": [f"r{i}" for i in range(len(rows))],
-        "text": [r[0] for r in rows],
-        "spans": pl.Series([[{"start": s, "end": e, "label": lab} for s, e, lab in r[1]] for r in rows],
-                           dtype=SPANS_DTYPE),
-    })
+    return pl.DataFrame(
+        {
+            "row_id": [f"r{i}" for i in range(len(rows))],
+            "text": [r[0] for r in rows],
+            "spans": pl.Series(
+                [[{"start": s, "end": e, "label": lab} for s, e, lab in r[1]] for r in rows], dtype=SPANS_DTYPE
+            ),
+        }
+    )
 
 
 def _marked_table(rows=ROWS):
@@ -83,8 +95,14 @@ def _marked_table(rows=ROWS):
 
 
 def _step(**kw):
-    base = dict(text_column="text", spans_column="spans", source_lang="eng_Latn", target_langs=["por_Latn"],
-                engine="bergamot", method="markers")
+    base = dict(
+        text_column="text",
+        spans_column="spans",
+        source_lang="eng_Latn",
+        target_langs=["por_Latn"],
+        engine="bergamot",
+        method="markers",
+    )
     base.update(kw)
     step = ProjectSpans(ProjectSpansParams(**base), RunContext())
     return step
@@ -126,14 +144,17 @@ def test_on_failure_drop_sends_rows_to_rejects():
     assert out.rejects["target_text"].to_list() == ["Eu conheci João e Mary no aeroporto de Paris."]
 
 
-@pytest.mark.parametrize("category,output", [
-    ("duplicated_marker", "[1]Barack[/1] [1]Obama[/1] visitou [2]China[/2]."),
-    ("wrong_order", "[/1]Barack Obama[1] visitou [2]China[/2]."),
-    ("crossed_spans", "[1]Barack [2]Obama[/1] visitou China[/2]."),
-    ("empty_span", "[1]Barack Obama[/1] visitou [2][/2] China."),
-    ("missing_marker", "Barack Obama visitou a China."),
-    ("empty_translation", ""),
-])
+@pytest.mark.parametrize(
+    "category,output",
+    [
+        ("duplicated_marker", "[1]Barack[/1] [1]Obama[/1] visitou [2]China[/2]."),
+        ("wrong_order", "[/1]Barack Obama[1] visitou [2]China[/2]."),
+        ("crossed_spans", "[1]Barack [2]Obama[/1] visitou China[/2]."),
+        ("empty_span", "[1]Barack Obama[/1] visitou [2][/2] China."),
+        ("missing_marker", "Barack Obama visitou a China."),
+        ("empty_translation", ""),
+    ],
+)
 def test_every_failure_category(category, output):
     rows = [("Barack Obama visited China.", [(0, 12, "PER"), (21, 26, "LOC")], output)]
     step = _step()
@@ -168,20 +189,42 @@ def test_fallback_aligns_rows_whose_markers_fail():
 
 
 def test_align_on_existing_translation_with_gold_and_bio(tmp_path):
-    df = pl.DataFrame({
-        "row_id": ["a", "b", "c"],
-        "en": ["Maria lives in Lisbon .", "Jack met Mary in Paris .", "Nobody here ."],
-        "pt": ["Maria vive em Lisbon .", "Jaques conheceu Mary em Paris .", "Ninguém aqui ."],
-        "spans": pl.Series([[{"start": 0, "end": 5, "label": "PER"}, {"start": 15, "end": 21, "label": "LOC"}],
-                            [{"start": 0, "end": 4, "label": "PER"}, {"start": 9, "end": 13, "label": "PER"}],
-                            [{"start": 0, "end": 6, "label": "X"}]], dtype=SPANS_DTYPE),
-        "gold": pl.Series([[{"start": 0, "end": 5, "label": "PER"}, {"start": 14, "end": 20, "label": "LOC"}],
-                           [{"start": 0, "end": 6, "label": "PER"}, {"start": 16, "end": 20, "label": "PER"}],
-                           []], dtype=SPANS_DTYPE),
-    })
-    step = ProjectSpans(ProjectSpansParams(text_column="en", spans_column="spans", source_lang="eng_Latn",
-                                           target_column="pt", target_lang="por_Latn", method="align",
-                                           gold_column="gold", bio=True), RunContext())
+    df = pl.DataFrame(
+        {
+            "row_id": ["a", "b", "c"],
+            "en": ["Maria lives in Lisbon .", "Jack met Mary in Paris .", "Nobody here ."],
+            "pt": ["Maria vive em Lisbon .", "Jaques conheceu Mary em Paris .", "Ninguém aqui ."],
+            "spans": pl.Series(
+                [
+                    [{"start": 0, "end": 5, "label": "PER"}, {"start": 15, "end": 21, "label": "LOC"}],
+                    [{"start": 0, "end": 4, "label": "PER"}, {"start": 9, "end": 13, "label": "PER"}],
+                    [{"start": 0, "end": 6, "label": "X"}],
+                ],
+                dtype=SPANS_DTYPE,
+            ),
+            "gold": pl.Series(
+                [
+                    [{"start": 0, "end": 5, "label": "PER"}, {"start": 14, "end": 20, "label": "LOC"}],
+                    [{"start": 0, "end": 6, "label": "PER"}, {"start": 16, "end": 20, "label": "PER"}],
+                    [],
+                ],
+                dtype=SPANS_DTYPE,
+            ),
+        }
+    )
+    step = ProjectSpans(
+        ProjectSpansParams(
+            text_column="en",
+            spans_column="spans",
+            source_lang="eng_Latn",
+            target_column="pt",
+            target_lang="por_Latn",
+            method="align",
+            gold_column="gold",
+            bio=True,
+        ),
+        RunContext(),
+    )
     step.aligner = SameWordAligner()
     out = step.process(df)
     rows = {r["row_id"]: r for r in out.rows.to_dicts()}
@@ -200,12 +243,19 @@ def test_align_on_existing_translation_with_gold_and_bio(tmp_path):
 
 
 def test_check_reports_every_problem():
-    p = ProjectSpansParams(text_column="text", spans_column="spans", source_lang="eng_Latn", method="markers",
-                           aligner="embedding")
+    p = ProjectSpansParams(
+        text_column="text", spans_column="spans", source_lang="eng_Latn", method="markers", aligner="embedding"
+    )
     msgs = dict(ProjectSpans.check(p, ["row_id", "text"]))
     assert "target_column" in msgs and "method" in msgs and "spans_column" in msgs
-    p = ProjectSpansParams(text_column="text", spans_column="spans", source_lang="eng_Latn", method="fallback",
-                           target_langs=["por_Latn"], aligner="embedding")
+    p = ProjectSpansParams(
+        text_column="text",
+        spans_column="spans",
+        source_lang="eng_Latn",
+        method="fallback",
+        target_langs=["por_Latn"],
+        aligner="embedding",
+    )
     msgs = dict(ProjectSpans.check(p, None))
     assert "engine" in msgs and "align_model" in msgs
 
@@ -232,8 +282,10 @@ method = "{method}"
 
 
 def _jsonl(rows=ROWS):
-    return "".join(json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]}) + "\n"
-                   for t, sp, _ in rows)
+    return "".join(
+        json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]}) + "\n"
+        for t, sp, _ in rows
+    )
 
 
 def test_recipe_run_writes_report_and_card(write_recipe, tmp_path, monkeypatch):
@@ -260,8 +312,10 @@ def test_recipe_run_writes_report_and_card(write_recipe, tmp_path, monkeypatch):
 
 
 def test_recipe_validation_names_problems(write_recipe):
-    path = write_recipe(RECIPE.format(method="markers").replace('target_langs = ["pt"]', 'target_column = "text"'),
-                        {"rows.jsonl": _jsonl()})
+    path = write_recipe(
+        RECIPE.format(method="markers").replace('target_langs = ["pt"]', 'target_column = "text"'),
+        {"rows.jsonl": _jsonl()},
+    )
     with pytest.raises(RecipeError) as e:
         load_recipe(path)
     assert "steps[0] (project_spans.v1) -> method" in str(e.value) or "method" in str(e.value)
@@ -290,12 +344,21 @@ def test_fallback_keeps_good_marker_spans_and_copies_verbatim_names():
 
 
 def test_verify_plain_takes_plain_text_or_flags_bent_names():
-    rows = [("Pedro told Sofia about Rome.", [(0, 5, "PER"), (11, 16, "PER"), (23, 27, "LOC")],
-             "[1]Pedro[/1] disse [2]Sfia[/2] sobre [3]Roma[/3]."),
-            ("Lisbon is in Portugal.", [(0, 6, "LOC"), (13, 21, "LOC")], "[1]Lisboa[/1] é em [2]Portugal[/2].")]
+    rows = [
+        (
+            "Pedro told Sofia about Rome.",
+            [(0, 5, "PER"), (11, 16, "PER"), (23, 27, "LOC")],
+            "[1]Pedro[/1] disse [2]Sfia[/2] sobre [3]Roma[/3].",
+        ),
+        ("Lisbon is in Portugal.", [(0, 6, "LOC"), (13, 21, "LOC")], "[1]Lisboa[/1] é em [2]Portugal[/2]."),
+    ]
     table = _marked_table(rows)
-    table.update({"Pedro told Sofia about Rome.": "Pedro contou a Sofia sobre Roma.",
-                  "Lisbon is in Portugal.": "Lisboa fica em Portugal."})
+    table.update(
+        {
+            "Pedro told Sofia about Rome.": "Pedro contou a Sofia sobre Roma.",
+            "Lisbon is in Portugal.": "Lisboa fica em Portugal.",
+        }
+    )
     step = _step(verify_plain=True)
     step.mt = FakeMT(table)
     out = step.process(_batch(rows))
