@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.debug:
-        for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub", "transformers"):
+        for noisy in ("httpx", "httpx2", "urllib3", "filelock", "datasets", "huggingface_hub", "transformers"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
