@@ -40,7 +40,7 @@ def split_segments(text: str, mode: str = "sentence", max_chars: int | None = No
     if not stripped:
         return [text]
     lead = text[: len(text) - len(text.lstrip())]
-    trail = text[len(text.rstrip()):]
+    trail = text[len(text.rstrip()) :]
     if mode == "none":
         return [lead, stripped, trail]
     parts: list[str] = [lead]
@@ -189,8 +189,9 @@ def length_ratio(source: str, output: str) -> float:
     return o / s if s else (0.0 if o == 0 else float("inf"))
 
 
-def repetition(text: str, max_n: int = 4, min_repeats: int = 4, min_tokens: int = 20,
-               min_distinct: float = 0.3) -> str | None:
+def repetition(
+    text: str, max_n: int = 4, min_repeats: int = 4, min_tokens: int = 20, min_distinct: float = 0.3
+) -> str | None:
     """Describe a generation loop in ``text``, or return None.
 
     Flags (1) a word n-gram repeated ``min_repeats`` times in a row (n <= ``max_n``; one time fewer for
@@ -216,7 +217,7 @@ def repetition(text: str, max_n: int = 4, min_repeats: int = 4, min_tokens: int 
         if distinct < min_distinct:
             return f"{distinct:.2f} distinct word trigrams"
     if len(toks) <= 3 and len(text) >= 20:
-        m = re.search(r"(\w.{0,9}?)\1{%d,}" % (min_repeats + 1), text)
+        m = re.search(r"(\w.{0,9}?)\1{" + str(min_repeats + 1) + ",}", text)
         if m:
             return f"'{m.group(1)}' x{len(m.group()) // len(m.group(1))}"
     return None

@@ -60,7 +60,9 @@ def make_data(nq: int, nc: int, d: int, seed: int = 0, topics: int = 200):
     extra = np.empty((nc, d), dtype=np.float32)
     for s in range(0, nc, 100_000):
         n = min(100_000, nc - s)
-        extra[s : s + n] = unit(centers[rng.integers(0, topics, n)] + 0.9 * rng.standard_normal((n, d), dtype=np.float32))
+        extra[s : s + n] = unit(
+            centers[rng.integers(0, topics, n)] + 0.9 * rng.standard_normal((n, d), dtype=np.float32)
+        )
     return qs, pos, extra
 
 
@@ -78,8 +80,11 @@ def run_st(qs, pos, extra, opts: dict, fmt: str):
         device = torch.device("cpu")
 
         def __init__(self):
-            self.row = {**{t: ("q", i) for i, t in enumerate(qt)}, **{t: ("p", i) for i, t in enumerate(pt)},
-                        **{t: ("c", i) for i, t in enumerate(ct)}}
+            self.row = {
+                **{t: ("q", i) for i, t in enumerate(qt)},
+                **{t: ("p", i) for i, t in enumerate(pt)},
+                **{t: ("c", i) for i, t in enumerate(ct)},
+            }
             self.mats = {"q": qs, "p": pos, "c": extra}
 
         def _encode(self, texts, **kw):
@@ -108,9 +113,15 @@ def mlbuild_tables(qs, pos, extra):
     import polars as pl
 
     nq, nc = len(qs), len(extra)
-    table = pl.DataFrame({"row_id": [str(i) for i in range(nq)], "query": [f"q{i}" for i in range(nq)],
-                          "positive": [f"p{i}" for i in range(nq)],
-                          "query_embedding": pl.Series(qs), "positive_embedding": pl.Series(pos)})
+    table = pl.DataFrame(
+        {
+            "row_id": [str(i) for i in range(nq)],
+            "query": [f"q{i}" for i in range(nq)],
+            "positive": [f"p{i}" for i in range(nq)],
+            "query_embedding": pl.Series(qs),
+            "positive_embedding": pl.Series(pos),
+        }
+    )
     corpus = pl.DataFrame({"text": [f"c{i}" for i in range(nc)], "embedding": pl.Series(extra)})
     return table, corpus
 
@@ -121,8 +132,9 @@ def run_mlbuild(table, corpus, opts: dict, fmt: str, **extra_params):
 
     names = {"sampling_strategy": "sampling"}
     params = {names.get(k, k): v for k, v in opts.items()}
-    p = MineNegativesParams(engine="precomputed", corpus="corpus", output_format=fmt, widen_limit=0, device="cpu",
-                            **params, **extra_params)
+    p = MineNegativesParams(
+        engine="precomputed", corpus="corpus", output_format=fmt, widen_limit=0, device="cpu", **params, **extra_params
+    )
     step = MineNegatives(p, RunContext(tables={"corpus": corpus}))
     step.setup()
     t0 = time.perf_counter()
@@ -132,8 +144,10 @@ def run_mlbuild(table, corpus, opts: dict, fmt: str, **extra_params):
 
 def negative_sets(rows: dict, n: int, fmt: str) -> dict:
     if fmt == "n-tuple":
-        return {(q, p): frozenset(rows[f"negative_{j}"][i] for j in range(1, n + 1))
-                for i, (q, p) in enumerate(zip(rows["query"], rows["positive"]))}
+        return {
+            (q, p): frozenset(rows[f"negative_{j}"][i] for j in range(1, n + 1))
+            for i, (q, p) in enumerate(zip(rows["query"], rows["positive"]))
+        }
     out: dict = {}
     for q, p, neg in zip(rows["query"], rows["positive"], rows["negative"]):
         out.setdefault((q, p), set()).add(neg)
@@ -146,8 +160,13 @@ def worker(args) -> dict:
 
     torch.set_num_threads(args.threads)
     qs, pos, extra = make_data(args.queries, args.passages, args.dim, args.seed)
-    res: dict = {"what": args.what, "queries": args.queries, "passages": args.passages, "dim": args.dim,
-                 "threads": args.threads}
+    res: dict = {
+        "what": args.what,
+        "queries": args.queries,
+        "passages": args.passages,
+        "dim": args.dim,
+        "threads": args.threads,
+    }
     opts = OPTIONS[args.options]
     if args.what == "st":
         res["rss_data_mb"] = current_rss_mb()
@@ -172,15 +191,19 @@ def worker(args) -> dict:
         res["rss_data_mb"] = current_rss_mb()
         corpus = torch.from_numpy(np.concatenate([extra, pos]))
         q = torch.from_numpy(qs)
-        chunk = 1024
+        chunk = 512  # one preallocated [512, n_corpus] score buffer (no page faults after the first chunk)
+        buf = torch.empty(chunk, corpus.shape[0])
         t0 = time.perf_counter()
         for s in range(0, len(q), chunk):
-            q[s : s + chunk] @ corpus.T
+            n = len(q[s : s + chunk])
+            torch.mm(q[s : s + chunk], corpus.T, out=buf[:n])
         res["matmul_s"] = time.perf_counter() - t0
         res["matmul_gflops"] = 2 * len(q) * corpus.shape[0] * corpus.shape[1] / res["matmul_s"] / 1e9
         t0 = time.perf_counter()
         for s in range(0, len(q), chunk):
-            torch.topk(q[s : s + chunk] @ corpus.T, args.k, dim=1)
+            n = len(q[s : s + chunk])
+            torch.mm(q[s : s + chunk], corpus.T, out=buf[:n])
+            torch.topk(buf[:n], args.k, dim=1)
         secs = time.perf_counter() - t0
     else:
         raise SystemExit(f"unknown worker {args.what}")
@@ -191,11 +214,35 @@ def worker(args) -> dict:
 
 
 def spawn(what: str, a, **over) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "worker", what, "--queries", str(over.get("queries", a.queries)),
-           "--passages", str(over.get("passages", a.passages)), "--dim", str(a.dim), "--threads", str(a.threads),
-           "--options", a.options, "--format", a.format, "--k", str(over.get("k", 32)), "--seed", str(a.seed)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads),
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "worker",
+        what,
+        "--queries",
+        str(over.get("queries", a.queries)),
+        "--passages",
+        str(over.get("passages", a.passages)),
+        "--dim",
+        str(a.dim),
+        "--threads",
+        str(a.threads),
+        "--options",
+        a.options,
+        "--format",
+        a.format,
+        "--k",
+        str(over.get("k", 32)),
+        "--seed",
+        str(a.seed),
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(a.threads),
+        "MKL_NUM_THREADS": str(a.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(ROOT),
+    }
     print("$", " ".join(cmd[1:]), flush=True)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
@@ -223,12 +270,20 @@ def cmd_check(a) -> dict:
             a_sets = negative_sets(st_out.to_dict(), n, fmt)
             b_sets = negative_sets(ml_out.rows.to_dict(as_series=False), n, fmt)
             diff = [k for k in set(a_sets) | set(b_sets) if a_sets.get(k) != b_sets.get(k)]
-            results[f"{name}/{fmt}"] = {"queries_compared": len(set(a_sets) | set(b_sets)), "different": len(diff),
-                                        "rows_st": len(st_out), "rows_mlbuild": ml_out.rows.height,
-                                        "st_s": round(st_s, 2), "mlbuild_s": round(ml_s, 2),
-                                        "examples": [str(k) for k in diff[:3]]}
-            print(f"check {name:12s} {fmt:8s}: {len(diff)} of {len(set(a_sets) | set(b_sets))} queries differ "
-                  f"(rows {len(st_out)} vs {ml_out.rows.height})", flush=True)
+            results[f"{name}/{fmt}"] = {
+                "queries_compared": len(set(a_sets) | set(b_sets)),
+                "different": len(diff),
+                "rows_st": len(st_out),
+                "rows_mlbuild": ml_out.rows.height,
+                "st_s": round(st_s, 2),
+                "mlbuild_s": round(ml_s, 2),
+                "examples": [str(k) for k in diff[:3]],
+            }
+            print(
+                f"check {name:12s} {fmt:8s}: {len(diff)} of {len(set(a_sets) | set(b_sets))} queries differ "
+                f"(rows {len(st_out)} vs {ml_out.rows.height})",
+                flush=True,
+            )
     return {"sizes": {"queries": a.check_queries, "passages": a.check_passages, "dim": a.dim}, "results": results}
 
 
@@ -242,12 +297,21 @@ def cmd_speed(a) -> dict:
     search = spawn("search", a, k=k)
     ml = spawn("mlbuild", a)
     st = spawn("st", a)
-    out = {"options": opts, "format": a.format, "k": k, "floor": floor, "search": search, "mlbuild": ml, "st": st,
-           "speedup_end_to_end": round(st["seconds"] / ml["seconds"], 2),
-           "search_vs_floor": round(search["seconds"] / floor["seconds"], 2),
-           "peak_rss_ratio": round(st["peak_rss_mb"] / ml["peak_rss_mb"], 2),
-           "added_rss_ratio": round((st["peak_rss_mb"] - st["rss_data_mb"])
-                                    / max(1.0, ml["peak_rss_mb"] - ml["rss_data_mb"]), 2)}
+    out = {
+        "options": opts,
+        "format": a.format,
+        "k": k,
+        "floor": floor,
+        "search": search,
+        "mlbuild": ml,
+        "st": st,
+        "speedup_end_to_end": round(st["seconds"] / ml["seconds"], 2),
+        "search_vs_floor": round(search["seconds"] / floor["seconds"], 2),
+        "peak_rss_ratio": round(st["peak_rss_mb"] / ml["peak_rss_mb"], 2),
+        "added_rss_ratio": round(
+            (st["peak_rss_mb"] - st["rss_data_mb"]) / max(1.0, ml["peak_rss_mb"] - ml["rss_data_mb"]), 2
+        ),
+    }
     print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}, indent=1), flush=True)
     return out
 

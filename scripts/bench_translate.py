@@ -42,15 +42,28 @@ def build_model(out: Path, vocab: list[str], d_model: int, layers: int, seed: in
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(specials + vocab)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(out)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(out)
     torch.manual_seed(seed)
     v = len(specials) + len(vocab)
-    cfg = MarianConfig(vocab_size=v, decoder_vocab_size=v, d_model=d_model, encoder_layers=layers,
-                       decoder_layers=layers, encoder_attention_heads=max(2, d_model // 64),
-                       decoder_attention_heads=max(2, d_model // 64), encoder_ffn_dim=4 * d_model,
-                       decoder_ffn_dim=4 * d_model, max_position_embeddings=512, pad_token_id=0, eos_token_id=1,
-                       decoder_start_token_id=0, forced_eos_token_id=1, share_encoder_decoder_embeddings=True)
+    cfg = MarianConfig(
+        vocab_size=v,
+        decoder_vocab_size=v,
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=max(2, d_model // 64),
+        decoder_attention_heads=max(2, d_model // 64),
+        encoder_ffn_dim=4 * d_model,
+        decoder_ffn_dim=4 * d_model,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        forced_eos_token_id=1,
+        share_encoder_decoder_embeddings=True,
+    )
     model = MarianMTModel(cfg)
     with torch.no_grad():  # random weights never stop; an EOS bias gives varied output lengths
         model.final_logits_bias[0, 1] = eos_bias
@@ -106,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vocab", type=int, default=3000)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--eos-bias", type=float, default=0.0,
-                    help="logit bias of EOS in the random model (0: outputs run to max-new-tokens)")
+    ap.add_argument(
+        "--eos-bias",
+        type=float,
+        default=0.0,
+        help="logit bias of EOS in the random model (0: outputs run to max-new-tokens)",
+    )
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-loop", action="store_true", help="skip the per-text pipeline loop (slowest)")
@@ -126,17 +143,29 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.disable_progress_bar()
     device = resolve_device(args.device)
     rng = random.Random(args.seed)
-    vocab = sorted({"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-                    for _ in range(args.vocab)})
-    result: dict = {"device": device, "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-                    "torch": torch.__version__, "transformers": transformers.__version__,
-                    "cpu_threads": torch.get_num_threads(), "args": vars(args)}
+    vocab = sorted(
+        {
+            "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+            for _ in range(args.vocab)
+        }
+    )
+    result: dict = {
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "args": vars(args),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = build_model(tmp / "model", vocab, args.d_model, args.layers, args.seed, args.eos_bias)
         texts = make_inputs(args.n, args.dup, vocab, args.seed + 1)
-        result["inputs"] = {"texts": len(texts), "distinct": len(set(texts)),
-                            "words_mean": round(sum(len(t.split()) for t in texts) / len(texts), 1)}
+        result["inputs"] = {
+            "texts": len(texts),
+            "distinct": len(set(texts)),
+            "words_mean": round(sum(len(t.split()) for t in texts) / len(texts), 1),
+        }
         dtype = torch_dtype(device)
         gen = {"max_new_tokens": args.max_new_tokens, "num_beams": 1, "do_sample": False}
 
@@ -144,15 +173,18 @@ def main(argv: list[str] | None = None) -> int:
         # removed that task, so there the loop does what its preprocess/forward/postprocess did: tokenize one
         # text, generate, decode with skip_special_tokens
         has_pipeline = int(transformers.__version__.split(".")[0]) < 5
-        result["baseline"] = ('transformers.pipeline("translation")' if has_pipeline
-                              else "tokenize + generate + decode per call (the removed translation pipeline's steps)")
+        result["baseline"] = (
+            'transformers.pipeline("translation")'
+            if has_pipeline
+            else "tokenize + generate + decode per call (the removed translation pipeline's steps)"
+        )
 
         def make_pipe():
             if has_pipeline:
-                pipe = transformers.pipeline("translation", model=str(model_dir), tokenizer=str(model_dir),
-                                             device=device, torch_dtype=dtype)
-                return lambda batch: [r["translation_text"].strip() for r in pipe(batch, batch_size=len(batch),
-                                                                                    **gen)]
+                pipe = transformers.pipeline(
+                    "translation", model=str(model_dir), tokenizer=str(model_dir), device=device, torch_dtype=dtype
+                )
+                return lambda batch: [r["translation_text"].strip() for r in pipe(batch, batch_size=len(batch), **gen)]
             tok = transformers.AutoTokenizer.from_pretrained(model_dir)
             model = transformers.AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
 
@@ -160,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 enc = tok(batch, return_tensors="pt", padding=True, truncation=True).to(device)
                 with torch.inference_mode():
                     out = model.generate(**enc, **gen)
-                return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True,
-                                                            clean_up_tokenization_spaces=False)]
+                return [
+                    t.strip()
+                    for t in tok.batch_decode(out, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                ]
 
             return run
 
@@ -183,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         src = tmp / "in.jsonl"
         src.write_text("\n".join(json.dumps({"id": f"t{i:06d}", "text": t}) for i, t in enumerate(texts)) + "\n")
         recipe = tmp / "bench.toml"
-        recipe.write_text(RECIPE.format(src=src, model=model_dir, mnt=args.max_new_tokens, bs=args.batch_size,
-                                        device=device))
+        recipe.write_text(
+            RECIPE.format(src=src, model=model_dir, mnt=args.max_new_tokens, bs=args.batch_size, device=device)
+        )
         t0 = time.perf_counter()
         res = Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
         result["mlbuild_s"] = round(time.perf_counter() - t0, 2)

@@ -113,8 +113,13 @@ class FakeOpenAIServer:
                 else:
                     self._send(404, b'{"error": "not found"}')
                     return
-                payload = {"id": "x", "object": "chat.completion", "model": body.get("model"), "choices": [choice],
-                           "usage": {"prompt_tokens": 1, "completion_tokens": ntok, "total_tokens": ntok + 1}}
+                payload = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": body.get("model"),
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": ntok, "total_tokens": ntok + 1},
+                }
                 self._send(200, json.dumps(payload).encode())
 
             def _send(self, status: int, data: bytes, retry_after: str | None = None) -> None:

@@ -34,7 +34,11 @@ def test_sentences_and_paragraphs():
     assert segments(parts) == ["Mr. Smith went to Washington.", "He saw the U.S. Capitol.", "Then e.g. nothing."]
     assert parts[0] == "  " and parts[-1] == "  " and parts[4] == "\n"
     assert segments(split_segments("J. K. Rowling wrote it. Version 3.5 is out! Really?? Yes.")) == [
-        "J. K. Rowling wrote it.", "Version 3.5 is out!", "Really??", "Yes."]
+        "J. K. Rowling wrote it.",
+        "Version 3.5 is out!",
+        "Really??",
+        "Yes.",
+    ]
     assert segments(split_segments("我喜欢茶。你呢？好的")) == ["我喜欢茶。", "你呢？", "好的"]
     assert segments(split_segments('He said "Stop." Then left.')) == ['He said "Stop."', "Then left."]
 

@@ -57,6 +57,8 @@ def _add_language_similarity(kinds) -> None:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-length", type=int, default=256, help="tokens per sentence at most")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="precision (auto: float32 on CPU, bfloat16 on CUDA)")
     p.add_argument("--text-column", default="text", help="dataset input: the text column")
     p.add_argument("--lang-column", default="lang", help="dataset input: the language column")
     p.add_argument("--id-column", default="parallel_id", help="dataset input: the parallel unit id")
@@ -86,7 +88,7 @@ def run_language_similarity(args) -> int:
            "id_column": args.id_column, "pooling": args.pooling or ["mean"], "score": args.score,
            "aggregate": args.aggregate, "max_sentences": args.max_sentences, "min_sentences": args.min_sentences,
            "bootstrap": args.bootstrap, "confidence": args.confidence, "seed": args.seed,
-           "max_length": args.max_length, "name": args.name, "trust_remote_code": args.trust_remote_code,
+           "max_length": args.max_length, "dtype": args.dtype, "name": args.name, "trust_remote_code": args.trust_remote_code,
            "device": args.device, "batch_size": args.batch_size}
     raw = {k: v for k, v in raw.items() if v is not None}
     params, problems = P.parse(ls.LanguageSimilarityParams, raw, "report language-similarity", Path.cwd())

@@ -47,5 +47,10 @@ def corpus_scores(hyps: list[str], refs: list[str], lang: str | None = None) -> 
     chrf, bleu = CHRF(), BLEU(tokenize=bleu_tokenizer(lang))
     c = chrf.corpus_score(hyps, [refs])
     b = bleu.corpus_score(hyps, [refs])
-    return {"n": len(hyps), "chrf": round(float(c.score), 2), "bleu": round(float(b.score), 2),
-            "chrf_signature": str(chrf.get_signature()), "bleu_signature": str(bleu.get_signature())}
+    return {
+        "n": len(hyps),
+        "chrf": round(float(c.score), 2),
+        "bleu": round(float(b.score), 2),
+        "chrf_signature": str(chrf.get_signature()),
+        "bleu_signature": str(bleu.get_signature()),
+    }

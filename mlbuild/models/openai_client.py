@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -66,8 +65,16 @@ class Completion:
 class OpenAIClient:
     """Calls ``{base_url}/chat/completions`` and ``{base_url}/completions``; results keep input order."""
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", max_concurrency: int = 8,
-                 max_retries: int = 5, timeout: float = 60.0, backoff: float = 1.0):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 8,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+        backoff: float = 1.0,
+    ):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.base_url = base_url.rstrip("/")
@@ -85,8 +92,10 @@ class OpenAIClient:
         )
 
     def __repr__(self) -> str:  # never shows the key, only where it comes from
-        return (f"OpenAIClient(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r}, "
-                f"max_concurrency={self.max_concurrency})")
+        return (
+            f"OpenAIClient(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r}, "
+            f"max_concurrency={self.max_concurrency})"
+        )
 
     # -- public API -----------------------------------------------------------------------------
     def chat(self, messages_batch: list[list[dict]], **params: Any) -> list[str]:
@@ -151,12 +160,12 @@ class OpenAIClient:
                     raise APIError(f"{url} answered HTTP {status}: {excerpt}", status) from None
                 retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)
                 why = f"HTTP {status}"
-            except (TimeoutError, socket.timeout) as e:
+            except TimeoutError as e:
                 status, why = None, f"timeout after {self.timeout}s ({type(e).__name__})"
             except urllib.error.URLError as e:
                 status = None
                 reason = e.reason
-                if isinstance(reason, (TimeoutError, socket.timeout)):
+                if isinstance(reason, TimeoutError):
                     why = f"timeout after {self.timeout}s"
                 else:
                     why = f"connection error: {type(reason).__name__}"

@@ -21,8 +21,15 @@ log = logging.getLogger(__name__)
 
 
 class CrossEncoderScorer:
-    def __init__(self, model: str, base_dir: Path | None = None, device: str = "auto", max_length: int = 512,
-                 batch_size: int = 32, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str,
+        base_dir: Path | None = None,
+        device: str = "auto",
+        max_length: int = 512,
+        batch_size: int = 32,
+        trust_remote_code: bool = False,
+    ):
         self._torch = requires("torch", "pip install torch", "cross-encoder scores")
         transformers = requires("transformers", "pip install transformers", "cross-encoder scores")
         self.ref = resolve_model(model, base_dir)
@@ -30,7 +37,8 @@ class CrossEncoderScorer:
         self.device = resolve_device(device)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
         self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            src, trust_remote_code=trust_remote_code, dtype=torch_dtype(self.device))
+            src, trust_remote_code=trust_remote_code, dtype=torch_dtype(self.device)
+        )
         self.model.to(self.device).eval()
         self.max_length = int(min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length))
         self.batch_size = batch_size
@@ -45,13 +53,18 @@ class CrossEncoderScorer:
         return self.ref.revision
 
     def namespace(self) -> dict[str, Any]:
-        return {"cross_encoder": self.id, "revision": self.revision, "max_length": self.max_length,
-                "output": "logit" if self.num_labels == 1 else "p(label=1)"}
+        return {
+            "cross_encoder": self.id,
+            "revision": self.revision,
+            "max_length": self.max_length,
+            "output": "logit" if self.num_labels == 1 else "p(label=1)",
+        }
 
     def _batch(self, queries: list[str], passages: list[str]) -> np.ndarray:
         torch = self._torch
-        enc = self.tokenizer(queries, passages, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            queries, passages, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         enc = {k: v.to(self.device) for k, v in enc.items()}
         with torch.inference_mode():
             logits = self.model(**enc).logits.float()
@@ -66,6 +79,7 @@ class CrossEncoderScorer:
             raise ValueError(f"{len(queries)} queries for {len(passages)} passages")
         out = np.empty(len(queries), dtype=np.float32)
         for s in range(0, len(queries), self.batch_size):
-            out[s : s + self.batch_size] = self._batch(queries[s : s + self.batch_size],
-                                                       passages[s : s + self.batch_size])
+            out[s : s + self.batch_size] = self._batch(
+                queries[s : s + self.batch_size], passages[s : s + self.batch_size]
+            )
         return out

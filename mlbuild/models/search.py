@@ -109,10 +109,19 @@ def _as_tensor(torch: Any, x: Any) -> Any:
     return x.float().contiguous()
 
 
-def exact_topk(queries: Any, corpus: Any, k: int, *, device: str = "auto", precision: str = "auto",
-               query_block: int | None = None, corpus_block: int | None = None, threads: int | None = None,
-               extra: int | None = None, progress: Callable[[int], None] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def exact_topk(
+    queries: Any,
+    corpus: Any,
+    k: int,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    query_block: int | None = None,
+    corpus_block: int | None = None,
+    threads: int | None = None,
+    extra: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` corpus rows by inner product for each query row.
 
     Returns (scores float32 [Q, k], indices int64 [Q, k]); rows are sorted by score (desc) then index
@@ -145,9 +154,19 @@ def exact_topk(queries: Any, corpus: Any, k: int, *, device: str = "auto", preci
     return out_s, out_i
 
 
-def _scan(torch: Any, q: Any, c: Any, k: int, dev: str, dtype: Any, query_block: int | None,
-          corpus_block: int | None, progress: Callable[[int], None] | None, exact_ties: bool = True,
-          to_numpy: bool = True) -> tuple[Any, Any]:
+def _scan(
+    torch: Any,
+    q: Any,
+    c: Any,
+    k: int,
+    dev: str,
+    dtype: Any,
+    query_block: int | None,
+    corpus_block: int | None,
+    progress: Callable[[int], None] | None,
+    exact_ties: bool = True,
+    to_numpy: bool = True,
+) -> tuple[Any, Any]:
     """One pass over the corpus (outer loop) with a running top-k per query (inner loop)."""
     nq, nc = q.shape[0], c.shape[0]
     qb_default, cb_default = default_blocks(dev, nq, nc, q.shape[1])
@@ -156,7 +175,7 @@ def _scan(torch: Any, q: Any, c: Any, k: int, dev: str, dtype: Any, query_block:
     cuda = dev.startswith("cuda")
     qd = q.to(dev, dtype=dtype) if cuda or dtype != torch.float32 else q
     run_v = run_i = None
-    resident = None
+    resident = buf = None
     if cuda:
         resident = _upload_corpus(torch, c, dev, dtype, cb)
     with torch.inference_mode():
@@ -172,7 +191,15 @@ def _scan(torch: Any, q: Any, c: Any, k: int, dev: str, dtype: Any, query_block:
             vs, is_ = [], []
             for q0 in range(0, nq, qb):
                 q1 = min(nq, q0 + qb)
-                scores = qd[q0:q1] @ cblock.T
+                if cuda:
+                    scores = qd[q0:q1] @ cblock.T  # the caching allocator reuses the block's memory
+                else:
+                    # one score buffer for the whole scan: a fresh 100 MB tensor per block costs page
+                    # faults worth a quarter of the matmul
+                    if buf is None:
+                        buf = torch.empty(min(qb, nq) * min(cb, nc), dtype=dtype)
+                    scores = buf[: (q1 - q0) * (c1 - c0)].view(q1 - q0, c1 - c0)
+                    torch.mm(qd[q0:q1], cblock.T, out=scores)
                 v, i = search_block(torch, scores, kb, c0, exact_ties)
                 if run_v is not None:
                     v, i = merge_topk(torch, run_v[q0:q1], run_i[q0:q1], v, i, kk)
@@ -207,9 +234,18 @@ def _upload_corpus(torch: Any, c: Any, dev: str, dtype: Any, cb: int) -> Any:
     return out
 
 
-def _scan_half(torch: Any, q: Any, c: Any, k: int, dev: str, precision: str, query_block: int | None,
-               corpus_block: int | None, extra: int | None, progress: Callable[[int], None] | None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _scan_half(
+    torch: Any,
+    q: Any,
+    c: Any,
+    k: int,
+    dev: str,
+    precision: str,
+    query_block: int | None,
+    corpus_block: int | None,
+    extra: int | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Half-precision candidates, exact fp32 rescoring, and an fp32 rerun of rows not proven exact."""
     nc = c.shape[0]
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
@@ -218,8 +254,9 @@ def _scan_half(torch: Any, q: Any, c: Any, k: int, dev: str, precision: str, que
         torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
     k2 = min(nc, k + (extra if extra is not None else max(32, k)))
     cuda = dev.startswith("cuda")
-    approx, cand = _scan(torch, q, c, k2, dev, dtype, query_block, corpus_block, progress, exact_ties=False,
-                         to_numpy=False)
+    approx, cand = _scan(
+        torch, q, c, k2, dev, dtype, query_block, corpus_block, progress, exact_ties=False, to_numpy=False
+    )
     # exact fp32 scores of the candidates, a query chunk at a time: on the GPU from an fp32 copy of the
     # corpus when it fits, else on the CPU from the caller's arrays
     c32, q32 = c, q
@@ -248,18 +285,21 @@ def _scan_half(torch: Any, q: Any, c: Any, k: int, dev: str, precision: str, que
     ok = out_v[:, kk - 1] > approx[:, -1] + bound
     bad = torch.nonzero(~ok).flatten()
     if bad.numel():
-        log.info("half-precision search: %d of %d rows not proven exact; searching them again in fp32",
-                 bad.numel(), q.shape[0])
+        log.info(
+            "half-precision search: %d of %d rows not proven exact; searching them again in fp32",
+            bad.numel(),
+            q.shape[0],
+        )
         bad_cpu = bad.cpu()
-        s2, i2 = _scan(torch, q[bad_cpu], c, kk, dev, torch.float32, query_block, corpus_block, None,
-                       to_numpy=False)
+        s2, i2 = _scan(torch, q[bad_cpu], c, kk, dev, torch.float32, query_block, corpus_block, None, to_numpy=False)
         out_v[bad] = s2.to(out_v.device)
         out_i[bad] = i2.to(out_i.device)
     return out_v.cpu().numpy(), out_i.cpu().numpy()
 
 
-def faiss_topk(queries: np.ndarray, corpus: np.ndarray, k: int, *, use_gpu: bool = False,
-               query_block: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+def faiss_topk(
+    queries: np.ndarray, corpus: np.ndarray, k: int, *, use_gpu: bool = False, query_block: int = 16384
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k with faiss ``IndexFlatIP`` (exact inner product; ties are not ordered by index). faiss on
     GPU retrieves at most 2048 items per query."""
     faiss = requires("faiss", "pip install faiss-cpu  (or faiss-gpu)", "faiss search")
@@ -280,8 +320,9 @@ def faiss_topk(queries: np.ndarray, corpus: np.ndarray, k: int, *, use_gpu: bool
     return s, i
 
 
-def topk_search(queries: np.ndarray, corpus: np.ndarray, k: int, *, backend: str = "torch", **kw: Any
-                ) -> tuple[np.ndarray, np.ndarray]:
+def topk_search(
+    queries: np.ndarray, corpus: np.ndarray, k: int, *, backend: str = "torch", **kw: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """``backend="torch"`` (exact, blocked, deterministic ties) or ``"faiss"``."""
     if backend == "faiss":
         dev = resolve_device(kw.get("device", "auto"))
@@ -302,5 +343,4 @@ def score_rows(queries: np.ndarray, corpus: np.ndarray, pairs_q: np.ndarray, pai
     return out
 
 
-__all__ = ["exact_topk", "faiss_topk", "topk_search", "score_rows", "block_topk", "merge_topk",
-           "FAISS_GPU_K_LIMIT"]
+__all__ = ["exact_topk", "faiss_topk", "topk_search", "score_rows", "block_topk", "merge_topk", "FAISS_GPU_K_LIMIT"]

@@ -72,12 +72,21 @@ def _split_name(runner: Runner) -> str:
 
 def _qrels_from_rows(rows: pl.DataFrame) -> pl.DataFrame:
     if not {"doc_ids", "doc_scores"} <= set(rows.columns):
-        raise RecipeError([("output -> format", "the beir format needs qrels: a beir.v1 source, a [sources.qrels] "
-                                                "table, or 'doc_ids' and 'doc_scores' columns")])
-    return (rows.select(pl.col("query_id").cast(pl.Utf8), "doc_ids", "doc_scores")
-            .explode(["doc_ids", "doc_scores"])
-            .rename({"doc_ids": "doc_id", "doc_scores": "score"})
-            .drop_nulls("doc_id"))
+        raise RecipeError(
+            [
+                (
+                    "output -> format",
+                    "the beir format needs qrels: a beir.v1 source, a [sources.qrels] "
+                    "table, or 'doc_ids' and 'doc_scores' columns",
+                )
+            ]
+        )
+    return (
+        rows.select(pl.col("query_id").cast(pl.Utf8), "doc_ids", "doc_scores")
+        .explode(["doc_ids", "doc_scores"])
+        .rename({"doc_ids": "doc_id", "doc_scores": "score"})
+        .drop_nulls("doc_id")
+    )
 
 
 def write(runner: Runner, final: pl.DataFrame, dataset_dir: Path) -> dict[str, Any]:
@@ -87,20 +96,30 @@ def write(runner: Runner, final: pl.DataFrame, dataset_dir: Path) -> dict[str, A
     cols = set(final.columns)
     by_lang: list[tuple[str, pl.DataFrame]]
     if "lang" in cols:
-        by_lang = [(str(lang), final.filter(pl.col("lang") == lang))
-                   for lang in sorted(final["lang"].drop_nulls().unique().to_list())]
+        by_lang = [
+            (str(lang), final.filter(pl.col("lang") == lang))
+            for lang in sorted(final["lang"].drop_nulls().unique().to_list())
+        ]
     else:
         by_lang = [("default", final)]
     index: dict[str, Any] = {"split": split, "languages": {}}
     if {"query_id", "query"} <= cols:
         corpus = tables.get("corpus")
         if corpus is None:
-            raise RecipeError([("output -> format", "the beir format needs a corpus: read a beir.v1 source or add "
-                                                    "a [sources.corpus] table (doc_id, title, passage)")])
+            raise RecipeError(
+                [
+                    (
+                        "output -> format",
+                        "the beir format needs a corpus: read a beir.v1 source or add "
+                        "a [sources.corpus] table (doc_id, title, passage)",
+                    )
+                ]
+            )
         all_qrels = tables.get("qrels")
         for lang, rows in by_lang:
-            q = (rows.select(pl.col("query_id").cast(pl.Utf8), pl.col("query").cast(pl.Utf8))
-                 .unique(subset="query_id", keep="first", maintain_order=True))
+            q = rows.select(pl.col("query_id").cast(pl.Utf8), pl.col("query").cast(pl.Utf8)).unique(
+                subset="query_id", keep="first", maintain_order=True
+            )
             conflicts = rows.select("query_id", "query").unique().height - q.height
             if conflicts > 0:
                 log.warning("beir/%s: %d queries have several texts; the first is written", lang, conflicts)
@@ -109,8 +128,15 @@ def write(runner: Runner, final: pl.DataFrame, dataset_dir: Path) -> dict[str, A
             if "lang" in corpus.columns:
                 part = corpus.filter(pl.col("lang") == lang)
                 if part.height == 0:
-                    raise RecipeError([("output -> format", f"the corpus table has no documents in {lang} "
-                                                            f"(languages: {sorted(corpus['lang'].unique().to_list())})")])
+                    raise RecipeError(
+                        [
+                            (
+                                "output -> format",
+                                f"the corpus table has no documents in {lang} "
+                                f"(languages: {sorted(corpus['lang'].unique().to_list())})",
+                            )
+                        ]
+                    )
             else:
                 part = corpus
             d = root / lang
@@ -121,19 +147,38 @@ def write(runner: Runner, final: pl.DataFrame, dataset_dir: Path) -> dict[str, A
     elif "doc_id" in cols and _text_col(final) is not None:
         queries, qrels = tables.get("queries"), tables.get("qrels")
         if queries is None or qrels is None:
-            raise RecipeError([("output -> format", "a corpus written as beir needs 'queries' and 'qrels' tables "
-                                                    "(the beir.v1 source with rows = \"corpus\" provides them)")])
+            raise RecipeError(
+                [
+                    (
+                        "output -> format",
+                        "a corpus written as beir needs 'queries' and 'qrels' tables "
+                        '(the beir.v1 source with rows = "corpus" provides them)',
+                    )
+                ]
+            )
         for lang, rows in by_lang:
             d = root / lang
             docs = _corpus_records(rows)
             _jsonl(d / "corpus.jsonl", docs)
-            _jsonl(d / "queries.jsonl", [{"_id": i, "text": t} for i, t in
-                                         queries.select(pl.col("query_id").cast(pl.Utf8), "query").iter_rows()])
+            _jsonl(
+                d / "queries.jsonl",
+                [
+                    {"_id": i, "text": t}
+                    for i, t in queries.select(pl.col("query_id").cast(pl.Utf8), "query").iter_rows()
+                ],
+            )
             _qrels_tsv(d / "qrels" / f"{split}.tsv", qrels)
             index["languages"][lang] = {"queries": queries.height, "documents": len(docs), "qrels": qrels.height}
     else:
-        raise RecipeError([("output -> format", "the beir format needs query rows (query_id, query) or document rows "
-                                                f"(doc_id, passage); the final table has {', '.join(final.columns)}")])
+        raise RecipeError(
+            [
+                (
+                    "output -> format",
+                    "the beir format needs query rows (query_id, query) or document rows "
+                    f"(doc_id, passage); the final table has {', '.join(final.columns)}",
+                )
+            ]
+        )
     root.mkdir(parents=True, exist_ok=True)
     (root / "index.json").write_text(json.dumps(index, indent=2, ensure_ascii=False), encoding="utf-8")
     return index

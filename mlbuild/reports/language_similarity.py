@@ -32,7 +32,7 @@ Parameters: ``model``, ``gguf_file``, ``revision``, ``pivot``, ``langs`` (empty:
 found), ``columns`` or ``text_column``/``lang_column``/``id_column``, ``pooling`` (list; the first one
 is scored: ``mean`` drops BOS and masks padding, ``last_token``, ``weighted_mean``), ``score``,
 ``aggregate``, ``max_sentences``, ``min_sentences``, ``bootstrap``, ``confidence``, ``seed``,
-``max_length``, ``name``; runtime: ``device``, ``batch_size``.
+``max_length``, ``dtype``, ``name``; runtime: ``device``, ``batch_size``.
 
 Example (English passages and their Portuguese translations, tied by ``parallel_id``)::
 
@@ -523,6 +523,9 @@ class LanguageSimilarityParams:
     confidence: float = param(0.95, doc="confidence level of the interval")
     seed: int = param(0, doc="seed of the sentence choice and the bootstrap")
     max_length: int = param(256, doc="tokens per sentence at most")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
+        "auto", doc="precision: auto = float32 on CPU, bfloat16 on CUDA (bfloat16 on a CPU with AVX512-BF16 is "
+                    "about 2x faster, cosines within 0.01 of float32)")
     name: str = param("language_similarity", doc="file name prefix under reports/")
     trust_remote_code: bool = param(False, doc="allow model code from the Hub repo")
     device: str = param("auto", doc="auto, cpu, cuda", runtime=True)
@@ -589,5 +592,6 @@ def _load_encoder(p: Any, base_dir: Path | None, device: str | None) -> Any:
     dev = p.device if p.device != "auto" else (device or "auto")
     return HiddenStates(p.model, base_dir=base_dir, device=dev, revision=p.revision, gguf_file=p.gguf_file,
                         max_length=p.max_length, batch_size=p.batch_size or None,
+                        dtype=None if p.dtype == "auto" else p.dtype,
                         trust_remote_code=p.trust_remote_code)
 

@@ -64,8 +64,11 @@ def read_qrels(path: Path) -> pl.DataFrame:
             if n == 1 and cells[0].strip().lower() in ("query-id", "query_id", "qid"):
                 continue
             if len(cells) != 3:
-                raise InputError(str(path), f"expected 3 tab-separated fields (query-id, corpus-id, score), "
-                                            f"got {len(cells)}", line=n)
+                raise InputError(
+                    str(path),
+                    f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(cells)}",
+                    line=n,
+                )
             try:
                 score = int(cells[2])
             except ValueError:
@@ -73,8 +76,9 @@ def read_qrels(path: Path) -> pl.DataFrame:
             qs.append(cells[0])
             ds.append(cells[1])
             ss.append(score)
-    return pl.DataFrame({"query_id": qs, "doc_id": ds, "score": ss},
-                        schema={"query_id": pl.Utf8, "doc_id": pl.Utf8, "score": pl.Int64})
+    return pl.DataFrame(
+        {"query_id": qs, "doc_id": ds, "score": ss}, schema={"query_id": pl.Utf8, "doc_id": pl.Utf8, "score": pl.Int64}
+    )
 
 
 def _read_ids(path: Path, fields: dict[str, str], what: str) -> pl.DataFrame:
@@ -105,8 +109,11 @@ class BeirSource(Source):
 
     def _files(self) -> dict[str, Path]:
         d = Path(self.params.path)
-        return {"corpus": d / "corpus.jsonl", "queries": d / "queries.jsonl",
-                "qrels": d / "qrels" / f"{self.params.split}.tsv"}
+        return {
+            "corpus": d / "corpus.jsonl",
+            "queries": d / "queries.jsonl",
+            "qrels": d / "qrels" / f"{self.params.split}.tsv",
+        }
 
     def input_files(self) -> list[Path]:
         return list(self._files().values())
@@ -136,12 +143,18 @@ class BeirSource(Source):
             missing = qrels.filter(~pl.col("query_id").is_in(queries["query_id"].implode()))
             if missing.height:
                 q = missing["query_id"][0]
-                raise InputError(str(f["qrels"]), f"query {q!r} is judged but not in queries.jsonl "
-                                                  f"({missing['query_id'].n_unique()} such queries)", field="query-id")
+                raise InputError(
+                    str(f["qrels"]),
+                    f"query {q!r} is judged but not in queries.jsonl ({missing['query_id'].n_unique()} such queries)",
+                    field="query-id",
+                )
             self._unknown_docs = int((~qrels["doc_id"].is_in(corpus["doc_id"].implode())).sum())
             if self._unknown_docs:
-                log.warning("%s: %d judgements name documents that corpus.jsonl lacks (kept as they are)",
-                            f["qrels"], self._unknown_docs)
+                log.warning(
+                    "%s: %d judgements name documents that corpus.jsonl lacks (kept as they are)",
+                    f["qrels"],
+                    self._unknown_docs,
+                )
             self._tables = {"corpus": corpus, "queries": queries, "qrels": qrels}
         return self._tables
 
@@ -150,15 +163,20 @@ class BeirSource(Source):
 
     def read(self) -> StepOutput:
         t = self._load()
-        stats: dict[str, Any] = {"corpus_docs": t["corpus"].height, "queries": t["queries"].height,
-                                 "qrels": t["qrels"].height, "qrels_unknown_docs": self._unknown_docs}
+        stats: dict[str, Any] = {
+            "corpus_docs": t["corpus"].height,
+            "queries": t["queries"].height,
+            "qrels": t["qrels"].height,
+            "qrels_unknown_docs": self._unknown_docs,
+        }
         if self.params.rows == "corpus":
             rows = t["corpus"].select(pl.col("doc_id").alias(ROW_ID), *CORPUS_COLUMNS)
             return StepOutput(rows, None, stats)
         qrels = t["qrels"].with_row_index("__order")
         judged = qrels.group_by("query_id", maintain_order=True).agg(
             pl.col("doc_id").sort_by("__order").alias("doc_ids"),
-            pl.col("score").sort_by("__order").alias("doc_scores"))
+            pl.col("score").sort_by("__order").alias("doc_scores"),
+        )
         rows = t["queries"].join(judged, on="query_id", how="inner", maintain_order="left")
         stats["queries_without_qrels"] = t["queries"].height - rows.height
         rows = rows.select(pl.col("query_id").alias(ROW_ID), *QUERY_COLUMNS)

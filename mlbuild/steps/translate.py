@@ -73,8 +73,9 @@ class TranslateParams:
     source_lang: str = param(doc="language of the source text (a code: en, eng, eng_Latn)", kind="lang")
     target_langs: list[str] = param(doc="languages to translate into", kind="langs")
     engine: Literal["transformers", "bergamot", "openai"] = param("transformers", doc="MT engine")
-    model: str | None = param(None, doc="model: Hub id, local path or packaged name (bergamot: bergamot-en-pt)",
-                              kind="path")
+    model: str | None = param(
+        None, doc="model: Hub id, local path or packaged name (bergamot: bergamot-en-pt)", kind="path"
+    )
     num_beams: int | None = param(None, doc="beam size (transformers; default: the model's generation config)")
     max_new_tokens: int = param(256, doc="generation budget per segment; using all of it counts as truncated")
     generation: dict = param({}, doc="other decoding settings passed to the engine (e.g. length_penalty)")
@@ -82,32 +83,42 @@ class TranslateParams:
     max_segment_chars: int = param(1000, doc="split longer sentences at clause punctuation or spaces (0 = never)")
     keep_source: bool = param(False, doc="also keep the source rows (with lang = source_lang)")
     # openai engine
-    base_url: str | None = param(None, doc="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL or api.openai.com)",
-                                 runtime=True)
+    base_url: str | None = param(
+        None, doc="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL or api.openai.com)", runtime=True
+    )
     api_key_env: str = param("OPENAI_API_KEY", doc="environment variable holding the API key", runtime=True)
     prompt: str | None = param(None, doc="prompt template with {text}, {src_name}, {tgt_name}, {src}, {tgt}")
     system: str | None = param(None, doc="system message template (openai)")
     max_concurrency: int = param(8, doc="parallel requests (openai)", runtime=True)
     # gates
     gates: list[str] = param(list(GATES), doc=f"quality gates to apply: {', '.join(GATES)}")
-    on_fail: Literal["drop", "keep", "flag"] = param("drop", doc="rows failing a gate: drop (to rejects/), keep "
-                                                                 "(count only) or flag (mt_ok, mt_reason)")
+    on_fail: Literal["drop", "keep", "flag"] = param(
+        "drop", doc="rows failing a gate: drop (to rejects/), keep (count only) or flag (mt_ok, mt_reason)"
+    )
     lid_model: str = param("lid.176", doc="fastText LID model for the language gate", kind="path")
     lid_min_score: float = param(0.0, doc="language gate: minimum top-1 probability")
     confusable: list[list[str]] = param(DEFAULT_CONFUSABLE, doc="language families fastText confuses")
     script_check: bool = param(True, doc="language gate: output must be in the target's script")
+    lid_short_text: int = param(
+        50, doc="language gate: outputs shorter than this pass when the target is in the top 3 (short text is hard)"
+    )
     copy_threshold: float = param(0.9, doc="copy gate: similarity to the source at or above this is a copy")
     copy_min_chars: int = param(10, doc="copy gate: only for sources with at least this many letters")
-    length_ratio: list[float] = param([], doc="[min, max] output/source character ratio (default: [0.33, 3.0], "
-                                               "[0.1, 1.5] into Chinese/Japanese/Korean)")
-    length_ratios: dict = param({}, doc="per-pair bounds, e.g. { \"en-ky\" = [0.5, 2.5] }")
+    length_ratio: list[float] = param(
+        [],
+        doc="[min, max] output/source character ratio (default: [0.33, 3.0], [0.1, 1.5] into Chinese/Japanese/Korean)",
+    )
+    length_ratios: dict = param({}, doc='per-pair bounds, e.g. { "en-ky" = [0.5, 2.5] }')
     length_min_chars: int = param(15, doc="length gate: only for sources at least this long")
     repeat_min: int = param(4, doc="repetition gate: an n-gram repeated this many times in a row is a loop")
     round_trip: bool = param(False, doc="translate back to the source language and keep chrF as <column>_rt_chrf")
     round_trip_model: str | None = param(None, doc="model for the way back (default: the same model)", kind="path")
     round_trip_min_chrf: float = param(0.0, doc="drop rows whose round-trip chrF is below this (0 = keep all)")
-    references: dict = param({}, doc="reference translations per target: { pt = { query = \"query_pt\" } } "
-                                     "(a column, or a .jsonl file with 'id' = source row id and the column)")
+    references: dict = param(
+        {},
+        doc='reference translations per target: { pt = { query = "query_pt" } } '
+        "(a column, or a .jsonl file with 'id' = source row id and the column)",
+    )
     # runtime
     batch_size: int = param(32, doc="segments per model call", runtime=True)
     device: str = param("auto", doc="auto | cpu | cuda", runtime=True)
@@ -141,16 +152,25 @@ class Translate(Step):
         if len(set(p.target_langs)) != len(p.target_langs):
             problems.append(("target_langs", "has duplicates"))
         if p.engine in ("transformers", "openai") and not p.model:
-            problems.append(("model", f"the {p.engine} engine needs a model (a Hub id or a local path"
-                                      f"{'' if p.engine == 'transformers' else ', as the endpoint names it'})"))
+            problems.append(
+                (
+                    "model",
+                    f"the {p.engine} engine needs a model (a Hub id or a local path"
+                    f"{'' if p.engine == 'transformers' else ', as the endpoint names it'})",
+                )
+            )
         if p.engine == "bergamot":
             if p.model not in (None, "bergamot-en-pt"):
                 problems.append(("model", "the bergamot engine ships one model: 'bergamot-en-pt'"))
             pairs = ", ".join(f"{a}->{b}" for a, b in BERGAMOT_PAIRS)
             for t in p.target_langs:
                 if (p.source_lang.split("_")[0], t.split("_")[0]) not in BERGAMOT_PAIRS:
-                    problems.append(("target_langs", f"the bergamot engine cannot translate {p.source_lang} -> {t} "
-                                                     f"(pairs: {pairs})"))
+                    problems.append(
+                        (
+                            "target_langs",
+                            f"the bergamot engine cannot translate {p.source_lang} -> {t} (pairs: {pairs})",
+                        )
+                    )
         if p.engine == "openai" and p.prompt is not None and "{text}" not in p.prompt:
             problems.append(("prompt", "the template must contain {text}"))
         if p.engine != "openai" and (p.prompt is not None or p.system is not None):
@@ -164,8 +184,12 @@ class Translate(Step):
             a, _, b = str(k).partition("-")
             if not (langs.is_valid(a) and langs.is_valid(b)):
                 problems.append((f"length_ratios.{k}", "keys are language pairs like 'en-ky' or 'eng_Latn-kir_Cyrl'"))
-            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
-                    and 0 <= v[0] < v[1]):
+            if not (
+                isinstance(v, list)
+                and len(v) == 2
+                and all(isinstance(x, (int, float)) for x in v)
+                and 0 <= v[0] < v[1]
+            ):
                 problems.append((f"length_ratios.{k}", "expected [min, max] with 0 <= min < max"))
         if not 0 < p.copy_threshold <= 1:
             problems.append(("copy_threshold", "expected a similarity in (0, 1]"))
@@ -190,7 +214,9 @@ class Translate(Step):
                 if not isinstance(ref, str):
                     problems.append((f"references.{lang}.{col}", "expected a column name or a .jsonl path"))
                 elif columns is not None and not ref.endswith(".jsonl") and ref not in columns:
-                    problems.append((f"references.{lang}.{col}", f"no column '{ref}' (available: {', '.join(columns)})"))
+                    problems.append(
+                        (f"references.{lang}.{col}", f"no column '{ref}' (available: {', '.join(columns)})")
+                    )
         return problems
 
     def input_columns(self) -> list[str]:
@@ -209,13 +235,22 @@ class Translate(Step):
     def _engine_kwargs(self) -> dict[str, Any]:
         p = self.params
         if p.engine == "transformers":
-            return {"num_beams": p.num_beams, "max_new_tokens": p.max_new_tokens, "batch_size": p.batch_size,
-                    **p.generation}
+            return {
+                "num_beams": p.num_beams,
+                "max_new_tokens": p.max_new_tokens,
+                "batch_size": p.batch_size,
+                **p.generation,
+            }
         if p.engine == "bergamot":
             return {"threads": p.threads or None}
-        kw: dict[str, Any] = {"base_url": p.base_url, "api_key_env": p.api_key_env, "system": p.system,
-                              "max_concurrency": p.max_concurrency, "max_new_tokens": p.max_new_tokens,
-                              **p.generation}
+        kw: dict[str, Any] = {
+            "base_url": p.base_url,
+            "api_key_env": p.api_key_env,
+            "system": p.system,
+            "max_concurrency": p.max_concurrency,
+            "max_new_tokens": p.max_new_tokens,
+            **p.generation,
+        }
         if p.prompt is not None:
             kw["prompt"] = p.prompt
         return kw
@@ -237,8 +272,9 @@ class Translate(Step):
         self._ref_files: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------------------------ translation
-    def _translate_texts(self, backend, texts: list[str | None], src: str, tgt: str,
-                         counters: dict[str, Any]) -> list[dict[str, Any] | None]:
+    def _translate_texts(
+        self, backend, texts: list[str | None], src: str, tgt: str, counters: dict[str, Any]
+    ) -> list[dict[str, Any] | None]:
         """Translate whole texts through segments; returns per text {text, tokens, truncated} (None for None)."""
         p = self.params
         parts = [split_segments(t, p.segment, p.max_segment_chars or None) if t is not None else None for t in texts]
@@ -272,9 +308,13 @@ class Translate(Step):
             n = len(pt) // 2
             rs = results[k : k + n]
             k += n
-            out.append({"text": reassemble(pt, [r["text"] for r in rs]),
-                        "truncated": any(r["truncated"] for r in rs),
-                        "tokens": sum(r["tokens"] or 0 for r in rs)})
+            out.append(
+                {
+                    "text": reassemble(pt, [r["text"] for r in rs]),
+                    "truncated": any(r["truncated"] for r in rs),
+                    "tokens": sum(r["tokens"] or 0 for r in rs),
+                }
+            )
         return out
 
     def _bounds(self, tgt: str) -> tuple[float, float]:
@@ -294,8 +334,9 @@ class Translate(Step):
             return 0.6, 10.0
         return 0.33, 3.0
 
-    def _gate(self, sources: list[str | None], outs: list[dict[str, Any] | None], tgt: str,
-              col: str) -> tuple[list[str | None], list[str | None]]:
+    def _gate(
+        self, sources: list[str | None], outs: list[dict[str, Any] | None], tgt: str, col: str
+    ) -> tuple[list[str | None], list[str | None]]:
         """First failing gate per text: (reasons, details)."""
         p = self.params
         n = len(sources)
@@ -310,21 +351,36 @@ class Translate(Step):
                 reasons[i], details[i] = "empty_output", f"{col}: empty translation"
             elif "truncation" in p.gates and o["truncated"]:
                 reasons[i], details[i] = "truncated", f"{col}: hit max_new_tokens={p.max_new_tokens}"
-            elif "repetition" in p.gates and (rep := repetition(t, min_repeats=p.repeat_min)) and not repetition(
-                    s, min_repeats=p.repeat_min):
+            elif (
+                "repetition" in p.gates
+                and (rep := repetition(t, min_repeats=p.repeat_min))
+                and not repetition(s, min_repeats=p.repeat_min)
+            ):
                 reasons[i], details[i] = "repetition", f"{col}: {rep}"
-            elif "copy" in p.gates and letters(s) >= p.copy_min_chars and (
-                    sim := copy_similarity(s, t)) >= p.copy_threshold:
+            elif (
+                "copy" in p.gates
+                and letters(s) >= p.copy_min_chars
+                and (sim := copy_similarity(s, t)) >= p.copy_threshold
+            ):
                 reasons[i], details[i] = "copy", f"{col}: similarity to the source {sim:.2f}"
-            elif "length" in p.gates and len(s.strip()) >= p.length_min_chars and not (
-                    lo <= (r := length_ratio(s, t)) <= hi):
+            elif (
+                "length" in p.gates
+                and len(s.strip()) >= p.length_min_chars
+                and not (lo <= (r := length_ratio(s, t)) <= hi)
+            ):
                 reasons[i], details[i] = "length_ratio", f"{col}: ratio {r:.2f} outside [{lo}, {hi}]"
         if "language" in p.gates and self.lid is not None:
             idx = [i for i in range(n) if reasons[i] is None and outs[i] is not None and outs[i]["text"].strip()]
             if idx:
-                r = check_languages(self.lid, [outs[i]["text"] for i in idx], [tgt] * len(idx),
-                                    min_score=p.lid_min_score, families=self.families,
-                                    script_check=p.script_check)
+                r = check_languages(
+                    self.lid,
+                    [outs[i]["text"] for i in idx],
+                    [tgt] * len(idx),
+                    min_score=p.lid_min_score,
+                    families=self.families,
+                    script_check=p.script_check,
+                    short_text=p.lid_short_text,
+                )
                 for j, i in enumerate(idx):
                     if not r["ok"][j]:
                         reasons[i], details[i] = r["reasons"][j], f"{col}: {r['details'][j]}"
@@ -339,8 +395,7 @@ class Translate(Step):
         if "parallel_id" not in base.columns:
             base = base.with_columns(pl.col(ROW_ID).alias("parallel_id"))
         base = base.with_columns(pl.col("parallel_id").cast(pl.Utf8))
-        sources = {c: [v if isinstance(v, str) else None for v in batch[c].cast(pl.Utf8).to_list()]
-                   for c in p.columns}
+        sources = {c: [v if isinstance(v, str) else None for v in batch[c].cast(pl.Utf8).to_list()] for c in p.columns}
         kept: list[pl.DataFrame] = []
         rejected: list[pl.DataFrame] = []
         if p.keep_source:
@@ -355,9 +410,19 @@ class Translate(Step):
                 srows = srows.with_columns(pl.lit(True).alias("mt_ok"), pl.lit(None, dtype=pl.Utf8).alias("mt_reason"))
             kept.append(srows)
         for tgt in p.target_langs:
-            st = {"rows_in": batch.height, "rows_out": 0, "dropped": {}, "segments": 0, "unique_segments": 0,
-                  "engine_segments": 0, "engine_chars": 0, "engine_seconds": 0.0, "output_tokens": 0,
-                  "output_words": 0, "truncated": 0}
+            st = {
+                "rows_in": batch.height,
+                "rows_out": 0,
+                "dropped": {},
+                "segments": 0,
+                "unique_segments": 0,
+                "engine_segments": 0,
+                "engine_chars": 0,
+                "engine_seconds": 0.0,
+                "output_tokens": 0,
+                "output_words": 0,
+                "truncated": 0,
+            }
             new_cols: dict[str, list[Any]] = {}
             row_reason: list[str | None] = [None] * batch.height
             row_detail: list[str | None] = [None] * batch.height
@@ -388,8 +453,10 @@ class Translate(Step):
                         row_reason[i], row_detail[i] = reasons[i], details[i]
             rows = base.with_columns(
                 *(pl.col(c).alias(f"{c}_src") for c in p.columns),
-                *(pl.Series(name, vals, dtype=pl.Float64 if name.endswith("_rt_chrf") else pl.Utf8)
-                  for name, vals in new_cols.items()),
+                *(
+                    pl.Series(name, vals, dtype=pl.Float64 if name.endswith("_rt_chrf") else pl.Utf8)
+                    for name, vals in new_cols.items()
+                ),
                 pl.lit(tgt).alias("lang"),
                 pl.concat_str([pl.col(ROW_ID), pl.lit(f"/{tgt}")]).alias(ROW_ID),
             )
@@ -454,8 +521,10 @@ class Translate(Step):
         p = self.params
         per_lang: dict[str, Any] = {}
         for tgt, st in sorted(stats.get("mt", {}).items()):
-            row: dict[str, Any] = {k: st.get(k, 0) for k in ("rows_in", "rows_out", "segments", "unique_segments",
-                                                              "engine_segments", "truncated")}
+            row: dict[str, Any] = {
+                k: st.get(k, 0)
+                for k in ("rows_in", "rows_out", "segments", "unique_segments", "engine_segments", "truncated")
+            }
             row["dropped"] = dict(sorted(st.get("dropped", {}).items()))
             secs = st.get("engine_seconds", 0.0)
             row["engine_seconds"] = round(secs, 3)
@@ -463,27 +532,47 @@ class Translate(Step):
                 row["tokens_per_s"] = round(st["output_tokens"] / secs, 1) if secs else None
             row["words_per_s"] = round(st.get("output_words", 0) / secs, 1) if secs else None
             if st.get("rt_chrf_n"):
-                row["round_trip_chrf"] = {c: round(st["rt_chrf_sum"][c] / n, 2) for c, n in st["rt_chrf_n"].items()
-                                          if n}
+                row["round_trip_chrf"] = {
+                    c: round(st["rt_chrf_sum"][c] / n, 2) for c, n in st["rt_chrf_n"].items() if n
+                }
             if st.get("refs"):
-                row["reference_scores"] = {c: corpus_scores(d["hyp"], d["ref"], tgt) for c, d in st["refs"].items()
-                                           if d["hyp"]}
+                row["reference_scores"] = {
+                    c: corpus_scores(d["hyp"], d["ref"], tgt) for c, d in st["refs"].items() if d["hyp"]
+                }
             per_lang[tgt] = row
-        report = {"step": self.name, "engine": p.engine, "model": p.model or ("bergamot-en-pt" if p.engine == "bergamot"
-                                                                             else None),
-                  "source_lang": p.source_lang, "columns": p.columns, "gates": p.gates, "per_lang": per_lang}
+        report = {
+            "step": self.name,
+            "engine": p.engine,
+            "model": p.model or ("bergamot-en-pt" if p.engine == "bergamot" else None),
+            "source_lang": p.source_lang,
+            "columns": p.columns,
+            "gates": p.gates,
+            "per_lang": per_lang,
+        }
         name = "translate_" + "-".join(p.columns)
         reports_dir.mkdir(parents=True, exist_ok=True)
         (reports_dir / f"{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         md = _markdown(report)
         (reports_dir / f"{name}.md").write_text(md, encoding="utf-8")
-        return {"markdown": md, "per_lang": {k: {"rows_in": v["rows_in"], "rows_out": v["rows_out"],
-                                                 "dropped": v["dropped"]} for k, v in per_lang.items()}}
+        return {
+            "markdown": md,
+            "per_lang": {
+                k: {"rows_in": v["rows_in"], "rows_out": v["rows_out"], "dropped": v["dropped"]}
+                for k, v in per_lang.items()
+            },
+        }
 
 
 def _zero_counters() -> dict[str, Any]:
-    return {"segments": 0, "unique_segments": 0, "engine_segments": 0, "engine_chars": 0, "engine_seconds": 0.0,
-            "output_tokens": 0, "output_words": 0}
+    return {
+        "segments": 0,
+        "unique_segments": 0,
+        "engine_segments": 0,
+        "engine_chars": 0,
+        "engine_seconds": 0.0,
+        "output_tokens": 0,
+        "output_words": 0,
+    }
 
 
 def _rt_scores(sources: list[str | None], back: list[dict[str, Any] | None]) -> list[float | None]:
@@ -498,25 +587,33 @@ def _rt_scores(sources: list[str | None], back: list[dict[str, Any] | None]) -> 
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    lines = [f"Machine translation of {', '.join(f'`{c}`' for c in report['columns'])} from "
-             f"`{report['source_lang']}` with the `{report['engine']}` engine"
-             + (f" (`{report['model']}`)" if report.get("model") else "") + ".", "",
-             "| target | rows in | rows out | dropped (reason: n) | segments (unique, translated now) | "
-             "round-trip chrF | tokens/s | words/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine translation of {', '.join(f'`{c}`' for c in report['columns'])} from "
+        f"`{report['source_lang']}` with the `{report['engine']}` engine"
+        + (f" (`{report['model']}`)" if report.get("model") else "")
+        + ".",
+        "",
+        "| target | rows in | rows out | dropped (reason: n) | segments (unique, translated now) | "
+        "round-trip chrF | tokens/s | words/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for tgt, r in report["per_lang"].items():
         drops = ", ".join(f"{k}: {v}" for k, v in r["dropped"].items()) or "none"
         rt = ", ".join(f"{c} {v}" for c, v in r.get("round_trip_chrf", {}).items()) or "-"
         tps = r.get("tokens_per_s")
-        lines.append(f"| `{tgt}` | {r['rows_in']} | {r['rows_out']} | {drops} | {r['segments']} "
-                     f"({r['unique_segments']}, {r['engine_segments']}) | {rt} | {tps if tps else '-'} | "
-                     f"{r['words_per_s'] if r['words_per_s'] else '-'} |")
+        lines.append(
+            f"| `{tgt}` | {r['rows_in']} | {r['rows_out']} | {drops} | {r['segments']} "
+            f"({r['unique_segments']}, {r['engine_segments']}) | {rt} | {tps if tps else '-'} | "
+            f"{r['words_per_s'] if r['words_per_s'] else '-'} |"
+        )
     refs = [(tgt, c, s) for tgt, r in report["per_lang"].items() for c, s in r.get("reference_scores", {}).items()]
     if refs:
         lines += ["", "Against reference translations (sacrebleu):", ""]
         for tgt, c, s in refs:
-            lines.append(f"- `{tgt}` `{c}` (n={s['n']}): chrF {s['chrf']} (`{s['chrf_signature']}`), "
-                         f"BLEU {s['bleu']} (`{s['bleu_signature']}`)")
+            lines.append(
+                f"- `{tgt}` `{c}` (n={s['n']}): chrF {s['chrf']} (`{s['chrf_signature']}`), "
+                f"BLEU {s['bleu']} (`{s['bleu_signature']}`)"
+            )
     lines += ["", "Segments translated now exclude those found in the cache; speeds count engine time only."]
     return "\n".join(lines)
 

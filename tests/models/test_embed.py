@@ -26,21 +26,35 @@ def make_tiny_encoder(path: Path, pooling: str | None = "cls", prompts: dict | N
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate([*specials, *WORDS])}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                                cls_token="[CLS]", sep_token="[SEP]")
-    cfg = transformers.BertConfig(vocab_size=len(WORDS) + 4, hidden_size=16, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
-                                  pad_token_id=0)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    cfg = transformers.BertConfig(
+        vocab_size=len(WORDS) + 4,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
     path.mkdir(parents=True, exist_ok=True)
     transformers.BertModel(cfg).save_pretrained(path)
     fast.save_pretrained(path)
     if pooling:
         (path / "1_Pooling").mkdir(exist_ok=True)
-        (path / "1_Pooling" / "config.json").write_text(json.dumps({
-            "word_embedding_dimension": 16, "pooling_mode_cls_token": pooling == "cls",
-            "pooling_mode_mean_tokens": pooling == "mean"}))
+        (path / "1_Pooling" / "config.json").write_text(
+            json.dumps(
+                {
+                    "word_embedding_dimension": 16,
+                    "pooling_mode_cls_token": pooling == "cls",
+                    "pooling_mode_mean_tokens": pooling == "mean",
+                }
+            )
+        )
     if prompts:
         (path / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts}))
     return path
@@ -48,8 +62,9 @@ def make_tiny_encoder(path: Path, pooling: str | None = "cls", prompts: dict | N
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return make_tiny_encoder(tmp_path_factory.mktemp("enc") / "tiny", "cls",
-                             {"query": "query : ", "document": "passage : "})
+    return make_tiny_encoder(
+        tmp_path_factory.mktemp("enc") / "tiny", "cls", {"query": "query : ", "document": "passage : "}
+    )
 
 
 def manual(path: Path, texts: list[str], pooling: str) -> np.ndarray:
@@ -112,7 +127,8 @@ def test_cache_hits_and_keys(tiny, tmp_path):
     ns = EmbeddingCache.namespace_id({"m": "x"})
     assert EmbeddingCache.text_key(ns, "ab") != EmbeddingCache.text_key(ns + "a", "b")
     assert EmbeddingCache.namespace_id({"prompt": "a", "model": "bc"}) != EmbeddingCache.namespace_id(
-        {"prompt": "ab", "model": "c"})
+        {"prompt": "ab", "model": "c"}
+    )
 
 
 def test_cache_keeps_finished_shards_of_a_killed_run(tiny, tmp_path):

@@ -14,12 +14,19 @@ from mlbuild.sources.beir import BeirParams, BeirSource
 MINI = Path(__file__).resolve().parents[2] / "recipes" / "data" / "beir-mini"
 
 
-def make_beir(root: Path, qrels: str, corpus: list[dict] | None = None, queries: list[dict] | None = None,
-              split: str = "test") -> Path:
-    corpus = corpus if corpus is not None else [{"_id": f"d{i}", "title": f"T{i}", "text": f"Document number {i}."}
-                                                for i in range(1, 5)]
-    queries = queries if queries is not None else [{"_id": f"q{i}", "text": f"What is document {i} about?"}
-                                                   for i in range(1, 4)]
+def make_beir(
+    root: Path, qrels: str, corpus: list[dict] | None = None, queries: list[dict] | None = None, split: str = "test"
+) -> Path:
+    corpus = (
+        corpus
+        if corpus is not None
+        else [{"_id": f"d{i}", "title": f"T{i}", "text": f"Document number {i}."} for i in range(1, 5)]
+    )
+    queries = (
+        queries
+        if queries is not None
+        else [{"_id": f"q{i}", "text": f"What is document {i} about?"} for i in range(1, 4)]
+    )
     (root / "qrels").mkdir(parents=True, exist_ok=True)
     (root / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in corpus) + "\n")
     (root / "queries.jsonl").write_text("\n".join(json.dumps(r) for r in queries) + "\n")
@@ -48,11 +55,14 @@ def test_corpus_rows_and_other_split():
     assert src.side_tables()["qrels"].to_dicts() == [{"query_id": "q6", "doc_id": "d7", "score": 1}]
 
 
-@pytest.mark.parametrize("qrels,match", [
-    ("query-id\tcorpus-id\tscore\nq1\td1\n", "expected 3 tab-separated fields"),
-    ("query-id\tcorpus-id\tscore\nq1\td1\thigh\n", "not an integer"),
-    ("query-id\tcorpus-id\tscore\nq9\td1\t1\n", "'q9' is judged but not in queries.jsonl"),
-])
+@pytest.mark.parametrize(
+    "qrels,match",
+    [
+        ("query-id\tcorpus-id\tscore\nq1\td1\n", "expected 3 tab-separated fields"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\thigh\n", "not an integer"),
+        ("query-id\tcorpus-id\tscore\nq9\td1\t1\n", "'q9' is judged but not in queries.jsonl"),
+    ],
+)
 def test_bad_qrels_name_file_and_line(tmp_path, qrels, match):
     make_beir(tmp_path, qrels)
     with pytest.raises(InputError, match=match) as ei:
@@ -160,6 +170,9 @@ def test_translated_corpus_written_per_language(tmp_path, monkeypatch, write_rec
     corpus = [json.loads(x) for x in (d / "corpus.jsonl").read_text().splitlines()]
     assert [c["_id"] for c in corpus] == ["d1", "d3", "d4"]  # d2 came back as a copy and was dropped
     assert all(c["text"].startswith("Pergunta traduzida") for c in corpus)
-    assert (d / "qrels" / "test.tsv").read_text().splitlines() == ["query-id\tcorpus-id\tscore", "q1\td1\t1",
-                                                                    "q3\td3\t1"]
+    assert (d / "qrels" / "test.tsv").read_text().splitlines() == [
+        "query-id\tcorpus-id\tscore",
+        "q1\td1\t1",
+        "q3\td3\t1",
+    ]
     assert len((d / "queries.jsonl").read_text().splitlines()) == 3

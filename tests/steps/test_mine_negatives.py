@@ -44,8 +44,9 @@ def vec_col(name: str, m: np.ndarray) -> pl.Series:
 
 
 def rows_table(qt, pt, qs, pos, **extra_cols) -> pl.DataFrame:
-    return pl.DataFrame({"row_id": [f"r{i}" for i in range(len(qt))], "query": qt, "positive": pt, **extra_cols}
-                        ).with_columns(vec_col("query_embedding", qs), vec_col("positive_embedding", pos))
+    return pl.DataFrame(
+        {"row_id": [f"r{i}" for i in range(len(qt))], "query": qt, "positive": pt, **extra_cols}
+    ).with_columns(vec_col("query_embedding", qs), vec_col("positive_embedding", pos))
 
 
 def mine(table: pl.DataFrame, corpus: pl.DataFrame | None = None, **kw):
@@ -95,11 +96,15 @@ def as_sets(fmt: str, data: dict, n: int) -> list:
     if fmt == "triplet":
         return sorted(zip(data["query"], data["positive"], data["negative"]))
     if fmt == "n-tuple":
-        return sorted((data["query"][i], data["positive"][i], frozenset(data[f"negative_{j}"][i] for j in range(1, n + 1)))
-                      for i in range(len(data["query"])))
+        return sorted(
+            (data["query"][i], data["positive"][i], frozenset(data[f"negative_{j}"][i] for j in range(1, n + 1)))
+            for i in range(len(data["query"]))
+        )
     if fmt == "labeled-pair":
         return sorted(zip(data["query"], data["positive"], data["label"]))
-    return sorted((q, d[0], frozenset(d[1:]), tuple(lab)) for q, d, lab in zip(data["query"], data["positive"], data["labels"]))
+    return sorted(
+        (q, d[0], frozenset(d[1:]), tuple(lab)) for q, d, lab in zip(data["query"], data["positive"], data["labels"])
+    )
 
 
 OPTIONS = [
@@ -129,8 +134,7 @@ def test_scores_columns_match_sentence_transformers():
     qt, pt, et, qs, pos, extra = make_data()
     ref = st_mine(qt, pt, et, qs, pos, extra, output_format="n-tuple", output_scores=True, num_negatives=3).to_dict()
     corpus = pl.DataFrame({"text": et}).with_columns(vec_col("embedding", extra))
-    got = mine(rows_table(qt, pt, qs, pos), corpus, output_format="n-tuple", include_scores=True,
-               num_negatives=3).rows
+    got = mine(rows_table(qt, pt, qs, pos), corpus, output_format="n-tuple", include_scores=True, num_negatives=3).rows
     ref_by = {(q, p): s for q, p, s in zip(ref["query"], ref["positive"], ref["scores"])}
     for q, p, ps, ns in got.select("query", "positive", "positive_score", "negative_scores").iter_rows():
         s = ref_by[(q, p)]
@@ -188,7 +192,11 @@ def test_ties_are_broken_by_corpus_order_and_blocks_do_not_matter():
     a = mine(table, corpus, num_negatives=3, output_format="n-tuple").rows
     b = mine(table, corpus, num_negatives=3, output_format="n-tuple", corpus_block=50, query_block=8).rows
     assert a.equals(b)
-    assert a.filter(pl.col("query") == "q0").select("negative_1", "negative_2", "negative_3").row(0) == ("c0", "c1", "c2")
+    assert a.filter(pl.col("query") == "q0").select("negative_1", "negative_2", "negative_3").row(0) == (
+        "c0",
+        "c1",
+        "c2",
+    )
 
 
 def test_random_sampling_is_seeded_and_inside_the_window():
@@ -204,8 +212,9 @@ def test_random_sampling_is_seeded_and_inside_the_window():
     d = mine(t.sample(fraction=1.0, shuffle=True, seed=9), corpus, seed=1, **kw).rows
     assert a.sort("row_id").equals(d.sort("row_id"))
     # every sample lies in the window of "top" with range 1..15
-    top = mine(rows_table(qt, pt, qs, pos), corpus, num_negatives=14, range_min=1, range_max=15,
-               output_format="labeled-list").rows
+    top = mine(
+        rows_table(qt, pt, qs, pos), corpus, num_negatives=14, range_min=1, range_max=15, output_format="labeled-list"
+    ).rows
     window = {(q, d[0]): set(d[1:]) for q, d in top.select("query", "positive").iter_rows()}
     for row in a.select("query", "positive", "negative_1", "negative_2", "negative_3").iter_rows():
         assert set(row[2:]) <= window[(row[0], row[1])]
@@ -230,11 +239,13 @@ def test_widening_finds_negatives_that_the_fixed_window_misses():
 def test_list_positives_include_positives_and_rejects():
     qt, pt, et, qs, pos, extra = make_data(nq=20, nextra=100, multi=0)
     emb = dict(zip(pt, pos))
-    table = pl.DataFrame({"row_id": ["a", "b"], "query": ["q0", "q1"], "positive": [["p0", "p5"], ["p1"]]}
-                         ).with_columns(vec_col("query_embedding", qs[:2]))
+    table = pl.DataFrame(
+        {"row_id": ["a", "b"], "query": ["q0", "q1"], "positive": [["p0", "p5"], ["p1"]]}
+    ).with_columns(vec_col("query_embedding", qs[:2]))
     corpus = pl.DataFrame({"text": pt + et}).with_columns(vec_col("embedding", np.concatenate([pos, extra])))
-    table = table.with_columns(pl.Series("positive_embedding", [[emb["p0"].tolist(), emb["p5"].tolist()],
-                                                                [emb["p1"].tolist()]]))
+    table = table.with_columns(
+        pl.Series("positive_embedding", [[emb["p0"].tolist(), emb["p5"].tolist()], [emb["p1"].tolist()]])
+    )
     p = MineNegativesParams(engine="precomputed", corpus="corpus", num_negatives=2, output_format="n-tuple")
     step = MineNegatives(p, RunContext(tables={"corpus": corpus}))
     step.setup()
@@ -279,8 +290,9 @@ class _FakeEmbedder:
 
 
 def test_check_reports_bad_params():
-    bad = MineNegativesParams(num_negatives=0, range_min=5, range_max=3, include_positives=True,
-                              engine="transformers", teacher_rescore=True)
+    bad = MineNegativesParams(
+        num_negatives=0, range_min=5, range_max=3, include_positives=True, engine="transformers", teacher_rescore=True
+    )
     where = {w for w, _ in MineNegatives.check(bad, ["query", "positive"])}
     assert {"num_negatives", "range_max", "include_positives", "model", "teacher_rescore"} <= where
     assert MineNegatives.check(MineNegativesParams(num_negatives=5, range_max=4), None)
@@ -295,14 +307,24 @@ def test_output_columns_per_format():
 
     assert cols()[-1] == "negative"
     assert cols(output_format="n-tuple", num_negatives=2, include_scores=True)[-4:] == [
-        "negative_1", "negative_2", "positive_score", "negative_scores"]
-    assert cols(output_format="labeled-pair", include_scores=True, teacher="x")[-3:] == ["label", "score", "teacher_score"]
+        "negative_1",
+        "negative_2",
+        "positive_score",
+        "negative_scores",
+    ]
+    assert cols(output_format="labeled-pair", include_scores=True, teacher="x")[-3:] == [
+        "label",
+        "score",
+        "teacher_score",
+    ]
     assert cols(output_format="labeled-list")[-1] == "labels"
 
 
 # ------------------------------------------------------------------------------ models and a recipe run
-WORDS = ("the a cat dog sits runs on mat house big small red train station book river window weather "
-         "o gato cão casa tapete livro rio janela tempo where is what query passage :").split()
+WORDS = (
+    "the a cat dog sits runs on mat house big small red train station book river window weather "
+    "o gato cão casa tapete livro rio janela tempo where is what query passage :"
+).split()
 
 
 def make_tokenizer():
@@ -311,19 +333,28 @@ def make_tokenizer():
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate([*specials, *WORDS])}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                                cls_token="[CLS]", sep_token="[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("models")
-    cfg = transformers.BertConfig(vocab_size=len(WORDS) + 4, hidden_size=16, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
-                                  pad_token_id=0, num_labels=1)
+    cfg = transformers.BertConfig(
+        vocab_size=len(WORDS) + 4,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        num_labels=1,
+    )
     transformers.BertModel(cfg).save_pretrained(d / "enc")
     make_tokenizer().save_pretrained(d / "enc")
     transformers.BertForSequenceClassification(cfg).save_pretrained(d / "ce")
@@ -331,17 +362,35 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {"encoder": d / "enc", "teacher": d / "ce"}
 
 
-PASSAGES = ["the cat sits on the mat", "the dog runs to the river", "a big red house", "the train station",
-            "a small book", "the window is big", "o gato no tapete", "o cão no rio", "a casa grande", "o livro"]
+PASSAGES = [
+    "the cat sits on the mat",
+    "the dog runs to the river",
+    "a big red house",
+    "the train station",
+    "a small book",
+    "the window is big",
+    "o gato no tapete",
+    "o cão no rio",
+    "a casa grande",
+    "o livro",
+]
 
 
 def test_teacher_scores_every_pair(tiny_models):
     from mlbuild.models.rerank import CrossEncoderScorer
 
-    rows = pl.DataFrame({"row_id": [f"r{i}" for i in range(10)], "query": [f"where is {p}" for p in PASSAGES],
-                         "positive": PASSAGES})
-    p = MineNegativesParams(engine="transformers", model=str(tiny_models["encoder"]), teacher=str(tiny_models["teacher"]),
-                            num_negatives=2, output_format="n-tuple", include_scores=True, device="cpu")
+    rows = pl.DataFrame(
+        {"row_id": [f"r{i}" for i in range(10)], "query": [f"where is {p}" for p in PASSAGES], "positive": PASSAGES}
+    )
+    p = MineNegativesParams(
+        engine="transformers",
+        model=str(tiny_models["encoder"]),
+        teacher=str(tiny_models["teacher"]),
+        num_negatives=2,
+        output_format="n-tuple",
+        include_scores=True,
+        device="cpu",
+    )
     step = MineNegatives(p, RunContext())
     step.setup()
     out = step.process_table(rows).rows
@@ -352,9 +401,17 @@ def test_teacher_scores_every_pair(tiny_models):
     assert r["teacher_positive_score"] == pytest.approx(float(want[0]), abs=1e-5)
     assert r["teacher_negative_scores"] == pytest.approx(want[1:].tolist(), abs=1e-5)
     # teacher_rescore: candidates filtered on teacher scores (ST's cross_encoder)
-    p2 = MineNegativesParams(engine="transformers", model=str(tiny_models["encoder"]), device="cpu",
-                             teacher=str(tiny_models["teacher"]), teacher_rescore=True, num_negatives=2,
-                             absolute_margin=0.0, output_format="labeled-list", include_scores=True)
+    p2 = MineNegativesParams(
+        engine="transformers",
+        model=str(tiny_models["encoder"]),
+        device="cpu",
+        teacher=str(tiny_models["teacher"]),
+        teacher_rescore=True,
+        num_negatives=2,
+        absolute_margin=0.0,
+        output_format="labeled-list",
+        include_scores=True,
+    )
     s2 = MineNegatives(p2, RunContext())
     s2.setup()
     o2 = s2.process_table(rows).rows
@@ -395,9 +452,12 @@ def test_recipe_run_with_tiny_encoder(tiny_models, write_recipe, tmp_path):
     from mlbuild.pipeline.runner import Runner
     from mlbuild.recipe import load_recipe
 
-    lines = [{"id": f"d{i}", "query": f"where is {p}", "passage": p, "pid": f"x{i % 6}"} for i, p in enumerate(PASSAGES)]
-    path = write_recipe(RECIPE.format(model=tiny_models["encoder"]),
-                        {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in lines)})
+    lines = [
+        {"id": f"d{i}", "query": f"where is {p}", "passage": p, "pid": f"x{i % 6}"} for i, p in enumerate(PASSAGES)
+    ]
+    path = write_recipe(
+        RECIPE.format(model=tiny_models["encoder"]), {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in lines)}
+    )
     out = tmp_path / "out"
     res = Runner(load_recipe(path), out, quiet=True).run()
     files = sorted((res.dataset_dir / "data").rglob("*.parquet"))
