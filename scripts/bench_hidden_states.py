@@ -49,7 +49,7 @@ def plain_forward(model, tok, texts: list[str], batch_size: int) -> np.ndarray:
     """The baseline: causal LM with its head, input order, mean pooling over non-special tokens."""
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = tok(texts[i:i + batch_size], padding=True, return_tensors="pt", return_special_tokens_mask=True)
+        enc = tok(texts[i : i + batch_size], padding=True, return_tensors="pt", return_special_tokens_mask=True)
         use = (enc["attention_mask"].bool() & ~enc.pop("special_tokens_mask").bool()).float()
         with torch.no_grad():
             res = model(**enc, output_hidden_states=True)
@@ -82,10 +82,15 @@ def main() -> int:
     lm = transformers.AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32).eval()
     load_plain = time.perf_counter() - t0
     ntok = sum(len(x) for x in tok(texts)["input_ids"])
-    print(f"{len(texts)} news sentences, {ntok} tokens; batch {args.batch_size}; torch threads "
-          f"{torch.get_num_threads()}", flush=True)
+    print(
+        f"{len(texts)} news sentences, {ntok} tokens; batch {args.batch_size}; torch threads "
+        f"{torch.get_num_threads()}",
+        flush=True,
+    )
 
-    ours16 = HiddenStates(args.model, device="cpu", batch_size=args.batch_size, dtype="bfloat16") if args.bf16 else None
+    ours16 = (
+        HiddenStates(args.model, device="cpu", batch_size=args.batch_size, dtype="bfloat16") if args.bf16 else None
+    )
     plain_s, ours_s, bf16_s = [], [], []
     vec_plain = vec_ours = vec16 = None
     for r in range(args.rounds):
@@ -113,19 +118,34 @@ def main() -> int:
         cache.close()
 
     mp, mo = statistics.median(plain_s), statistics.median(ours_s)
-    res = {"model": args.model, "revision": ref.revision, "sentences": len(texts), "tokens": ntok,
-           "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(), "rounds": args.rounds,
-           "plain_s": [round(x, 2) for x in plain_s], "ours_s": [round(x, 2) for x in ours_s],
-           "plain_s_per_sentence": round(mp / len(texts), 4), "ours_s_per_sentence": round(mo / len(texts), 4),
-           "speedup": round(mp / mo, 2), "cached_rerun_s": round(cached_s, 3),
-           "load_s": {"plain": round(load_plain, 1), "ours": round(load_ours, 1)},
-           "max_rel_diff": rel, "min_cosine_plain_vs_ours": float(cos.min()),
-           "note": "2-core CPU shared with other processes; ratio of medians of alternating rounds"}
+    res = {
+        "model": args.model,
+        "revision": ref.revision,
+        "sentences": len(texts),
+        "tokens": ntok,
+        "batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "plain_s": [round(x, 2) for x in plain_s],
+        "ours_s": [round(x, 2) for x in ours_s],
+        "plain_s_per_sentence": round(mp / len(texts), 4),
+        "ours_s_per_sentence": round(mo / len(texts), 4),
+        "speedup": round(mp / mo, 2),
+        "cached_rerun_s": round(cached_s, 3),
+        "load_s": {"plain": round(load_plain, 1), "ours": round(load_ours, 1)},
+        "max_rel_diff": rel,
+        "min_cosine_plain_vs_ours": float(cos.min()),
+        "note": "2-core CPU shared with other processes; ratio of medians of alternating rounds",
+    }
     if bf16_s:
         c16 = (vec_plain * vec16).sum(-1) / (np.linalg.norm(vec_plain, axis=-1) * np.linalg.norm(vec16, axis=-1))
-        res.update({"ours_bf16_s": [round(x, 2) for x in bf16_s],
-                    "speedup_bf16": round(mp / statistics.median(bf16_s), 2),
-                    "min_cosine_plain_vs_ours_bf16": float(c16.min())})
+        res.update(
+            {
+                "ours_bf16_s": [round(x, 2) for x in bf16_s],
+                "speedup_bf16": round(mp / statistics.median(bf16_s), 2),
+                "min_cosine_plain_vs_ours_bf16": float(c16.min()),
+            }
+        )
     print(json.dumps(res, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")

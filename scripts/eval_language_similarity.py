@@ -28,8 +28,24 @@ from mlbuild.pipeline.cache import CallCache
 from mlbuild.reports import language_similarity as ls
 
 # high-resource, mid-resource and low-resource languages (by web data), several scripts
-LANGS = ["fra", "deu", "spa", "rus", "cmn", "jpn", "ara", "hin", "tur", "vie", "kaz", "swh", "tel", "amh", "xho",
-         "yid"]
+LANGS = [
+    "fra",
+    "deu",
+    "spa",
+    "rus",
+    "cmn",
+    "jpn",
+    "ara",
+    "hin",
+    "tur",
+    "vie",
+    "kaz",
+    "swh",
+    "tel",
+    "amh",
+    "xho",
+    "yid",
+]
 
 
 def main() -> int:
@@ -59,26 +75,45 @@ def main() -> int:
     load_s = time.perf_counter() - t0
     cache = CallCache(Path(args.cache) if args.cache else out / "vectors.sqlite")
     try:
-        result = ls.build_report(sets, enc, pivot="eng", poolings=args.poolings, score=args.score, cache=cache,
-                                 quiet=False, skipped=skipped,
-                                 extra={"input": args.data, "pivot_handling": "per-language English sentences"})
+        result = ls.build_report(
+            sets,
+            enc,
+            pivot="eng",
+            poolings=args.poolings,
+            score=args.score,
+            cache=cache,
+            quiet=False,
+            skipped=skipped,
+            extra={"input": args.data, "pivot_handling": "per-language English sentences"},
+        )
     finally:
         cache.close()
-    result["timing"] = {"load_s": round(load_s, 2), "encode_s": result["sentences"]["seconds"],
-                        "forward_s": round(enc.forward_seconds, 2),
-                        "s_per_sentence": round(enc.forward_seconds / max(enc.computed, 1), 4)}
+    result["timing"] = {
+        "load_s": round(load_s, 2),
+        "encode_s": result["sentences"]["seconds"],
+        "forward_s": round(enc.forward_seconds, 2),
+        "s_per_sentence": round(enc.forward_seconds / max(enc.computed, 1), 4),
+    }
     ls.write_outputs(result, out, "language_similarity")
 
-    lines = [f"# Gemma-3-270m on Tatoeba: {len(sets)} languages x {n} pairs, per-language English pivots", "",
-             f"model {result['model']} {result['revision']}; {result['sentences']['distinct']} sentences; "
-             f"load {load_s:.1f}s; encode {result['sentences']['seconds']:.1f}s "
-             f"({result['sentences']['encoded']} computed, {result['sentences']['from_cache']} cached)", ""]
+    lines = [
+        f"# Gemma-3-270m on Tatoeba: {len(sets)} languages x {n} pairs, per-language English pivots",
+        "",
+        f"model {result['model']} {result['revision']}; {result['sentences']['distinct']} sentences; "
+        f"load {load_s:.1f}s; encode {result['sentences']['seconds']:.1f}s "
+        f"({result['sentences']['encoded']} computed, {result['sentences']['from_cache']} cached)",
+        "",
+    ]
     for pooling in args.poolings:
         block = result if pooling == result["pooling"] else result["other_poolings"][pooling]
         L = block["languages"]
-        lines += [f"## pooling {pooling}: ranking by {args.score} (mean over layers), 95% bootstrap CI", "",
-                  "| rank | lang | score [CI] | mexa max (layer) | raw cos par / non-par | centred par / non-par "
-                  "| centred margin | AUC centred (max layer) |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## pooling {pooling}: ranking by {args.score} (mean over layers), 95% bootstrap CI",
+            "",
+            "| rank | lang | score [CI] | mexa max (layer) | raw cos par / non-par | centred par / non-par "
+            "| centred margin | AUC centred (max layer) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for c in block["ranking"]:
             r, a = L[c], L[c]["aggregate"]
             lo, hi = r["rank_range"]
@@ -87,12 +122,17 @@ def main() -> int:
                 f"{a['mexa']['max']:.3f} ({a['mexa']['argmax']}) | {a['ranker']['mean']:.3f} / "
                 f"{a['nonparallel']['mean']:.3f} | {a['ranker_centered']['mean']:.3f} / "
                 f"{a['nonparallel_centered']['mean']:.3f} | {a['margin_centered']['mean']:.3f} | "
-                f"{a['auc_centered']['mean']:.3f} ({a['auc_centered']['max']:.3f}) |")
+                f"{a['auc_centered']['mean']:.3f} ({a['auc_centered']['max']:.3f}) |"
+            )
         raw_m = [L[c]["aggregate"]["margin"]["mean"] for c in block["ranking"]]
         cen_m = [L[c]["aggregate"]["margin_centered"]["mean"] for c in block["ranking"]]
         aucs = [L[c]["aggregate"]["auc_centered"]["mean"] for c in block["ranking"]]
-        lines += ["", f"separation (mean over layers): raw margin {min(raw_m):.3f}..{max(raw_m):.3f}; centred margin "
-                      f"{min(cen_m):.3f}..{max(cen_m):.3f}; centred AUC {min(aucs):.3f}..{max(aucs):.3f}", ""]
+        lines += [
+            "",
+            f"separation (mean over layers): raw margin {min(raw_m):.3f}..{max(raw_m):.3f}; centred margin "
+            f"{min(cen_m):.3f}..{max(cen_m):.3f}; centred AUC {min(aucs):.3f}..{max(aucs):.3f}",
+            "",
+        ]
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text, encoding="utf-8")
     (out / "timing.json").write_text(json.dumps(result["timing"], indent=1) + "\n", encoding="utf-8")

@@ -37,18 +37,30 @@ def _missing_kind(parser: argparse.ArgumentParser):
 
 
 def _add_language_similarity(kinds) -> None:
-    p = kinds.add_parser("language-similarity", help="how close a model puts each language to a pivot, per layer",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parallel", required=True, metavar="DIR_OR_DATASET",
-                   help="folder of line-aligned text files, a built dataset folder, or a .parquet/.jsonl file")
+    p = kinds.add_parser(
+        "language-similarity",
+        help="how close a model puts each language to a pivot, per layer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--parallel",
+        required=True,
+        metavar="DIR_OR_DATASET",
+        help="folder of line-aligned text files, a built dataset folder, or a .parquet/.jsonl file",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="where the report files go")
     p.add_argument("--model", default="gemma-3-270m", help="packaged name, folder, .gguf file or Hub id")
     p.add_argument("--gguf-file", default=None, help="GGUF file inside the model folder or Hub repo")
     p.add_argument("--revision", default=None, help="Hub revision")
     p.add_argument("--pivot", default="eng_Latn")
     p.add_argument("--langs", nargs="*", default=[], help="languages to score (default: all found)")
-    p.add_argument("--pooling", action="append", choices=["mean", "last_token", "weighted_mean"],
-                   help="repeatable; the first is scored (default: mean)")
+    p.add_argument(
+        "--pooling",
+        action="append",
+        choices=["mean", "last_token", "weighted_mean"],
+        help="repeatable; the first is scored (default: mean)",
+    )
     p.add_argument("--score", default="mexa", choices=["mexa", "mexa_centered", "ranker_centered", "ranker"])
     p.add_argument("--aggregate", default="mean", choices=["mean", "max"], help="over layers")
     p.add_argument("--max-sentences", type=int, default=200, help="pairs per language at most")
@@ -57,8 +69,12 @@ def _add_language_similarity(kinds) -> None:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-length", type=int, default=256, help="tokens per sentence at most")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="precision (auto: float32 on CPU, bfloat16 on CUDA)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="precision (auto: float32 on CPU, bfloat16 on CUDA)",
+    )
     p.add_argument("--text-column", default="text", help="dataset input: the text column")
     p.add_argument("--lang-column", default="lang", help="dataset input: the language column")
     p.add_argument("--id-column", default="parallel_id", help="dataset input: the parallel unit id")
@@ -83,13 +99,30 @@ def run_language_similarity(args) -> int:
     from ..pipeline.cache import CallCache
     from ..reports import language_similarity as ls
 
-    raw = {"model": args.model, "gguf_file": args.gguf_file, "revision": args.revision, "pivot": args.pivot,
-           "langs": args.langs, "text_column": args.text_column, "lang_column": args.lang_column,
-           "id_column": args.id_column, "pooling": args.pooling or ["mean"], "score": args.score,
-           "aggregate": args.aggregate, "max_sentences": args.max_sentences, "min_sentences": args.min_sentences,
-           "bootstrap": args.bootstrap, "confidence": args.confidence, "seed": args.seed,
-           "max_length": args.max_length, "dtype": args.dtype, "name": args.name, "trust_remote_code": args.trust_remote_code,
-           "device": args.device, "batch_size": args.batch_size}
+    raw = {
+        "model": args.model,
+        "gguf_file": args.gguf_file,
+        "revision": args.revision,
+        "pivot": args.pivot,
+        "langs": args.langs,
+        "text_column": args.text_column,
+        "lang_column": args.lang_column,
+        "id_column": args.id_column,
+        "pooling": args.pooling or ["mean"],
+        "score": args.score,
+        "aggregate": args.aggregate,
+        "max_sentences": args.max_sentences,
+        "min_sentences": args.min_sentences,
+        "bootstrap": args.bootstrap,
+        "confidence": args.confidence,
+        "seed": args.seed,
+        "max_length": args.max_length,
+        "dtype": args.dtype,
+        "name": args.name,
+        "trust_remote_code": args.trust_remote_code,
+        "device": args.device,
+        "batch_size": args.batch_size,
+    }
     raw = {k: v for k, v in raw.items() if v is not None}
     params, problems = P.parse(ls.LanguageSimilarityParams, raw, "report language-similarity", Path.cwd())
     if params is not None:
@@ -100,44 +133,70 @@ def run_language_similarity(args) -> int:
     if not src.exists():
         raise InputError(str(src), "not found")
     if _is_dataset(src):
-        sets = ls.sets_from_table(ls.read_table(src), params.pivot, params.langs, text_column=params.text_column,
-                                  lang_column=params.lang_column, id_column=params.id_column)
+        sets = ls.sets_from_table(
+            ls.read_table(src),
+            params.pivot,
+            params.langs,
+            text_column=params.text_column,
+            lang_column=params.lang_column,
+            id_column=params.id_column,
+        )
     else:
         sets = ls.read_parallel_dir(src, params.pivot, params.langs)
     if params.langs:
         missing = [c for c in params.langs if c not in sets and c != params.pivot]
         if missing:
-            raise InputError(str(src), f"no parallel text with {params.pivot} for {', '.join(missing)} "
-                                       f"(found: {', '.join(sorted(sets)) or 'none'})")
+            raise InputError(
+                str(src),
+                f"no parallel text with {params.pivot} for {', '.join(missing)} "
+                f"(found: {', '.join(sorted(sets)) or 'none'})",
+            )
     sets, skipped = ls.prepare(sets, params.max_sentences, params.min_sentences, params.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = None if args.no_cache else CallCache(Path(args.cache) if args.cache else out / ".cache" / "vectors.sqlite")
     try:
         encoder = ls._load_encoder(params, Path.cwd(), args.device)
-        result = ls.build_report(sets, encoder, pivot=params.pivot, poolings=params.pooling, score=params.score,
-                                 aggregate=params.aggregate, bootstrap=params.bootstrap,
-                                 confidence=params.confidence, seed=params.seed, cache=cache, quiet=args.quiet,
-                                 skipped=skipped, extra={"input": str(src)})
+        result = ls.build_report(
+            sets,
+            encoder,
+            pivot=params.pivot,
+            poolings=params.pooling,
+            score=params.score,
+            aggregate=params.aggregate,
+            bootstrap=params.bootstrap,
+            confidence=params.confidence,
+            seed=params.seed,
+            cache=cache,
+            quiet=args.quiet,
+            skipped=skipped,
+            extra={"input": str(src)},
+        )
     finally:
         if cache is not None:
             cache.close()
     summary = ls.write_outputs(result, out, params.name)
     L = result["languages"]
-    print(f"{result['model']} ({result['revision']}), pivot {result['pivot']}, score {params.score} "
-          f"({params.aggregate} over {len(result['layers'])} layers), pooling {result['pooling']}")
+    print(
+        f"{result['model']} ({result['revision']}), pivot {result['pivot']}, score {params.score} "
+        f"({params.aggregate} over {len(result['layers'])} layers), pooling {result['pooling']}"
+    )
     for c in result["ranking"]:
         r = L[c]
         lo, hi = r["rank_range"]
         rank = f"{lo}" if lo == hi else f"{lo}-{hi}"
-        print(f"  {rank:>5}  {c:<9} {r['score']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]  n={r['n']:<4} "
-              f"centred parallel {r['aggregate']['ranker_centered']['mean']:.3f} vs non-parallel "
-              f"{r['aggregate']['nonparallel_centered']['mean']:.3f}")
+        print(
+            f"  {rank:>5}  {c:<9} {r['score']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]  n={r['n']:<4} "
+            f"centred parallel {r['aggregate']['ranker_centered']['mean']:.3f} vs non-parallel "
+            f"{r['aggregate']['nonparallel_centered']['mean']:.3f}"
+        )
     for c, why in result["skipped"].items():
         print(f"  skipped {c}: {why}")
-    print(f"report: {out / (params.name + '.md')} ({', '.join(summary['files'])}); "
-          f"{result['sentences']['distinct']} sentences, {result['sentences']['from_cache']} from cache, "
-          f"{result['sentences']['seconds']:.1f}s")
+    print(
+        f"report: {out / (params.name + '.md')} ({', '.join(summary['files'])}); "
+        f"{result['sentences']['distinct']} sentences, {result['sentences']['from_cache']} from cache, "
+        f"{result['sentences']['seconds']:.1f}s"
+    )
     return 0
 
 

@@ -148,8 +148,14 @@ def layer_scores(p: np.ndarray, x: np.ndarray, mu: np.ndarray | None = None) -> 
         cc = cosine_matrix(center(p, mu), center(x, mu))
         dc = np.diag(cc).copy()
         ac = mexa_aligned(cc)
-        out.update({"ranker_centered": float(dc.mean()), "nonparallel_centered": offdiag_mean(cc),
-                    "mexa_centered": float(ac.mean()), "auc_centered": auc(cc)})
+        out.update(
+            {
+                "ranker_centered": float(dc.mean()),
+                "nonparallel_centered": offdiag_mean(cc),
+                "mexa_centered": float(ac.mean()),
+                "auc_centered": auc(cc),
+            }
+        )
         out["margin_centered"] = out["ranker_centered"] - out["nonparallel_centered"]
         per_pair.update({"ranker_centered": dc, "mexa_centered": ac.astype(np.float64)})
     out["per_pair"] = per_pair
@@ -185,8 +191,9 @@ def percentile_ci(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]
     return float(lo), float(hi)
 
 
-def rank_languages(scores: Mapping[str, float], draws: Mapping[str, np.ndarray],
-                   level: float = 0.95) -> dict[str, object]:
+def rank_languages(
+    scores: Mapping[str, float], draws: Mapping[str, np.ndarray], level: float = 0.95
+) -> dict[str, object]:
     """Rank languages by score (best first). Two languages are *distinguishable* when the ``level``
     percentile interval of the difference of their bootstrap draws excludes 0 (draws made with the same
     resample indices give a paired test, independent ones an unpaired test).
@@ -200,7 +207,7 @@ def rank_languages(scores: Mapping[str, float], draws: Mapping[str, np.ndarray],
     worse = {c: 0 for c in codes}
     same: dict[str, list[str]] = {c: [] for c in codes}
     for i, a in enumerate(codes):
-        for b in codes[i + 1:]:
+        for b in codes[i + 1 :]:
             lo, hi = percentile_ci(np.asarray(draws[a]) - np.asarray(draws[b]), level)
             if lo > 0:
                 worse[a] += 1
@@ -211,6 +218,8 @@ def rank_languages(scores: Mapping[str, float], draws: Mapping[str, np.ndarray],
             else:
                 same[a].append(b)
                 same[b].append(a)
-    return {"ranking": codes,
-            "rank_range": {c: [1 + better[c], n - worse[c]] for c in codes},
-            "indistinguishable": {c: sorted(same[c], key=codes.index) for c in codes}}
+    return {
+        "ranking": codes,
+        "rank_range": {c: [1 + better[c], n - worse[c]] for c in codes},
+        "indistinguishable": {c: sorted(same[c], key=codes.index) for c in codes},
+    }

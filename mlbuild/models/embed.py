@@ -279,6 +279,8 @@ class TransformersEmbedder(Embedder):
             except Exception:  # noqa: BLE001 - configs are optional; loading below reports real problems
                 folder = None
         self.id, self.revision = ref.id, ref.revision
+        if ref.kind == "hub" and folder is not None and ref.revision == "main":
+            self.revision = folder.name  # the snapshot's commit hash, so a model update is a new cache key
         self.pooling = pooling or (st_pooling(folder) if folder else None) or "mean"
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r} (known: {', '.join(POOLINGS)})")

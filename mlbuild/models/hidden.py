@@ -104,10 +104,20 @@ def _source(ref: ModelRef, gguf_file: str | None) -> _Source:
 class HiddenStates:
     """A transformers model that gives pooled hidden states of every layer."""
 
-    def __init__(self, model: str = "gemma-3-270m", *, base_dir: Path | None = None, device: str = "auto",
-                 revision: str | None = None, gguf_file: str | None = None, max_length: int = 256,
-                 batch_size: int | None = None, max_batch_tokens: int | None = None, dtype: str | None = None,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str = "gemma-3-270m",
+        *,
+        base_dir: Path | None = None,
+        device: str = "auto",
+        revision: str | None = None,
+        gguf_file: str | None = None,
+        max_length: int = 256,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+    ):
         torch = _torch()
         transformers = requires("transformers", "pip install transformers", "hidden states")
         self.ref = resolve_model(model, base_dir, revision)
@@ -161,18 +171,36 @@ class HiddenStates:
 
     def namespace(self, pooling: str) -> dict[str, Any]:
         """Cache namespace: declared config only (what changes the vectors)."""
-        return {"kind": CACHE_KIND, "model": self.id, "revision": self.revision, "pooling": pooling,
-                "max_length": self.max_length, "dtype": self.dtype}
+        return {
+            "kind": CACHE_KIND,
+            "model": self.id,
+            "revision": self.revision,
+            "pooling": pooling,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+        }
 
     def info(self) -> dict[str, Any]:
-        return {"id": self.id, "revision": self.revision, "model_type": self.model_type, "layers": self.n_layers,
-                "hidden_size": self.hidden_size, "dtype": self.dtype, "max_length": self.max_length}
+        return {
+            "id": self.id,
+            "revision": self.revision,
+            "model_type": self.model_type,
+            "layers": self.n_layers,
+            "hidden_size": self.hidden_size,
+            "dtype": self.dtype,
+            "max_length": self.max_length,
+        }
 
     # ------------------------------------------------------------------ compute
     def _tokenize(self, texts: Sequence[str]) -> dict[str, list[list[int]]]:
         """Token ids, attention and special-token masks of each text, unpadded (tokenized once)."""
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True,
-                              return_special_tokens_mask=True)
+        return self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=True,
+            return_special_tokens_mask=True,
+        )
 
     def _lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self._tokenize(texts)["input_ids"]]
@@ -233,8 +261,9 @@ class HiddenStates:
                 res[p] = pooled.cpu().numpy().astype(np.float32)
         return res
 
-    def compute(self, texts: Sequence[str], poolings: Sequence[str] = ("mean",),
-                progress: Any = None) -> dict[str, np.ndarray]:
+    def compute(
+        self, texts: Sequence[str], poolings: Sequence[str] = ("mean",), progress: Any = None
+    ) -> dict[str, np.ndarray]:
         """Pooled vectors of every layer, no cache: ``{pooling: (n, layers, dim)}`` in the order of ``texts``."""
         import time
 
@@ -258,8 +287,14 @@ class HiddenStates:
         self.computed += len(texts)
         return res
 
-    def encode(self, texts: Sequence[str], poolings: Sequence[str] = ("mean",), cache: Any = None,
-               quiet: bool = True, chunk: int = 256) -> dict[str, np.ndarray]:
+    def encode(
+        self,
+        texts: Sequence[str],
+        poolings: Sequence[str] = ("mean",),
+        cache: Any = None,
+        quiet: bool = True,
+        chunk: int = 256,
+    ) -> dict[str, np.ndarray]:
         """Like :meth:`compute` with the per-text vector cache (a ``CallCache`` or None). Each distinct
         text is computed once; results are stored every ``chunk`` texts, so a killed run keeps its work."""
         from tqdm.auto import tqdm
@@ -281,16 +316,21 @@ class HiddenStates:
             todo = sorted(todo, key=lambda t: -len(t))
             with tqdm(total=len(todo), desc="hidden states", unit="sent", disable=quiet) as bar:
                 for s in range(0, len(todo), chunk):
-                    part = todo[s:s + chunk]
+                    part = todo[s : s + chunk]
                     out = self.compute(part, poolings, progress=bar.update)
                     for p in poolings:
                         for t, v in zip(part, out[p]):
                             found[p][t] = v
                         if cache is not None:
-                            cache.put_many(namespace_key(self.namespace(p)),
-                                           [(t, encode_vectors(v)) for t, v in zip(part, out[p])])
+                            cache.put_many(
+                                namespace_key(self.namespace(p)),
+                                [(t, encode_vectors(v)) for t, v in zip(part, out[p])],
+                            )
         result = {}
         for p in poolings:
-            result[p] = (np.stack([found[p][t] for t in texts]) if texts
-                         else np.zeros((0, self.n_layers, self.hidden_size), dtype=np.float32))
+            result[p] = (
+                np.stack([found[p][t] for t in texts])
+                if texts
+                else np.zeros((0, self.n_layers, self.hidden_size), dtype=np.float32)
+            )
         return result

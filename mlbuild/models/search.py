@@ -109,6 +109,60 @@ def _as_tensor(torch: Any, x: Any) -> Any:
     return x.float().contiguous()
 
 
+class Parts:
+    """A corpus matrix kept as row segments (views of the caller's arrays), logically concatenated, so a
+    corpus table plus a few extra rows is searched without copying the table's vectors."""
+
+    def __init__(self, torch: Any, parts: list[Any]):
+        self.torch = torch
+        self.parts = [p for p in parts if p.shape[0]] or parts[:1]
+        self.starts = [0]
+        for p in self.parts:
+            self.starts.append(self.starts[-1] + p.shape[0])
+        width = {p.shape[1] for p in self.parts if p.ndim == 2}
+        if len(width) > 1 or any(p.ndim != 2 for p in self.parts):
+            raise ValueError(f"corpus parts must be 2-D with one width, got {[tuple(p.shape) for p in self.parts]}")
+        self.shape = (self.starts[-1], width.pop() if width else 0)
+        self.ndim = 2
+
+    def numel(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def blocks(self, size: int):
+        """(start, stop, rows) blocks of ``size`` rows (the last may be shorter): views inside a part, a
+        small copy where a block spans two parts. Equal-shaped blocks keep the matmul kernel (and so the
+        rounding of equal vectors' scores) the same across the corpus."""
+        n = self.shape[0]
+        for s in range(0, n, size):
+            e = min(n, s + size)
+            pieces = []
+            for p, base in zip(self.parts, self.starts):
+                lo, hi = max(s, base), min(e, base + p.shape[0])
+                if lo < hi:
+                    pieces.append(p[lo - base : hi - base])
+            yield s, e, pieces[0] if len(pieces) == 1 else self.torch.cat(pieces)
+
+    def take(self, idx: Any) -> Any:
+        """Rows ``idx`` (a LongTensor of any shape) -> tensor [*idx.shape, d]."""
+        torch = self.torch
+        if len(self.parts) == 1:
+            return self.parts[0][idx]
+        flat = idx.reshape(-1)
+        out = torch.empty((flat.numel(), self.shape[1]), dtype=self.parts[0].dtype)
+        for p, base in zip(self.parts, self.starts):
+            m = (flat >= base) & (flat < base + p.shape[0])
+            if bool(m.any()):
+                out[m] = p[flat[m] - base]
+        return out.reshape(*idx.shape, self.shape[1])
+
+    def max_norm(self) -> float:
+        return max(float(self.torch.linalg.vector_norm(p, dim=1).max()) for p in self.parts if p.shape[0])
+
+
+def _rows(c: Any, idx: Any) -> Any:
+    return c.take(idx) if isinstance(c, Parts) else c[idx]
+
+
 def exact_topk(
     queries: Any,
     corpus: Any,
@@ -122,7 +176,8 @@ def exact_topk(
     extra: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` corpus rows by inner product for each query row.
+    """Top ``k`` corpus rows by inner product for each query row. ``corpus`` is a [C, d] array or a
+    list of arrays (row segments, searched as if concatenated, without copying them).
 
     Returns (scores float32 [Q, k], indices int64 [Q, k]); rows are sorted by score (desc) then index
     (asc); when the corpus has fewer than ``k`` rows the tail is padded with ``-inf`` / ``-1``.
@@ -136,7 +191,8 @@ def exact_topk(
     if threads:
         torch.set_num_threads(int(threads))
     q = _as_tensor(torch, queries)
-    c = _as_tensor(torch, corpus)
+    parts = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
+    c = Parts(torch, [_as_tensor(torch, p) for p in parts])
     nq, nc = q.shape[0], c.shape[0]
     if q.ndim != 2 or c.ndim != 2 or (nq and nc and q.shape[1] != c.shape[1]):
         raise ValueError(f"queries {tuple(q.shape)} and corpus {tuple(c.shape)} must be 2-D with the same width")
@@ -179,14 +235,13 @@ def _scan(
     if cuda:
         resident = _upload_corpus(torch, c, dev, dtype, cb)
     with torch.inference_mode():
-        for c0 in range(0, nc, cb):
-            c1 = min(nc, c0 + cb)
+        for c0, c1, view in c.blocks(cb):
             if resident is not None:
                 cblock = resident[c0:c1]
             elif cuda:
-                cblock = c[c0:c1].pin_memory().to(dev, non_blocking=True).to(dtype)
+                cblock = view.pin_memory().to(dev, non_blocking=True).to(dtype)
             else:
-                cblock = c[c0:c1] if dtype == torch.float32 else c[c0:c1].to(dtype)
+                cblock = view if dtype == torch.float32 else view.to(dtype)
             kb = min(kk, c1 - c0)
             vs, is_ = [], []
             for q0 in range(0, nq, qb):
@@ -228,9 +283,8 @@ def _upload_corpus(torch: Any, c: Any, dev: str, dtype: Any, cb: int) -> Any:
         log.info("corpus (%.1f GB) does not fit on %s; streaming it in blocks", need / 1e9, dev)
         return None
     out = torch.empty((c.shape[0], c.shape[1]), dtype=dtype, device=dev)
-    step = max(cb, 1 << 16)
-    for s in range(0, c.shape[0], step):
-        out[s : s + step] = c[s : s + step].pin_memory().to(dev, non_blocking=True).to(dtype)
+    for s, e, view in c.blocks(max(cb, 1 << 16)):
+        out[s:e] = view.pin_memory().to(dev, non_blocking=True).to(dtype)
     return out
 
 
@@ -259,18 +313,18 @@ def _scan_half(
     )
     # exact fp32 scores of the candidates, a query chunk at a time: on the GPU from an fp32 copy of the
     # corpus when it fits, else on the CPU from the caller's arrays
-    c32, q32 = c, q
+    c32, q32, where = c, q, torch.device("cpu")
     if cuda:
         free, _ = torch.cuda.mem_get_info(torch.device(dev))
         up = _upload_corpus(torch, c, dev, torch.float32, 1 << 16) if c.numel() * 4 < free // 2 else None
         if up is not None:
-            c32, q32 = up, q.to(dev)
-    cand_t = cand.to(c32.device)
-    approx = approx.to(c32.device)
-    exact = torch.empty(cand_t.shape, dtype=torch.float32, device=c32.device)
+            c32, q32, where = up, q.to(dev), up.device
+    cand_t = cand.to(where)
+    approx = approx.to(where)
+    exact = torch.empty(cand_t.shape, dtype=torch.float32, device=where)
     step = 4096 if cuda else 1024
     for s in range(0, q.shape[0], step):
-        exact[s : s + step] = torch.einsum("qd,qkd->qk", q32[s : s + step], c32[cand_t[s : s + step]])
+        exact[s : s + step] = torch.einsum("qd,qkd->qk", q32[s : s + step], _rows(c32, cand_t[s : s + step]))
     v, i = _order_by_score_then_index(torch, exact, cand_t)
     kk = min(k, nc)
     out_v, out_i = v[:, :kk].contiguous(), i[:, :kk].contiguous()
@@ -280,7 +334,7 @@ def _scan_half(
     # so its exact score is at most that plus the rounding bound |q| |c| (3u + u^2 + d u32).
     u = _UNIT_ROUNDOFF[precision]
     qn = torch.linalg.vector_norm(q32, dim=1)
-    cmax = float(torch.linalg.vector_norm(c, dim=1).max())
+    cmax = c.max_norm()
     bound = qn * cmax * (3 * u + u * u + q.shape[1] * _UNIT_ROUNDOFF["fp32"]) + 1e-6
     ok = out_v[:, kk - 1] > approx[:, -1] + bound
     bad = torch.nonzero(~ok).flatten()
@@ -326,6 +380,7 @@ def topk_search(
     """``backend="torch"`` (exact, blocked, deterministic ties) or ``"faiss"``."""
     if backend == "faiss":
         dev = resolve_device(kw.get("device", "auto"))
+        corpus = np.concatenate(corpus) if isinstance(corpus, (list, tuple)) else corpus
         return faiss_topk(queries, corpus, k, use_gpu=dev.startswith("cuda"))
     return exact_topk(queries, corpus, k, **kw)
 
@@ -343,4 +398,13 @@ def score_rows(queries: np.ndarray, corpus: np.ndarray, pairs_q: np.ndarray, pai
     return out
 
 
-__all__ = ["exact_topk", "faiss_topk", "topk_search", "score_rows", "block_topk", "merge_topk", "FAISS_GPU_K_LIMIT"]
+__all__ = [
+    "Parts",
+    "exact_topk",
+    "faiss_topk",
+    "topk_search",
+    "score_rows",
+    "block_topk",
+    "merge_topk",
+    "FAISS_GPU_K_LIMIT",
+]

@@ -292,8 +292,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
         if "format" in out_raw:
             fm = out_raw["format"]
             fm = [fm] if isinstance(fm, str) else fm
-            if not isinstance(fm, list) or any(f not in ("hf", "beir") for f in fm):
-                problems.append(("output -> format", f"expected 'hf' and/or 'beir', got {out_raw['format']!r}"))
+            if not isinstance(fm, list) or any(f not in ("hf", "beir", "conll") for f in fm):
+                problems.append(("output -> format", f"expected 'hf', 'beir' and/or 'conll', got {out_raw['format']!r}"))
             else:
                 output.format = fm
         if "max_rows_per_file" in out_raw:

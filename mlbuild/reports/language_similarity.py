@@ -71,8 +71,18 @@ from ..pipeline.registry import register
 log = logging.getLogger(__name__)
 
 SCORES = ("mexa", "mexa_centered", "ranker_centered", "ranker")
-PER_LAYER = ("ranker", "nonparallel", "margin", "ranker_centered", "nonparallel_centered", "margin_centered",
-             "mexa", "mexa_centered", "auc", "auc_centered")
+PER_LAYER = (
+    "ranker",
+    "nonparallel",
+    "margin",
+    "ranker_centered",
+    "nonparallel_centered",
+    "margin_centered",
+    "mexa",
+    "mexa_centered",
+    "auc",
+    "auc_centered",
+)
 TEXT_EXTENSIONS = (".txt", ".text", ".tok", ".detok")
 
 
@@ -137,15 +147,22 @@ def read_parallel_dir(path: str | Path, pivot: str, want: Sequence[str] = ()) ->
         for code in others:
             tx = _read_lines(files[code])
             if len(tx) != len(pv):
-                raise InputError(str(files[code]), f"{len(tx)} lines, but the pivot file {files[pivot].name} has "
-                                                   f"{len(pv)}; parallel files must be line-aligned")
-            sets[code] = ParallelSet(code, pv, tx, [str(i + 1) for i in range(len(tx))],
-                                     origin=f"{files[pivot].name} + {files[code].name}")
+                raise InputError(
+                    str(files[code]),
+                    f"{len(tx)} lines, but the pivot file {files[pivot].name} has "
+                    f"{len(pv)}; parallel files must be line-aligned",
+                )
+            sets[code] = ParallelSet(
+                code, pv, tx, [str(i + 1) for i in range(len(tx))], origin=f"{files[pivot].name} + {files[code].name}"
+            )
     if not sets:
         found = sorted({c for fs in groups.values() for c in fs})
-        raise InputError(str(d), f"no line-aligned files pairing the pivot {pivot} with "
-                                 f"{', '.join(sorted(want_set)) or 'another language'} (languages found in file "
-                                 f"names: {', '.join(found) or 'none'})")
+        raise InputError(
+            str(d),
+            f"no line-aligned files pairing the pivot {pivot} with "
+            f"{', '.join(sorted(want_set)) or 'another language'} (languages found in file "
+            f"names: {', '.join(found) or 'none'})",
+        )
     missing = sorted(want_set - set(sets) - {pivot})
     if missing:
         log.warning("no parallel files for %s in %s", ", ".join(missing), d)
@@ -181,9 +198,16 @@ def _norm_code(v: Any) -> str | None:
     return None
 
 
-def sets_from_table(table: pl.DataFrame, pivot: str, want: Sequence[str] = (), *, columns: dict[str, str] | None = None,
-                    text_column: str = "text", lang_column: str | None = "lang",
-                    id_column: str = "parallel_id") -> dict[str, ParallelSet]:
+def sets_from_table(
+    table: pl.DataFrame,
+    pivot: str,
+    want: Sequence[str] = (),
+    *,
+    columns: dict[str, str] | None = None,
+    text_column: str = "text",
+    lang_column: str | None = "lang",
+    id_column: str = "parallel_id",
+) -> dict[str, ParallelSet]:
     """Parallel sets from a table: wide (``columns`` = language -> column, one row per unit) or long (one
     row per language, tied by ``id_column``; the language in ``lang_column``, or ``<text_column>_lang``
     when that column is absent)."""
@@ -196,21 +220,35 @@ def sets_from_table(table: pl.DataFrame, pivot: str, want: Sequence[str] = (), *
         for c in cols.values():
             if c not in table.columns:
                 raise InputError("table", f"no column '{c}' (columns: {', '.join(table.columns)})")
-        ids = (table[id_column].cast(pl.Utf8).to_list() if id_column in table.columns
-               else [str(i) for i in range(table.height)])
+        ids = (
+            table[id_column].cast(pl.Utf8).to_list()
+            if id_column in table.columns
+            else [str(i) for i in range(table.height)]
+        )
         pv = table[cols[pivot]].cast(pl.Utf8).fill_null("").to_list()
-        return {code: ParallelSet(code, pv, table[c].cast(pl.Utf8).fill_null("").to_list(), ids,
-                                  origin=f"columns {cols[pivot]} + {c}")
-                for code, c in cols.items() if code != pivot and (not want_set or code in want_set)}
+        return {
+            code: ParallelSet(
+                code, pv, table[c].cast(pl.Utf8).fill_null("").to_list(), ids, origin=f"columns {cols[pivot]} + {c}"
+            )
+            for code, c in cols.items()
+            if code != pivot and (not want_set or code in want_set)
+        }
     lc = lang_column if lang_column and lang_column in table.columns else f"{text_column}_lang"
     for c in (id_column, text_column, lc):
         if c not in table.columns:
-            raise InputError("table", f"no column '{c}' (columns: {', '.join(table.columns)}); the long form needs "
-                                      "id_column, text_column and lang_column (or use columns = {lang = column})")
-    df = table.select(pl.col(id_column).cast(pl.Utf8).alias("id"), pl.col(text_column).cast(pl.Utf8).alias("text"),
-                      pl.col(lc).map_elements(_norm_code, return_dtype=pl.Utf8).alias("lang"))
-    df = df.filter(pl.col("id").is_not_null() & pl.col("lang").is_not_null()).unique(["id", "lang"], keep="first",
-                                                                                      maintain_order=True)
+            raise InputError(
+                "table",
+                f"no column '{c}' (columns: {', '.join(table.columns)}); the long form needs "
+                "id_column, text_column and lang_column (or use columns = {lang = column})",
+            )
+    df = table.select(
+        pl.col(id_column).cast(pl.Utf8).alias("id"),
+        pl.col(text_column).cast(pl.Utf8).alias("text"),
+        pl.col(lc).map_elements(_norm_code, return_dtype=pl.Utf8).alias("lang"),
+    )
+    df = df.filter(pl.col("id").is_not_null() & pl.col("lang").is_not_null()).unique(
+        ["id", "lang"], keep="first", maintain_order=True
+    )
     piv = df.filter(pl.col("lang") == pivot).select("id", pl.col("text").alias("pivot"))
     sets: dict[str, ParallelSet] = {}
     for code in sorted(set(df["lang"].unique().to_list()) - {pivot}):
@@ -218,13 +256,19 @@ def sets_from_table(table: pl.DataFrame, pivot: str, want: Sequence[str] = (), *
             continue
         j = df.filter(pl.col("lang") == code).join(piv, on="id", how="inner", maintain_order="left").sort("id")
         if j.height:
-            sets[code] = ParallelSet(code, j["pivot"].fill_null("").to_list(), j["text"].fill_null("").to_list(),
-                                     j["id"].to_list(), origin=f"{text_column} by {id_column}")
+            sets[code] = ParallelSet(
+                code,
+                j["pivot"].fill_null("").to_list(),
+                j["text"].fill_null("").to_list(),
+                j["id"].to_list(),
+                origin=f"{text_column} by {id_column}",
+            )
     return sets
 
 
-def prepare(sets: dict[str, ParallelSet], max_sentences: int, min_sentences: int,
-            seed: int = 0) -> tuple[dict[str, ParallelSet], dict[str, str]]:
+def prepare(
+    sets: dict[str, ParallelSet], max_sentences: int, min_sentences: int, seed: int = 0
+) -> tuple[dict[str, ParallelSet], dict[str, str]]:
     """Drop pairs with an empty side and repeated sentences (they tie in MEXA), keep at most
     ``max_sentences`` pairs per language (a seeded choice by id, the same ids for every language that
     shares them), and skip languages left with fewer than ``min_sentences``. Returns (sets, skipped)."""
@@ -253,8 +297,14 @@ def prepare(sets: dict[str, ParallelSet], max_sentences: int, min_sentences: int
         if len(keep) < min_sentences:
             skipped[code] = f"{len(keep)} usable pairs < min_sentences={min_sentences}"
             continue
-        out[code] = ParallelSet(code, [s.pivot[i].strip() for i in keep], [s.texts[i].strip() for i in keep],
-                                [s.ids[i] for i in keep], s.origin, {k: v for k, v in dropped.items() if v})
+        out[code] = ParallelSet(
+            code,
+            [s.pivot[i].strip() for i in keep],
+            [s.texts[i].strip() for i in keep],
+            [s.ids[i] for i in keep],
+            s.origin,
+            {k: v for k, v in dropped.items() if v},
+        )
     return out, skipped
 
 
@@ -273,16 +323,25 @@ def _r(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
 
-def score_languages(vectors: dict[str, np.ndarray], sets: dict[str, ParallelSet], pivot: str, *,
-                    score: str = "mexa", aggregate: str = "mean", bootstrap: int = 1000, confidence: float = 0.95,
-                    seed: int = 0) -> dict[str, Any]:
+def score_languages(
+    vectors: dict[str, np.ndarray],
+    sets: dict[str, ParallelSet],
+    pivot: str,
+    *,
+    score: str = "mexa",
+    aggregate: str = "mean",
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Every number for one pooling. ``vectors`` maps each distinct text to its (layers, dim) array."""
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
     codes = sorted(sets)
     pivot_texts = list(dict.fromkeys(t for c in codes for t in sets[c].pivot))
-    groups = [np.stack([vectors[t] for t in pivot_texts])] + [np.stack([vectors[t] for t in sets[c].texts])
-                                                                for c in codes]
+    groups = [np.stack([vectors[t] for t in pivot_texts])] + [
+        np.stack([vectors[t] for t in sets[c].texts]) for c in codes
+    ]
     n_layers = groups[0].shape[1]
     mus = [langsim.centering_mean([g[:, layer] for g in groups]) for layer in range(n_layers)]
     shared = len({tuple(sets[c].pivot) for c in codes}) == 1  # same pivot sentences: paired bootstrap
@@ -300,20 +359,31 @@ def score_languages(vectors: dict[str, np.ndarray], sets: dict[str, ParallelSet]
                 per_layer[m].append(sc[m])
             per_pair[:, layer] = sc["per_pair"][score]
         idx = langsim.bootstrap_indices(len(s), bootstrap, seed if shared else seed + 1000003 * (k + 1))
-        layer_draws = np.stack([langsim.bootstrap_means(per_pair[:, layer], idx) for layer in range(n_layers)],
-                               axis=1)
+        layer_draws = np.stack([langsim.bootstrap_means(per_pair[:, layer], idx) for layer in range(n_layers)], axis=1)
         d = layer_draws.mean(axis=1) if aggregate == "mean" else layer_draws.max(axis=1)
         draws[code] = d
-        agg = {m: {k2: (_r(v) if k2 != "argmax" else v) for k2, v in langsim.aggregate(per_layer[m]).items()}
-               for m in PER_LAYER}
+        agg = {
+            m: {k2: (_r(v) if k2 != "argmax" else v) for k2, v in langsim.aggregate(per_layer[m]).items()}
+            for m in PER_LAYER
+        }
         value = agg[score][aggregate]
         lo, hi = langsim.percentile_ci(d, confidence)
-        out[code] = {"name": langs.display_name(code), "n": len(s), "source": s.origin, "dropped": s.dropped,
-                     "checksums": {"pivot": checksum(s.pivot), "lang": checksum(s.texts)},
-                     **{m: [_r(v) for v in per_layer[m]] for m in PER_LAYER},
-                     "aggregate": agg, "score": value, "ci": [_r(lo), _r(hi)]}
-    ranked = langsim.rank_languages({c: out[c]["score"] for c in codes}, draws, confidence) if codes else {
-        "ranking": [], "rank_range": {}, "indistinguishable": {}}
+        out[code] = {
+            "name": langs.display_name(code),
+            "n": len(s),
+            "source": s.origin,
+            "dropped": s.dropped,
+            "checksums": {"pivot": checksum(s.pivot), "lang": checksum(s.texts)},
+            **{m: [_r(v) for v in per_layer[m]] for m in PER_LAYER},
+            "aggregate": agg,
+            "score": value,
+            "ci": [_r(lo), _r(hi)],
+        }
+    ranked = (
+        langsim.rank_languages({c: out[c]["score"] for c in codes}, draws, confidence)
+        if codes
+        else {"ranking": [], "rank_range": {}, "indistinguishable": {}}
+    )
     for i, c in enumerate(ranked["ranking"]):
         out[c]["rank"] = i + 1
         out[c]["rank_range"] = ranked["rank_range"][c]
@@ -321,10 +391,22 @@ def score_languages(vectors: dict[str, np.ndarray], sets: dict[str, ParallelSet]
     return {"languages": out, "ranking": ranked["ranking"], "paired_bootstrap": shared, "layers": n_layers}
 
 
-def build_report(sets: dict[str, ParallelSet], encoder: Any, *, pivot: str, poolings: Sequence[str] = ("mean",),
-                 score: str = "mexa", aggregate: str = "mean", bootstrap: int = 1000, confidence: float = 0.95,
-                 seed: int = 0, cache: Any = None, quiet: bool = True, skipped: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    sets: dict[str, ParallelSet],
+    encoder: Any,
+    *,
+    pivot: str,
+    poolings: Sequence[str] = ("mean",),
+    score: str = "mexa",
+    aggregate: str = "mean",
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    cache: Any = None,
+    quiet: bool = True,
+    skipped: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Encode every distinct sentence once (per-sentence cache) and score every pooling. ``encoder`` is a
     :class:`~mlbuild.models.hidden.HiddenStates` (or anything with ``encode`` and ``info``)."""
     import time
@@ -338,9 +420,20 @@ def build_report(sets: dict[str, ParallelSet], encoder: Any, *, pivot: str, pool
     by_pooling = {}
     for p in poolings:
         vecs = {t: enc[p][i] for i, t in enumerate(texts)}
-        by_pooling[p] = score_languages(vecs, sets, pivot, score=score, aggregate=aggregate, bootstrap=bootstrap,
-                                        confidence=confidence, seed=seed) if sets else {
-            "languages": {}, "ranking": [], "paired_bootstrap": False, "layers": info.get("layers", 0)}
+        by_pooling[p] = (
+            score_languages(
+                vecs,
+                sets,
+                pivot,
+                score=score,
+                aggregate=aggregate,
+                bootstrap=bootstrap,
+                confidence=confidence,
+                seed=seed,
+            )
+            if sets
+            else {"languages": {}, "ranking": [], "paired_bootstrap": False, "layers": info.get("layers", 0)}
+        )
     main = by_pooling[poolings[0]]
     n_layers = main["layers"]
     return {
@@ -350,16 +443,28 @@ def build_report(sets: dict[str, ParallelSet], encoder: Any, *, pivot: str, pool
         "model_info": info,
         "pivot": pivot,
         "pooling": poolings[0],
-        "score": {"metric": score, "aggregate": aggregate, "over": "layers", "bootstrap": bootstrap,
-                  "confidence": confidence, "seed": seed, "paired_bootstrap": main["paired_bootstrap"]},
+        "score": {
+            "metric": score,
+            "aggregate": aggregate,
+            "over": "layers",
+            "bootstrap": bootstrap,
+            "confidence": confidence,
+            "seed": seed,
+            "paired_bootstrap": main["paired_bootstrap"],
+        },
         "layers": list(range(1, n_layers + 1)),
         "languages": main["languages"],
         "ranking": main["ranking"],
         "skipped": dict(skipped or {}),
-        "other_poolings": {p: {"languages": by_pooling[p]["languages"], "ranking": by_pooling[p]["ranking"]}
-                           for p in poolings[1:]},
-        "sentences": {"distinct": len(texts), "encoded": getattr(encoder, "computed", None),
-                      "from_cache": getattr(encoder, "cached", None), "seconds": round(seconds, 3)},
+        "other_poolings": {
+            p: {"languages": by_pooling[p]["languages"], "ranking": by_pooling[p]["ranking"]} for p in poolings[1:]
+        },
+        "sentences": {
+            "distinct": len(texts),
+            "encoded": getattr(encoder, "computed", None),
+            "from_cache": getattr(encoder, "cached", None),
+            "seconds": round(seconds, 3),
+        },
         **(extra or {}),
     }
 
@@ -375,41 +480,56 @@ def markdown(result: dict[str, Any], prefix: str = "language_similarity", link_d
     """The table of languages, best first, with the separation check and links to the plots."""
     sc = result["score"]
     L = result["languages"]
-    lines = [f"Model `{result['model']}` (`{result['revision']}`), pivot `{result['pivot']}`, pooling "
-             f"`{result['pooling']}`, {len(result['layers'])} layers. Score = `{sc['metric']}` ({sc['aggregate']} "
-             f"over layers) with a {round(sc['confidence'] * 100)}% bootstrap interval over sentences "
-             f"({sc['bootstrap']} resamples{', paired: same pivot sentences' if sc['paired_bootstrap'] else ''}).",
-             ""]
+    lines = [
+        f"Model `{result['model']}` (`{result['revision']}`), pivot `{result['pivot']}`, pooling "
+        f"`{result['pooling']}`, {len(result['layers'])} layers. Score = `{sc['metric']}` ({sc['aggregate']} "
+        f"over layers) with a {round(sc['confidence'] * 100)}% bootstrap interval over sentences "
+        f"({sc['bootstrap']} resamples{', paired: same pivot sentences' if sc['paired_bootstrap'] else ''}).",
+        "",
+    ]
     if not L:
-        lines.append("No language had enough parallel pairs with the pivot"
-                     + (f" (skipped: {', '.join(f'{c}: {r}' for c, r in result['skipped'].items())})."
-                        if result["skipped"] else "."))
+        lines.append(
+            "No language had enough parallel pairs with the pivot"
+            + (
+                f" (skipped: {', '.join(f'{c}: {r}' for c, r in result['skipped'].items())})."
+                if result["skipped"]
+                else "."
+            )
+        )
         return "\n".join(lines) + "\n"
-    lines += ["| rank | language | pairs | score [CI] | MEXA mean / max | cos parallel | cos non-parallel | "
-              "centred parallel | centred non-parallel | centred margin | AUC centred |",
-              "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "| rank | language | pairs | score [CI] | MEXA mean / max | cos parallel | cos non-parallel | "
+        "centred parallel | centred non-parallel | centred margin | AUC centred |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in result["ranking"]:
         r = L[c]
         a = r["aggregate"]
         lo, hi = r["rank_range"]
         rank = str(lo) if lo == hi else f"{lo}–{hi}"
-        lines.append(f"| {rank} | `{c}` {r['name']} | {r['n']} | {_f(r['score'])} [{_f(r['ci'][0])}, "
-                     f"{_f(r['ci'][1])}] | {_f(a['mexa']['mean'])} / {_f(a['mexa']['max'])} | "
-                     f"{_f(a['ranker']['mean'])} | {_f(a['nonparallel']['mean'])} | "
-                     f"{_f(a['ranker_centered']['mean'])} | {_f(a['nonparallel_centered']['mean'])} | "
-                     f"{_f(a['margin_centered']['mean'])} | {_f(a['auc_centered']['mean'])} |")
+        lines.append(
+            f"| {rank} | `{c}` {r['name']} | {r['n']} | {_f(r['score'])} [{_f(r['ci'][0])}, "
+            f"{_f(r['ci'][1])}] | {_f(a['mexa']['mean'])} / {_f(a['mexa']['max'])} | "
+            f"{_f(a['ranker']['mean'])} | {_f(a['nonparallel']['mean'])} | "
+            f"{_f(a['ranker_centered']['mean'])} | {_f(a['nonparallel_centered']['mean'])} | "
+            f"{_f(a['margin_centered']['mean'])} | {_f(a['auc_centered']['mean'])} |"
+        )
     lines.append("")
     ties = [c for c in result["ranking"] if L[c]["indistinguishable_from"]]
     if ties:
-        lines.append("A rank range (`2–4`) means the bootstrap cannot order the language against some others: "
-                     + "; ".join(f"`{c}` ~ {', '.join(f'`{o}`' for o in L[c]['indistinguishable_from'])}"
-                                 for c in ties) + ".")
+        lines.append(
+            "A rank range (`2–4`) means the bootstrap cannot order the language against some others: "
+            + "; ".join(f"`{c}` ~ {', '.join(f'`{o}`' for o in L[c]['indistinguishable_from'])}" for c in ties)
+            + "."
+        )
         lines.append("")
     seps = [L[c]["aggregate"]["margin_centered"]["mean"] for c in result["ranking"]]
     aucs = [L[c]["aggregate"]["auc_centered"]["mean"] for c in result["ranking"]]
     if all(v is not None for v in seps + aucs):
-        lines.append(f"Parallel vs non-parallel pairs (centred cosine, mean over layers): margin "
-                     f"{min(seps):.3f} to {max(seps):.3f}, AUC {min(aucs):.3f} to {max(aucs):.3f} (0.5 = no separation).")
+        lines.append(
+            f"Parallel vs non-parallel pairs (centred cosine, mean over layers): margin "
+            f"{min(seps):.3f} to {max(seps):.3f}, AUC {min(aucs):.3f} to {max(aucs):.3f} (0.5 = no separation)."
+        )
         lines.append("")
     if result["skipped"]:
         lines.append("Skipped: " + "; ".join(f"`{c}` ({r})" for c, r in result["skipped"].items()) + ".")
@@ -484,8 +604,9 @@ def plots(result: dict[str, Any], out_dir: Path, prefix: str = "language_similar
     return files
 
 
-def write_outputs(result: dict[str, Any], out_dir: str | Path, prefix: str = "language_similarity",
-                  link_dir: str = "") -> dict[str, Any]:
+def write_outputs(
+    result: dict[str, Any], out_dir: str | Path, prefix: str = "language_similarity", link_dir: str = ""
+) -> dict[str, Any]:
     """Write ``<prefix>.json``, ``<prefix>.md`` and the plots; return the card summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -493,8 +614,12 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path, prefix: str = "la
     md = markdown(result, prefix, link_dir)
     (out / f"{prefix}.md").write_text(f"# Language similarity\n\n{markdown(result, prefix)}", encoding="utf-8")
     files = [out / f"{prefix}.json", out / f"{prefix}.md", *plots(result, out, prefix)]
-    return {"markdown": md, "ranking": result["ranking"], "files": [f.name for f in files],
-            "scores": {c: result["languages"][c]["score"] for c in result["ranking"]}}
+    return {
+        "markdown": md,
+        "ranking": result["ranking"],
+        "files": [f.name for f in files],
+        "scores": {c: result["languages"][c]["score"] for c in result["ranking"]},
+    }
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -502,8 +627,9 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path, prefix: str = "la
 
 @dataclass
 class LanguageSimilarityParams:
-    model: str = param("gemma-3-270m", doc="transformers model: packaged name, folder, .gguf file or Hub id",
-                       kind="path")
+    model: str = param(
+        "gemma-3-270m", doc="transformers model: packaged name, folder, .gguf file or Hub id", kind="path"
+    )
     gguf_file: str | None = param(None, doc="GGUF file inside the model folder or Hub repo")
     revision: str | None = param(None, doc="Hub revision (local models are hashed)")
     pivot: str = param("eng_Latn", doc="language every other language is compared with", kind="lang")
@@ -513,9 +639,11 @@ class LanguageSimilarityParams:
     lang_column: str = param("lang", doc="long form: the language column (else <text_column>_lang)")
     id_column: str = param("parallel_id", doc="long form: rows of one parallel unit share this id")
     pooling: list[Literal["mean", "last_token", "weighted_mean"]] = param(
-        ["mean"], doc="poolings to compute; the first is scored and ranked")
+        ["mean"], doc="poolings to compute; the first is scored and ranked"
+    )
     score: Literal["mexa", "mexa_centered", "ranker_centered", "ranker"] = param(
-        "mexa", doc="per-pair metric behind the score and ranking")
+        "mexa", doc="per-pair metric behind the score and ranking"
+    )
     aggregate: Literal["mean", "max"] = param("mean", doc="aggregate of the score over layers")
     max_sentences: int = param(200, doc="pairs per language at most (seeded choice by id)")
     min_sentences: int = param(10, doc="skip languages with fewer usable pairs")
@@ -524,8 +652,10 @@ class LanguageSimilarityParams:
     seed: int = param(0, doc="seed of the sentence choice and the bootstrap")
     max_length: int = param(256, doc="tokens per sentence at most")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
-        "auto", doc="precision: auto = float32 on CPU, bfloat16 on CUDA (bfloat16 on a CPU with AVX512-BF16 is "
-                    "about 2x faster, cosines within 0.01 of float32)")
+        "auto",
+        doc="precision: auto = float32 on CPU, bfloat16 on CUDA (bfloat16 on a CPU with AVX512-BF16 is "
+        "about 2x faster, cosines within 0.01 of float32)",
+    )
     name: str = param("language_similarity", doc="file name prefix under reports/")
     trust_remote_code: bool = param(False, doc="allow model code from the Hub repo")
     device: str = param("auto", doc="auto, cpu, cuda", runtime=True)
@@ -537,8 +667,11 @@ def check_params(p: Any) -> list[tuple[str, str]]:
     for k in p.columns:
         if not langs.is_valid(k):
             problems.append(("columns", f"unknown language code {k!r}"))
-    if p.columns and langs.is_valid(p.pivot) and langs.normalize(p.pivot) not in {
-            langs.normalize(k) for k in p.columns if langs.is_valid(k)}:
+    if (
+        p.columns
+        and langs.is_valid(p.pivot)
+        and langs.normalize(p.pivot) not in {langs.normalize(k) for k in p.columns if langs.is_valid(k)}
+    ):
         problems.append(("columns", f"no column for the pivot {p.pivot}"))
     if not p.pooling:
         problems.append(("pooling", "give at least one pooling"))
@@ -573,14 +706,32 @@ class LanguageSimilarity(Report):
 
     def run(self, table: pl.DataFrame, reports_dir: Path) -> dict[str, Any]:
         p = self.params
-        sets = sets_from_table(table, p.pivot, p.langs, columns=p.columns or None, text_column=p.text_column,
-                               lang_column=p.lang_column, id_column=p.id_column)
+        sets = sets_from_table(
+            table,
+            p.pivot,
+            p.langs,
+            columns=p.columns or None,
+            text_column=p.text_column,
+            lang_column=p.lang_column,
+            id_column=p.id_column,
+        )
         sets, skipped = prepare(sets, p.max_sentences, p.min_sentences, p.seed)
         encoder = _load_encoder(p, self.ctx.recipe_dir, self.ctx.device)
         self.ctx.record_model("hidden_states", encoder.id, encoder.revision)
-        result = build_report(sets, encoder, pivot=p.pivot, poolings=p.pooling, score=p.score, aggregate=p.aggregate,
-                              bootstrap=p.bootstrap, confidence=p.confidence, seed=p.seed, cache=self.ctx.cache,
-                              quiet=self.ctx.quiet, skipped=skipped)
+        result = build_report(
+            sets,
+            encoder,
+            pivot=p.pivot,
+            poolings=p.pooling,
+            score=p.score,
+            aggregate=p.aggregate,
+            bootstrap=p.bootstrap,
+            confidence=p.confidence,
+            seed=p.seed,
+            cache=self.ctx.cache,
+            quiet=self.ctx.quiet,
+            skipped=skipped,
+        )
         if not result["languages"]:
             log.warning("language_similarity: no language besides the pivot %s had enough pairs", p.pivot)
         return write_outputs(result, reports_dir, p.name, link_dir="reports/")
@@ -590,8 +741,14 @@ def _load_encoder(p: Any, base_dir: Path | None, device: str | None) -> Any:
     from ..models.hidden import HiddenStates
 
     dev = p.device if p.device != "auto" else (device or "auto")
-    return HiddenStates(p.model, base_dir=base_dir, device=dev, revision=p.revision, gguf_file=p.gguf_file,
-                        max_length=p.max_length, batch_size=p.batch_size or None,
-                        dtype=None if p.dtype == "auto" else p.dtype,
-                        trust_remote_code=p.trust_remote_code)
-
+    return HiddenStates(
+        p.model,
+        base_dir=base_dir,
+        device=dev,
+        revision=p.revision,
+        gguf_file=p.gguf_file,
+        max_length=p.max_length,
+        batch_size=p.batch_size or None,
+        dtype=None if p.dtype == "auto" else p.dtype,
+        trust_remote_code=p.trust_remote_code,
+    )

@@ -222,6 +222,19 @@ def quantiles(x: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _take(parts: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of row parts that are logically concatenated."""
+    if len(parts) == 1:
+        return parts[0][idx]
+    out = np.empty((len(idx), parts[0].shape[1]), dtype=np.float32)
+    base = 0
+    for p in parts:
+        m = (idx >= base) & (idx < base + len(p))
+        out[m] = p[idx[m] - base]
+        base += len(p)
+    return out
+
+
 def _matrix(col: pl.Series, step: str) -> np.ndarray:
     """A vectors column (Array or List of floats) as a float32 [n, d] array (no copy for Array columns)."""
     if col.null_count():
@@ -401,11 +414,12 @@ class MineNegatives(Step):
         )
 
     # -------------------------------------------------------------------- helpers
-    def _vectors(self, texts: list[str], kind: str, sources: list[tuple[list[str], pl.Series]]) -> np.ndarray:
-        """Vectors of ``texts``: from the embedder, or (precomputed) the first vector seen for each text
-        in ``sources`` [(texts, vectors column)], without copying when the order already matches."""
+    def _vectors(self, texts: list[str], kind: str, sources: list[tuple[list[str], pl.Series]]) -> list[np.ndarray]:
+        """Vectors of ``texts`` as row parts (logically concatenated): from the embedder, or (precomputed)
+        the first vector seen for each text in ``sources`` [(texts, vectors column)]. The longest prefix
+        that is already in the first source's order is a view of the table's memory, not a copy."""
         if self.embedder is not None:
-            return self.embedder.embed(texts, kind)
+            return [self.embedder.embed(texts, kind)]
         where: dict[str, tuple[int, int]] = {}
         mats = []
         for si, (stexts, col) in enumerate(sources):
@@ -413,24 +427,30 @@ class MineNegatives(Step):
                 if t not in where:
                     where[t] = (si, i)
             mats.append(_matrix(col, self.name))
-        src = np.fromiter((where[t][0] for t in texts), dtype=np.int64, count=len(texts))
-        row = np.fromiter((where[t][1] for t in texts), dtype=np.int64, count=len(texts))
         widths = {m.shape[1] for m in mats}
         if len(widths) > 1:
             raise StepError(self.name, f"embedding columns have different widths: {sorted(widths)}")
-        if len(texts) and (src == 0).all() and len(row) == mats[0].shape[0] and (row == np.arange(len(row))).all():
-            out = mats[0]  # the table's own memory
-        else:
-            out = np.empty((len(texts), widths.pop() if widths else 0), dtype=np.float32)
+        width = widths.pop() if widths else 0
+        src = np.fromiter((where[t][0] for t in texts), dtype=np.int64, count=len(texts))
+        row = np.fromiter((where[t][1] for t in texts), dtype=np.int64, count=len(texts))
+        same = (src == 0) & (row == np.arange(len(row)))
+        n0 = len(row) if same.all() else int(np.argmin(same))  # identity prefix
+        parts = [mats[0][:n0]] if n0 else []
+        if n0 < len(texts):
+            rest = np.empty((len(texts) - n0, width), dtype=np.float32)
             for si, m in enumerate(mats):
-                sel = np.flatnonzero(src == si)
-                out[sel] = m[row[sel]]
-        if not np.isfinite(out).all():
-            raise StepError(self.name, "embedding columns hold NaN or infinite values")
-        norms = np.linalg.norm(out, axis=1)
-        if len(norms) and np.abs(norms - 1).max() > 1e-4:  # cosine similarity, as sentence-transformers
-            norms[norms == 0] = 1.0
-            out = out / norms[:, None]
+                sel = np.flatnonzero(src[n0:] == si)
+                rest[sel] = m[row[n0:][sel]]
+            parts.append(rest)
+        out = []
+        for part in parts or [np.zeros((0, width), np.float32)]:
+            if not np.isfinite(part).all():
+                raise StepError(self.name, "embedding columns hold NaN or infinite values")
+            norms = np.linalg.norm(part, axis=1)
+            if len(norms) and np.abs(norms - 1).max() > 1e-4:  # cosine similarity, as sentence-transformers
+                norms[norms == 0] = 1.0
+                part = part / norms[:, None]
+            out.append(part)
         return out
 
     # -------------------------------------------------------------------- main
@@ -539,7 +559,8 @@ class MineNegatives(Step):
         text_row = {t: i for i, t in enumerate(all_texts)} if gcol else None
         uq_texts = list(dict.fromkeys(queries))
         qsources = [(queries, table[p.query_embedding_column])] if p.engine == "precomputed" else []
-        qvec = self._vectors(uq_texts, "query", qsources)
+        qparts = self._vectors(uq_texts, "query", qsources)
+        qvec = qparts[0] if len(qparts) == 1 else np.concatenate(qparts)
         q_row = {t: i for i, t in enumerate(uq_texts)}
 
         # ---- per group: queries, positives, exclusions, search, selection
@@ -570,7 +591,8 @@ class MineNegatives(Step):
                 cidx = np.arange(len(ents), dtype=np.int64)
             else:
                 cidx = np.fromiter((text_row[entry_text[e]] for e in ents), dtype=np.int64, count=len(ents))
-            cmat = pvec if len(cidx) == len(pvec) and (cidx == np.arange(len(cidx))).all() else pvec[cidx]
+            n_p = sum(len(x) for x in pvec)
+            cmat = pvec if len(cidx) == n_p and (cidx == np.arange(len(cidx))).all() else [_take(pvec, cidx)]
             qtexts = list(dict.fromkeys(queries[r] for r in rows))
             qloc = {t: i for i, t in enumerate(qtexts)}
             qidx = np.fromiter((q_row[t] for t in qtexts), dtype=np.int64, count=len(qtexts))
@@ -605,7 +627,7 @@ class MineNegatives(Step):
             # positive scores (exact fp32) and the margin reference: the lowest positive of each query
             pq = np.array([qi for qi, ps in enumerate(pos_sets) for _ in ps], dtype=np.int64)
             pcix = np.array([c for ps in pos_sets for c in ps], dtype=np.int64)
-            pscores = np.einsum("ij,ij->i", qmat[pq], cmat[pcix]) if len(pq) else np.zeros(0, np.float32)
+            pscores = np.einsum("ij,ij->i", qmat[pq], _take(cmat, pcix)) if len(pq) else np.zeros(0, np.float32)
             if self.teacher is not None and p.teacher_rescore:
                 pscores = self._teacher_scores([qtexts[i] for i in pq], [entry_text[ents[c]] for c in pcix])
             pos_min = np.full(len(qtexts), np.inf, dtype=np.float32)
@@ -698,7 +720,7 @@ class MineNegatives(Step):
     def _search_select(
         self,
         qmat: np.ndarray,
-        cmat: np.ndarray,
+        cmat: list[np.ndarray],
         qids: np.ndarray,
         forbid_pos: np.ndarray,
         forbid_same: np.ndarray,

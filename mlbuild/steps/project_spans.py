@@ -13,7 +13,11 @@ Two methods, and a fallback between them:
   subword states) and map source span -> source words -> aligned target words -> one contiguous target
   span; failures are ``unaligned``, ``discontinuous``, ``no_tokens``, ``crossed_spans``.
 - ``fallback``: markers first; rows whose markers fail are aligned onto the translation with the markers
-  removed.
+  removed (spans whose own markers were fine are kept).
+
+``verify_plain`` also translates each text without markers: the plain text is used when every span is
+found in it verbatim, else the row is ``low_confidence`` (markers can bend a name: ``Sofia`` -> ``Sfia``).
+``copy_exact`` (alignment) puts a span whose text occurs once, verbatim, in the target there.
 
 Input: ``text_column`` (source text), ``spans_column`` (list of ``{start, end, label}``, character offsets,
 end exclusive), ``target_column`` when the translation exists already, ``gold_column`` (optional gold
@@ -77,6 +81,9 @@ class ProjectSpansParams:
     method: Literal["markers", "align", "fallback"] = param("markers", doc="markers, align, or markers then align")
     target_column: str | None = param(None, doc="existing translation column (parallel data; method align)")
     target_lang: str | None = param(None, doc="language of target_column", kind="lang")
+    target_lang_column: str | None = param(
+        None, doc="column holding each row's target language instead (e.g. 'lang' after translate.v1)"
+    )
     target_langs: list[str] = param([], doc="languages to translate into (the step translates)", kind="langs")
     engine: Literal["transformers", "bergamot", "openai"] | None = param(None, doc="MT engine (with target_langs)")
     model: str | None = param(
@@ -126,8 +133,8 @@ class ProjectSpans(Step):
                     "translation, or target_langs (+ engine) to translate",
                 )
             )
-        if p.target_column and not p.target_lang:
-            problems.append(("target_lang", "required with target_column"))
+        if p.target_column and not (p.target_lang or p.target_lang_column):
+            problems.append(("target_lang", "required with target_column (or target_lang_column)"))
         if translating and not p.engine:
             problems.append(("engine", "required with target_langs (transformers, bergamot or openai)"))
         if p.method in ("markers", "fallback") and not translating:
@@ -145,7 +152,7 @@ class ProjectSpans(Step):
         if p.max_gap < 0:
             problems.append(("max_gap", "expected 0 or more"))
         if columns is not None:
-            for key in ("text_column", "spans_column", "target_column", "gold_column"):
+            for key in ("text_column", "spans_column", "target_column", "gold_column", "target_lang_column"):
                 c = getattr(p, key)
                 if c and c not in columns:
                     problems.append((key, f"no column {c!r} (columns: {', '.join(columns)})"))
@@ -153,7 +160,8 @@ class ProjectSpans(Step):
 
     def input_columns(self) -> list[str]:
         p = self.params
-        return [c for c in (p.text_column, p.spans_column, p.target_column, p.gold_column) if c]
+        cols = (p.text_column, p.spans_column, p.target_column, p.gold_column, p.target_lang_column)
+        return [c for c in cols if c]
 
     def output_columns(self, columns: list[str]) -> list[str]:
         extra = ["target_lang", "target_text"] if self.params.target_langs else []
@@ -232,7 +240,7 @@ class ProjectSpans(Step):
                     pl.lit(lang).alias("target_lang"),
                     pl.Series("target_text", [r["text"] for r in res], dtype=pl.Utf8),
                 )
-                self._finish(part, res, golds, lang, frames, rejects, stats)
+                self._finish(part, res, golds, [lang] * len(res), frames, rejects, stats)
         else:
             tgt_texts = batch[p.target_column].cast(pl.Utf8).fill_null("").to_list()
             res = [_blank(t) for t in tgt_texts]
@@ -246,7 +254,11 @@ class ProjectSpans(Step):
                 else:
                     todo.append(k)
             self._align_rows(texts, src_spans, res, todo, context=list(range(len(texts))))
-            self._finish(batch, res, golds, p.target_lang, frames, rejects, stats)
+            if p.target_lang_column:
+                row_langs = [_norm_lang(v) for v in batch[p.target_lang_column].to_list()]
+            else:
+                row_langs = [p.target_lang or "und"] * batch.height
+            self._finish(batch, res, golds, row_langs, frames, rejects, stats)
         rows = pl.concat(frames, how="vertical_relaxed") if frames else batch.clear()
         rej = pl.concat(rejects, how="diagonal_relaxed") if rejects else None
         return StepOutput(rows, rej, stats)
@@ -388,7 +400,7 @@ class ProjectSpans(Step):
         part: pl.DataFrame,
         res: list[dict],
         golds: list,
-        lang: str | None,
+        row_langs: list[str],
         frames: list,
         rejects: list,
         stats: dict,
@@ -421,23 +433,8 @@ class ProjectSpans(Step):
             ]
         part = part.with_columns(cols)
         # stats per language
-        key = lang or "und"
-        s = stats["projection"].setdefault(
-            key,
-            {
-                "rows_in": 0,
-                "projected": 0,
-                "low_confidence": 0,
-                "failed": {},
-                "review_queued": 0,
-                "by_method": {},
-                "repairs": {},
-                "markers_failed": {},
-                "recovered_by_align": 0,
-                "spans_projected": 0,
-            },
-        )
-        for r, g in zip(res, golds):
+        for r, g, lang in zip(res, golds, row_langs):
+            s = stats["projection"].setdefault(lang or "und", _new_stats())
             s["rows_in"] += 1
             st = r["status"]
             if st == "ok":
@@ -521,6 +518,25 @@ class ProjectSpans(Step):
             encoding="utf-8",
         )
         return {"markdown": "Span projection (`reports/projection.md`):\n\n" + md, "projection": report}
+
+
+def _new_stats() -> dict[str, Any]:
+    return {
+        "rows_in": 0,
+        "projected": 0,
+        "low_confidence": 0,
+        "failed": {},
+        "review_queued": 0,
+        "by_method": {},
+        "repairs": {},
+        "markers_failed": {},
+        "recovered_by_align": 0,
+        "spans_projected": 0,
+    }
+
+
+def _norm_lang(v: Any) -> str:
+    return langs.normalize(v) if isinstance(v, str) and langs.is_valid(v) else (str(v) if v else "und")
 
 
 def _blank(text: str) -> dict[str, Any]:

@@ -11,20 +11,55 @@ import pytest
 
 from mlbuild.cli import main
 
-EN = ["the cat sits on the mat", "the dog runs", "a big red house", "the small cat", "a dog sits on a mat",
-      "the red cat runs", "a small house", "the big dog sits", "the cat runs on the mat", "a red mat",
-      "the small dog runs on the big mat", "a cat"]
-PT = ["o gato senta no tapete", "o cão", "casa grande vermelho", "o gato pequeno", "o cão senta no tapete",
-      "o gato vermelho", "casa pequeno", "o cão grande senta", "o gato no tapete", "tapete vermelho",
-      "o cão pequeno no tapete grande", "gato"]
-FR = ["le chat est sur le tapis", "le chien", "maison rouge", "le chat", "le chien est sur le tapis", "chat rouge",
-      "maison", "le chien est", "le chat sur le tapis", "tapis rouge", "le chien sur le tapis", "chat"]
+EN = [
+    "the cat sits on the mat",
+    "the dog runs",
+    "a big red house",
+    "the small cat",
+    "a dog sits on a mat",
+    "the red cat runs",
+    "a small house",
+    "the big dog sits",
+    "the cat runs on the mat",
+    "a red mat",
+    "the small dog runs on the big mat",
+    "a cat",
+]
+PT = [
+    "o gato senta no tapete",
+    "o cão",
+    "casa grande vermelho",
+    "o gato pequeno",
+    "o cão senta no tapete",
+    "o gato vermelho",
+    "casa pequeno",
+    "o cão grande senta",
+    "o gato no tapete",
+    "tapete vermelho",
+    "o cão pequeno no tapete grande",
+    "gato",
+]
+FR = [
+    "le chat est sur le tapis",
+    "le chien",
+    "maison rouge",
+    "le chat",
+    "le chien est sur le tapis",
+    "chat rouge",
+    "maison",
+    "le chien est",
+    "le chat sur le tapis",
+    "tapis rouge",
+    "le chien sur le tapis",
+    "chat",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("_hidden_test_models",
-                                                  Path(__file__).parents[1] / "models" / "test_hidden.py")
+    spec = importlib.util.spec_from_file_location(
+        "_hidden_test_models", Path(__file__).parents[1] / "models" / "test_hidden.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.make_tiny_model(tmp_path_factory.mktemp("m") / "gemma", "gemma3")
@@ -41,9 +76,30 @@ def test_cli_text_files_and_cache(tiny_model, tmp_path, capsys):
     _write(par, "dev.por_Latn", PT)
     _write(par, "dev.fra_Latn", FR)
     out = tmp_path / "rep"
-    args = ["report", "language-similarity", "--parallel", str(par), "--model", str(tiny_model), "--out", str(out),
-            "--pivot", "en", "--langs", "pt", "fr", "--pooling", "mean", "--pooling", "weighted_mean",
-            "--bootstrap", "50", "--min-sentences", "5", "--quiet"]
+    args = [
+        "report",
+        "language-similarity",
+        "--parallel",
+        str(par),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--pivot",
+        "en",
+        "--langs",
+        "pt",
+        "fr",
+        "--pooling",
+        "mean",
+        "--pooling",
+        "weighted_mean",
+        "--bootstrap",
+        "50",
+        "--min-sentences",
+        "5",
+        "--quiet",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "por_Latn" in printed and "fra_Latn" in printed and "0 from cache" in printed
@@ -65,9 +121,31 @@ def test_cli_dataset_input(tiny_model, tmp_path, capsys):
     f = tmp_path / "rows.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "rep"
-    assert main(["report", "language-similarity", "--parallel", str(f), "--model", str(tiny_model), "--out", str(out),
-                 "--score", "ranker_centered", "--max-sentences", "8", "--min-sentences", "5", "--bootstrap", "20",
-                 "--no-cache", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "language-similarity",
+                "--parallel",
+                str(f),
+                "--model",
+                str(tiny_model),
+                "--out",
+                str(out),
+                "--score",
+                "ranker_centered",
+                "--max-sentences",
+                "8",
+                "--min-sentences",
+                "5",
+                "--bootstrap",
+                "20",
+                "--no-cache",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "language_similarity.json").read_text())
     assert data["ranking"] == ["fra_Latn"] and data["languages"]["fra_Latn"]["n"] == 8
     assert data["languages"]["fra_Latn"]["dropped"] == {"over_max": 4}
@@ -78,8 +156,16 @@ def test_cli_errors(tiny_model, tmp_path, capsys):
     par = tmp_path / "par"
     _write(par, "dev.eng_Latn", EN)
     _write(par, "dev.por_Latn", PT)
-    base = ["report", "language-similarity", "--parallel", str(par), "--model", str(tiny_model), "--out",
-            str(tmp_path / "o")]
+    base = [
+        "report",
+        "language-similarity",
+        "--parallel",
+        str(par),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main([*base, "--langs", "kir"]) == 2
     assert "no line-aligned files pairing the pivot eng_Latn with kir_Cyrl" in capsys.readouterr().err
     assert main([*base, "--min-sentences", "1"]) == 2

@@ -103,8 +103,11 @@ def test_bootstrap_and_ci():
 
 def test_rank_languages_marks_indistinguishable():
     rng = np.random.default_rng(0)
-    draws = {"fra": 0.80 + 0.02 * rng.normal(size=500), "deu": 0.79 + 0.02 * rng.normal(size=500),
-             "swh": 0.30 + 0.02 * rng.normal(size=500)}
+    draws = {
+        "fra": 0.80 + 0.02 * rng.normal(size=500),
+        "deu": 0.79 + 0.02 * rng.normal(size=500),
+        "swh": 0.30 + 0.02 * rng.normal(size=500),
+    }
     scores = {"fra": 0.80, "deu": 0.79, "swh": 0.30}
     r = langsim.rank_languages(scores, draws)
     assert r["ranking"] == ["fra", "deu", "swh"]

@@ -14,8 +14,10 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-WORDS = ("the a cat dog sits runs on mat house big small red o gato cão senta no tapete casa grande "
-         "pequeno vermelho le chat chien est sur tapis maison rouge der hund katze ist auf haus rot . ,").split()
+WORDS = (
+    "the a cat dog sits runs on mat house big small red o gato cão senta no tapete casa grande "
+    "pequeno vermelho le chat chien est sur tapis maison rouge der hund katze ist auf haus rot . ,"
+).split()
 
 
 def make_tokenizer(kind: str = "decoder"):
@@ -27,12 +29,15 @@ def make_tokenizer(kind: str = "decoder"):
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     if kind == "decoder":
         tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
-        return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                                    bos_token="<bos>", eos_token="<eos>")
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
-                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                                cls_token="[CLS]", sep_token="[SEP]")
+        return transformers.PreTrainedTokenizerFast(
+            tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>"
+        )
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
 
 
 def make_tiny_model(path: Path, arch: str = "gemma3", layers: int = 2, seed: int = 0) -> Path:
@@ -40,23 +45,50 @@ def make_tiny_model(path: Path, arch: str = "gemma3", layers: int = 2, seed: int
     torch.manual_seed(seed)
     v = len(WORDS) + 4
     if arch == "gemma3":
-        cfg = transformers.Gemma3TextConfig(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                                            num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                                            max_position_embeddings=64, sliding_window=8, pad_token_id=0,
-                                            bos_token_id=2, eos_token_id=3)
+        cfg = transformers.Gemma3TextConfig(
+            vocab_size=v,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=64,
+            sliding_window=8,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+        )
         model = transformers.Gemma3ForCausalLM(cfg)
     elif arch == "llama":
-        cfg = transformers.LlamaConfig(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                                       pad_token_id=0, bos_token_id=2, eos_token_id=3)
+        cfg = transformers.LlamaConfig(
+            vocab_size=v,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+        )
         model = transformers.LlamaForCausalLM(cfg)
     elif arch == "gpt2":
-        cfg = transformers.GPT2Config(vocab_size=v, n_embd=32, n_layer=layers, n_head=2, n_positions=64,
-                                      bos_token_id=2, eos_token_id=3)
+        cfg = transformers.GPT2Config(
+            vocab_size=v, n_embd=32, n_layer=layers, n_head=2, n_positions=64, bos_token_id=2, eos_token_id=3
+        )
         model = transformers.GPT2LMHeadModel(cfg)
     elif arch == "bert":
-        cfg = transformers.BertConfig(vocab_size=v, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                                      intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
+        cfg = transformers.BertConfig(
+            vocab_size=v,
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            pad_token_id=0,
+        )
         model = transformers.BertModel(cfg)
     else:
         raise ValueError(arch)
@@ -78,8 +110,9 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 def test_pool_by_hand():
     from mlbuild.models.hidden import pool
 
-    h = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [100.0, 100.0]],
-                      [[2.0, 2.0], [4.0, 0.0], [9.0, 9.0], [9.0, 9.0]]])
+    h = torch.tensor(
+        [[[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [100.0, 100.0]], [[2.0, 2.0], [4.0, 0.0], [9.0, 9.0], [9.0, 9.0]]]
+    )
     # row 0: tokens 1..2 used (0 = BOS, 3 = padding); row 1: tokens 0..1 used
     use = torch.tensor([[False, True, True, False], [True, True, False, False]])
     assert pool(h, use, "mean").tolist() == [[4.0, 3.0], [3.0, 1.0]]
@@ -109,11 +142,11 @@ def test_every_layer_and_padding_does_not_change_vectors(tiny_models, arch):
     assert hs.n_layers == 2 and hs.hidden_size == 32
     texts = ["the cat sits on the mat .", "o gato", "le chien est sur le tapis rouge , le chat", "der hund"]
     together = hs.compute(texts, POOLINGS)
-    for p in POOLINGS:
-        assert together[p].shape == (4, 2, 32)
-        for i, t in enumerate(texts):  # alone = no padding at all
-            alone = hs.compute([t], [p])[p][0]
-            np.testing.assert_allclose(together[p][i], alone, rtol=1e-4, atol=1e-5)
+    for i, t in enumerate(texts):  # alone = no padding at all
+        alone = hs.compute([t], POOLINGS)
+        for p in POOLINGS:
+            assert together[p].shape == (4, 2, 32)
+            np.testing.assert_allclose(together[p][i], alone[p][0], rtol=1e-4, atol=1e-5)
     # layers differ from each other and texts from each other
     assert not np.allclose(together["mean"][:, 0], together["mean"][:, 1])
     assert not np.allclose(together["mean"][0], together["mean"][1])

@@ -126,3 +126,14 @@ def test_cuda_matches_cpu(data, precision, resident, monkeypatch):
     s, i = exact_topk(q, c, 7, device="cuda", precision=precision, corpus_block=500, query_block=50)
     assert (i == bi).all()
     np.testing.assert_allclose(s, bs, rtol=1e-5, atol=1e-5)
+
+
+def test_corpus_in_parts_is_searched_as_one(data):
+    q, c = data
+    _, bi = brute(q, c, 6)
+    for cuts in ([1000], [1, 2999], [700, 701, 2000]):
+        parts = np.split(c, cuts)
+        s, i = exact_topk(q, parts, 6, corpus_block=512)
+        assert (i == bi).all()
+    s, i = exact_topk(q, np.split(c, [1500]), 6, precision="bf16", corpus_block=512)
+    assert (i == bi).all()

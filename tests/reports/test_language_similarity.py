@@ -16,8 +16,9 @@ from mlbuild.reports import language_similarity as ls
 
 
 def _tiny_model_builder():
-    spec = importlib.util.spec_from_file_location("_hidden_test_models",
-                                                  Path(__file__).parents[1] / "models" / "test_hidden.py")
+    spec = importlib.util.spec_from_file_location(
+        "_hidden_test_models", Path(__file__).parents[1] / "models" / "test_hidden.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -55,10 +56,14 @@ def test_read_parallel_dir_shared_and_per_language_pivots(tmp_path):
 
 
 def test_sets_from_long_and_wide_tables():
-    long = pl.DataFrame({"row_id": ["1", "1/pt", "2", "2/pt", "3/pt", "4", "4/ky"],
-                         "parallel_id": ["1", "1", "2", "2", "3", "4", "4"],
-                         "passage": ["one", "um", "two", "dois", "três", "four", "төрт"],
-                         "passage_lang": ["en", "pt", "eng_Latn", "por", "pt", "en", "ky"]})
+    long = pl.DataFrame(
+        {
+            "row_id": ["1", "1/pt", "2", "2/pt", "3/pt", "4", "4/ky"],
+            "parallel_id": ["1", "1", "2", "2", "3", "4", "4"],
+            "passage": ["one", "um", "two", "dois", "três", "four", "төрт"],
+            "passage_lang": ["en", "pt", "eng_Latn", "por", "pt", "en", "ky"],
+        }
+    )
     sets = ls.sets_from_table(long, "eng_Latn", text_column="passage", lang_column="lang")  # falls back
     assert sorted(sets) == ["kir_Cyrl", "por_Latn"]
     assert sets["por_Latn"].pivot == ["one", "two"] and sets["por_Latn"].texts == ["um", "dois"]
@@ -72,8 +77,9 @@ def test_sets_from_long_and_wide_tables():
 
 
 def test_prepare_drops_empty_duplicates_and_caps():
-    s = ls.ParallelSet("por_Latn", ["a", "b", "", "a", "c", "d", "e"], ["x", "y", "z", "w", "y", "v", "u"],
-                       [str(i) for i in range(7)])
+    s = ls.ParallelSet(
+        "por_Latn", ["a", "b", "", "a", "c", "d", "e"], ["x", "y", "z", "w", "y", "v", "u"], [str(i) for i in range(7)]
+    )
     out, skipped = ls.prepare({"por_Latn": s}, max_sentences=3, min_sentences=2, seed=0)
     p = out["por_Latn"]
     assert p.dropped == {"empty": 1, "duplicate": 2, "over_max": 1}
@@ -116,8 +122,10 @@ def _fake_sets(n: int = 30, seed: int = 0):
         good.append(f"fr{i}")
         bad.append(f"sw{i}")
     ids = [str(i) for i in range(n)]
-    sets = {"fra_Latn": ls.ParallelSet("fra_Latn", pivot, good, ids),
-            "swh_Latn": ls.ParallelSet("swh_Latn", pivot, bad, ids)}
+    sets = {
+        "fra_Latn": ls.ParallelSet("fra_Latn", pivot, good, ids),
+        "swh_Latn": ls.ParallelSet("swh_Latn", pivot, bad, ids),
+    }
     return sets, FakeEncoder(table)
 
 
@@ -142,8 +150,9 @@ def test_build_report_ranks_and_separates():
 
 def test_score_choice_aggregate_and_other_poolings():
     sets, enc = _fake_sets()
-    r = ls.build_report(sets, enc, pivot="en", poolings=["mean", "last_token"], score="ranker_centered",
-                        aggregate="max", bootstrap=100)
+    r = ls.build_report(
+        sets, enc, pivot="en", poolings=["mean", "last_token"], score="ranker_centered", aggregate="max", bootstrap=100
+    )
     fr = r["languages"]["fra_Latn"]
     assert fr["score"] == pytest.approx(max(fr["ranker_centered"]), abs=1e-6)
     assert set(r["other_poolings"]) == {"last_token"}
@@ -175,8 +184,13 @@ def test_write_outputs(tmp_path):
     sets, enc = _fake_sets()
     r = ls.build_report(sets, enc, pivot="en", bootstrap=50)
     summary = ls.write_outputs(r, tmp_path, "ls", link_dir="reports/")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ls.json", "ls.md", "ls_heatmap.png", "ls_layers.png",
-                                                          "ls_separation.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ls.json",
+        "ls.md",
+        "ls_heatmap.png",
+        "ls_layers.png",
+        "ls_separation.png",
+    ]
     data = json.loads((tmp_path / "ls.json").read_text())
     assert data["ranking"] == ["fra_Latn", "swh_Latn"] and data["pivot"] == "eng_Latn"
     assert "reports/ls_heatmap.png" in summary["markdown"]
@@ -193,12 +207,34 @@ def test_no_language_to_compare(tmp_path):
 
 # ---------------------------------------------------------------- recipe run with a tiny model
 
-EN = ["the cat sits on the mat", "the dog runs", "a big red house", "the small cat", "a dog sits on a mat",
-      "the red cat runs", "a small house", "the big dog sits", "the cat runs on the mat", "a red mat",
-      "the small dog runs on the big mat", "a cat"]
-PT = ["o gato senta no tapete", "o cão", "casa grande vermelho", "o gato pequeno", "o cão senta no tapete",
-      "o gato vermelho", "casa pequeno", "o cão grande senta", "o gato no tapete", "tapete vermelho",
-      "o cão pequeno no tapete grande", "gato"]
+EN = [
+    "the cat sits on the mat",
+    "the dog runs",
+    "a big red house",
+    "the small cat",
+    "a dog sits on a mat",
+    "the red cat runs",
+    "a small house",
+    "the big dog sits",
+    "the cat runs on the mat",
+    "a red mat",
+    "the small dog runs on the big mat",
+    "a cat",
+]
+PT = [
+    "o gato senta no tapete",
+    "o cão",
+    "casa grande vermelho",
+    "o gato pequeno",
+    "o cão senta no tapete",
+    "o gato vermelho",
+    "casa pequeno",
+    "o cão grande senta",
+    "o gato no tapete",
+    "tapete vermelho",
+    "o cão pequeno no tapete grande",
+    "gato",
+]
 
 RECIPE = """
 [dataset]

