@@ -287,6 +287,7 @@ class SourceSpanInfo:
     space_after: bool
     ends_with_punct: bool
     starts_with_article: bool
+    first_word: str = ""
 
     @classmethod
     def of(cls, text: str, sp: Span, lang: str | None) -> SourceSpanInfo:
@@ -298,6 +299,7 @@ class SourceSpanInfo:
             space_after=sp.end == len(text) or text[sp.end].isspace() or text[sp.end] in _TRAIL_PUNCT,
             ends_with_punct=bool(inner) and inner[-1] in _TRAIL_PUNCT,
             starts_with_article=first in arts,
+            first_word=first,
         )
 
 
@@ -331,7 +333,7 @@ def repair_markers(
         op, cl = re.escape(ot), re.escape(ct)
         before = text
         # stray spaces inside the markers: "[1] João" -> " [1]João"; "Inc. [/1]" -> "Inc.[/1] "
-        text = re.sub(rf"(\s*){op}\s+", lambda m, ot=ot: (" " if m.start() > 0 else "") + ot, text)
+        text = re.sub(rf"(\s*){op}\s+", lambda m, ot=ot: (" " if m.group(1) else "") + ot, text)
         text = re.sub(rf"\s+{cl}(\s*)", lambda m, ct=ct: ct + (" " if m.group(1) else ""), text)
         if text != before:
             repairs.append("stray_space")
@@ -357,7 +359,10 @@ def repair_markers(
                 # "[2]a Universidade[/2]" for a source span without article -> "a [2]Universidade[/2]"
                 text = re.sub(
                     rf"{op}({alt})(\s+|(?<=')\s*)(?=\w)",
-                    lambda m, ot=ot: m.group(1) + m.group(2) + ot,
+                    # a word the source span also begins with is part of a name ("Los Angeles"), not an article
+                    lambda m, ot=ot, fw=inf.first_word: (
+                        m.group(0) if m.group(1).lower() == fw else m.group(1) + m.group(2) + ot
+                    ),
                     text,
                     flags=re.IGNORECASE,
                 )

@@ -117,6 +117,12 @@ def test_repair_stray_spaces_real_output():
     assert ex.text == "A empresa Apple Inc. foi fundada por Steve Jobs em California."
 
 
+def test_stray_space_after_a_bracket_adds_no_space():
+    src = "He (John) left."
+    ex, repairs = project("Ele ([1] João[/1]) saiu.", src=src, spans=[Span(4, 8, "PER")])
+    assert repairs == ["stray_space"] and ex.text == "Ele (João) saiu." and texts(ex) == ["João"]
+
+
 def test_repair_split_markers():
     ex, repairs = project("A empresa [ 1 ]Apple Inc.[/ 1] foi fundada por [2]Steve Jobs[ /2] em [3]Califórnia[/3 ].")
     assert repairs == ["split_marker"] and ex.status == "ok"
@@ -153,6 +159,12 @@ def test_repair_article_moved_out_and_in():
     spans = [Span(7, 22, "LOC")]
     ex, repairs = project("Ele viu a [1]Casa Branca[/1].", src=src, spans=spans)
     assert "article_moved" in repairs and texts(ex) == ["a Casa Branca"]
+
+
+def test_article_rule_leaves_names_alone():
+    src = "She flew to Los Angeles."
+    ex, repairs = project("Ela voou para [1]Los Angeles[/1].", src=src, spans=[Span(12, 23, "LOC")], tgt="spa_Latn")
+    assert "article_moved" not in repairs and texts(ex) == ["Los Angeles"]
 
 
 def test_failure_missing_marker_real_output():

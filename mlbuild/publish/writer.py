@@ -56,8 +56,11 @@ def assign_splits(table: pl.DataFrame, output) -> pl.DataFrame:
         acc += output.splits[name]
         cuts.append((acc, name))
     seed = output.split_seed
+    # rows that are translations of one another share a parallel_id: keep them in the same split
+    key = "parallel_id" if "parallel_id" in table.columns else ROW_ID
     return table.with_columns(
-        pl.col(ROW_ID).map_elements(lambda r: _split_of(r, seed, cuts), return_dtype=pl.Utf8).alias("__split"))
+        pl.coalesce(pl.col(key).cast(pl.Utf8), pl.col(ROW_ID))
+        .map_elements(lambda r: _split_of(r, seed, cuts), return_dtype=pl.Utf8).alias("__split"))
 
 
 def _config_name(v: Any) -> str:

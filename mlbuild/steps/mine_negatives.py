@@ -651,7 +651,7 @@ class MineNegatives(Step):
                 ents,
                 entry_text,
             )
-            widened = 0
+            widened: set[int] = set()
             if p.range_max is None and p.widen_limit > range_max:
                 rm = range_max
                 todo = np.flatnonzero(np.array([len(x) < p.num_negatives for x in sel.idx]))
@@ -674,7 +674,7 @@ class MineNegatives(Step):
                     got = np.array([len(x) for x in sub.idx])
                     for j, qi in enumerate(todo):
                         if got[j] > len(sel.idx[qi]):
-                            widened += 1
+                            widened.add(int(qi))
                             sel.idx[qi], sel.scores[qi] = sub.idx[j], sub.scores[j]
                     todo = todo[got < p.num_negatives]
             short = np.array([len(x) < p.num_negatives for x in sel.idx], dtype=bool)
@@ -691,7 +691,7 @@ class MineNegatives(Step):
                 "corpus": len(ents),
                 "skipped": skipped,
                 "short_queries": int(short.sum()),
-                "widened_queries": widened,
+                "widened_queries": len(widened),
                 "range_max": range_max,
                 "negatives": int(sum(len(x) for x in sel.idx)),
                 "positive_score": quantiles(pscores),
@@ -700,7 +700,7 @@ class MineNegatives(Step):
             stats["by_group"][g or "all"] = gstats
             stats["queries"] += len(qtexts)
             stats["short_queries"] += int(short.sum())
-            stats["widened_queries"] += widened
+            stats["widened_queries"] += len(widened)
             for k, v in skipped.items():
                 stats["skipped"][k] = stats["skipped"].get(k, 0) + v
             all_pos.append(pscores)

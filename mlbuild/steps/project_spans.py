@@ -24,7 +24,8 @@ end exclusive), ``target_column`` when the translation exists already, ``gold_co
 target spans, for precision/recall/F1 in the report).
 
 Output: with ``target_langs`` (the step translates) one row per source row and language, ``row_id`` =
-``<row_id>/<lang>``, plus ``target_lang`` and ``target_text``. Always: ``target_spans`` (same struct as the
+``<row_id>/<lang>``, plus ``target_lang`` and ``target_text`` (and ``lang`` = the row's language, as
+``translate.v1`` writes it). Always: ``target_spans`` (same struct as the
 input; for failed rows, the spans that did project), ``projection_status`` (``ok``, ``low_confidence``
 or a failure category), ``projection_method`` (``markers``/``align``), ``projection_confidence`` and
 ``projection_detail`` (what went wrong). ``bio = true`` adds ``target_tokens`` and ``target_tags``.
@@ -119,6 +120,12 @@ class ProjectSpans(Step):
     machine_generated_annotations = True
     task_categories = ("token-classification",)
 
+    def __init__(self, params: ProjectSpansParams, ctx=None):
+        super().__init__(params, ctx)
+        if params.target_langs:  # the card says so only when this step made the translations
+            self.machine_generated_text = True
+            self.multilinguality = "translation"
+
     # --------------------------------------------------------------------------------- contract
     @classmethod
     def check(cls, params: ProjectSpansParams, columns: list[str] | None) -> list[tuple[str, str]]:
@@ -164,7 +171,7 @@ class ProjectSpans(Step):
         return [c for c in cols if c]
 
     def output_columns(self, columns: list[str]) -> list[str]:
-        extra = ["target_lang", "target_text"] if self.params.target_langs else []
+        extra = ["lang", "target_lang", "target_text"] if self.params.target_langs else []
         bio = ["target_tokens", "target_tags"] if self.params.bio else []
         return list(dict.fromkeys([*columns, *extra, *OUT_COLUMNS, *bio]))
 
@@ -238,6 +245,7 @@ class ProjectSpans(Step):
                 part = batch.with_columns(
                     (pl.col(ROW_ID) + f"/{lang}").alias(ROW_ID),
                     pl.lit(lang).alias("target_lang"),
+                    pl.lit(lang).alias("lang"),  # the row's language, as translate.v1 writes it
                     pl.Series("target_text", [r["text"] for r in res], dtype=pl.Utf8),
                 )
                 self._finish(part, res, golds, [lang] * len(res), frames, rejects, stats)

@@ -132,3 +132,15 @@ def test_drop_reasons_reach_rejects_and_card(recipe, tmp_path):
     assert all(r["row"]["text"] for r in rej)
     assert "lang_mismatch: 3" in (d / "README.md").read_text()
     assert res.manifest["steps"][1]["dropped"] == {"lang_mismatch": 3}
+
+
+def test_translations_of_one_row_share_a_split():
+    from mlbuild.publish.writer import assign_splits
+    from mlbuild.recipe.load import OutputSpec
+
+    table = pl.DataFrame({"row_id": [f"{i}/{lang}" for i in range(200) for lang in ("en", "pt", "ky")],
+                          "parallel_id": [str(i) for i in range(200) for _ in range(3)]})
+    out = assign_splits(table, OutputSpec(splits={"train": 0.5, "test": 0.5}))
+    per_group = out.group_by("parallel_id").agg(pl.col("__split").n_unique())
+    assert per_group["__split"].max() == 1
+    assert set(out["__split"]) == {"train", "test"}

@@ -451,3 +451,49 @@ def test_align_after_translate_step_reads_the_language_column():
     out = step.process(df)
     assert out.rows["projection_status"].to_list() == ["ok", "ok"]
     assert set(out.stats["projection"]) == {"por_Latn", "spa_Latn"}
+
+
+def test_squad_and_tacred_rows_project_with_markers(tmp_path):
+    from mlbuild import spans as S
+    from mlbuild.sources.squad import SquadParams, SquadSource, to_answers
+    from mlbuild.sources.tacred import TacredParams, TacredSource, to_tacred
+
+    ctx = "The Amazon river flows through Brazil and Peru."
+    (tmp_path / "q.jsonl").write_text(
+        json.dumps(
+            {"id": "q1", "context": ctx, "question": "Where?", "answers": {"text": ["Brazil"], "answer_start": [31]}}
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    squad = SquadSource(SquadParams(path=str(tmp_path / "q.jsonl"))).read().rows
+    step = _step(text_column="context")
+    step.mt = FakeMT(
+        {"The Amazon river flows through [1]Brazil[/1] and Peru.": "O rio Amazonas corre pelo [1]Brasil[/1] e Peru."}
+    )
+    row = step.process(squad).rows.row(0, named=True)
+    assert to_answers(row["target_text"], S.to_spans(row["target_spans"])) == {
+        "text": ["Brasil"],
+        "answer_start": [26],
+    }
+
+    ex = {
+        "id": "t1",
+        "token": ["Tim", "Cook", "leads", "Apple", "."],
+        "subj_start": 0,
+        "subj_end": 1,
+        "obj_start": 3,
+        "obj_end": 3,
+        "subj_type": "PERSON",
+        "obj_type": "ORGANIZATION",
+        "relation": "org:top_members",
+    }
+    (tmp_path / "t.json").write_text(json.dumps([ex]), encoding="utf-8")
+    tac = TacredSource(TacredParams(path=str(tmp_path / "t.json"))).read().rows
+    step = _step()
+    step.mt = FakeMT({"[1]Tim Cook[/1] leads [2]Apple[/2] .": "[1]Tim Cook[/1] lidera a [2]Apple[/2]."})
+    row = step.process(tac).rows.row(0, named=True)
+    out = to_tacred(row["target_text"], S.to_spans(row["target_spans"]))
+    assert out["token"] == ["Tim", "Cook", "lidera", "a", "Apple", "."]
+    assert (out["subj_start"], out["subj_end"], out["obj_start"], out["obj_end"]) == (0, 1, 4, 4)
+    assert out["obj_type"] == "ORGANIZATION"
