@@ -13,7 +13,8 @@ What makes it fast:
   padded tokens per batch on CPU, 256 and 65536 on CUDA, unless given), so little is spent on padding.
 - No KV cache is built (``use_cache=False``), inference mode, and per-text vectors go to a
   **content-addressed cache** (:class:`~mlbuild.pipeline.cache.CallCache`: model id + revision + pooling
-  + max length + precision + text), so a rerun or a second report on the same sentences costs nothing.
+  + max length + precision + text), so a rerun or a second report on the same sentences costs nothing;
+  the model itself loads only when a vector is missing.
 
 Decoder LMs (GPT-2, Llama, Gemma...) and encoders (BERT...) work the same way; an encoder-decoder model
 uses its encoder. Poolings (``POOLINGS``):
@@ -143,11 +144,8 @@ class HiddenStates:
                     self.tokenizer.pad_token = getattr(self.tokenizer, cand)
                     break
         config = transformers.AutoConfig.from_pretrained(src.src, **kw)
-        model_obj = transformers.AutoModel.from_pretrained(src.src, dtype=tdt, **kw)
-        if getattr(config, "is_encoder_decoder", False):
-            model_obj = model_obj.get_encoder()
-        self.model = model_obj.to(self.device).eval()
-        self._takes_use_cache = "use_cache" in inspect.signature(self.model.forward).parameters
+        self._load_args = (src.src, tdt, kw, bool(getattr(config, "is_encoder_decoder", False)))
+        self._model: Any = None  # loaded on the first forward pass: a fully cached run never loads it
         self.max_length = max_length
         gpu = self.device.startswith("cuda")
         self.batch_size = batch_size or (256 if gpu else 32)
@@ -159,6 +157,19 @@ class HiddenStates:
         self.forward_seconds = 0.0
         self.computed = 0
         self.cached = 0
+
+    @property
+    def model(self) -> Any:
+        """The base model (no LM head), loaded on first use."""
+        if self._model is None:
+            transformers = requires("transformers", "pip install transformers", "hidden states")
+            src, tdt, kw, enc_dec = self._load_args
+            model_obj = transformers.AutoModel.from_pretrained(src, dtype=tdt, **kw)
+            if enc_dec:
+                model_obj = model_obj.get_encoder()
+            self._model = model_obj.to(self.device).eval()
+            self._takes_use_cache = "use_cache" in inspect.signature(self._model.forward).parameters
+        return self._model
 
     # ------------------------------------------------------------------ identity
     @property
@@ -247,12 +258,13 @@ class HiddenStates:
 
     def _forward(self, inputs: dict[str, Any], use: Any, poolings: Sequence[str]) -> dict[str, np.ndarray]:
         torch = _torch()
+        model = self.model
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             kw: dict[str, Any] = {"output_hidden_states": True, "return_dict": True}
             if self._takes_use_cache:
                 kw["use_cache"] = False  # decoders: no KV cache to build
-            out = self.model(**inputs, **kw)
+            out = model(**inputs, **kw)
             hs = out.hidden_states[1:]  # drop the embedding layer
             use_d = use.to(self.device)
             res = {}

@@ -217,6 +217,7 @@ class TransformersLM:
         trust_remote_code: bool = False,
         batch_size: int = 8,
         max_input_tokens: int | None = None,
+        quiet: bool = False,
     ):
         torch = requires("torch", "pip install torch", "running LLMs with transformers")
         tf = requires("transformers", "pip install transformers", "running LLMs with transformers")
@@ -256,7 +257,14 @@ class TransformersLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.tokenizer.padding_side = "right" if self.is_seq2seq else "left"
         cls = tf.AutoModelForSeq2SeqLM if self.is_seq2seq else tf.AutoModelForCausalLM
-        self.model = cls.from_pretrained(source, dtype=self.dtype, **kw).to(self.device).eval()
+        bars = tf.utils.logging.is_progress_bar_enabled()
+        if quiet:
+            tf.utils.logging.disable_progress_bar()
+        try:
+            self.model = cls.from_pretrained(source, dtype=self.dtype, **kw).to(self.device).eval()
+        finally:
+            if quiet and bars:
+                tf.utils.logging.enable_progress_bar()
         self.batch_size = batch_size
         self.max_input_tokens = max_input_tokens
         self.usage: dict[str, float] = {"generated_tokens": 0, "seconds": 0.0, "prompts": 0}

@@ -308,7 +308,8 @@ def _apply(df: pl.DataFrame, fixes: dict, cols: Columns) -> tuple[pl.DataFrame, 
         n += 1
     if not n:
         return df, 0
-    return pl.DataFrame(recs, schema=df.schema), n
+    known = {c: t for c, t in df.schema.items() if t != pl.Null}  # all-null columns take the new values' type
+    return pl.DataFrame(recs, schema_overrides=known, infer_schema_length=None), n
 
 
 def _restore_rejects(tmp: Path, cols: Columns, ids: set[str], lock: dict[str, Any]) -> None:
@@ -333,26 +334,35 @@ def _restore_rejects(tmp: Path, cols: Columns, ids: set[str], lock: dict[str, An
                 split = (
                     str(rec.get(split_col))
                     if split_col
-                    else (cuts[0][1] if len(cuts) == 1 else _split_of(rec[ROW_ID], out.get("split_seed", 0), cuts))
+                    else (
+                        cuts[0][1]
+                        if len(cuts) == 1
+                        else _split_of(rec.get("parallel_id") or rec[ROW_ID], out.get("split_seed", 0), cuts)
+                    )
                 )
                 rec.pop(split_col, None) if split_col else None
                 rows_by_place.setdefault((cfg, split), []).append(rec)
             else:
                 keep.append(line)
         rf.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+    # every data file holds the final table's columns: restored rows take that schema
+    any_file = next(iter(sorted((tmp / "data").glob("*/*.parquet"))), None)
+    schema = pl.read_parquet_schema(any_file) if any_file else None
     for (cfg, split), recs in rows_by_place.items():
         d = tmp / "data" / cfg
         d.mkdir(parents=True, exist_ok=True)
         existing = sorted(d.glob(f"{split}-*.parquet"))
-        schema = pl.read_parquet_schema(existing[0]) if existing else None
         add = pl.DataFrame(recs, infer_schema_length=None, strict=False)
-        if "target_spans" in add.columns:
-            add = add.with_columns(S.spans_series("target_spans", [S.to_spans(v) for v in add["target_spans"]]))
-        if cols.source_spans in add.columns:
-            add = add.with_columns(S.spans_series(cols.source_spans, [S.to_spans(v) for v in add[cols.source_spans]]))
+        for c in ("target_spans", cols.source_spans):
+            if c in add.columns:
+                add = add.with_columns(S.spans_series(c, [S.to_spans(v) for v in add[c]]))
         if schema is not None:
+            add = add.select(
+                [pl.col(c).cast(schema[c]) if schema[c] != pl.Null else pl.col(c) for c in add.columns if c in schema]
+            )
+        if existing:
             base = pl.concat([pl.read_parquet(f) for f in existing], how="diagonal_relaxed")
-            add = pl.concat([base, add.select([c for c in add.columns if c in schema])], how="diagonal_relaxed")
+            add = pl.concat([base, add], how="diagonal_relaxed")
             for f in existing:
                 f.unlink()
         add.write_parquet(d / f"{split}-00000-of-00001.parquet", compression="zstd")

@@ -24,8 +24,8 @@ end exclusive), ``target_column`` when the translation exists already, ``gold_co
 target spans, for precision/recall/F1 in the report).
 
 Output: with ``target_langs`` (the step translates) one row per source row and language, ``row_id`` =
-``<row_id>/<lang>``, plus ``target_lang`` and ``target_text`` (and ``lang`` = the row's language, as
-``translate.v1`` writes it). Always: ``target_spans`` (same struct as the
+``<row_id>/<lang>``, plus ``target_lang``, ``target_text``, ``lang`` (the row's language) and ``parallel_id``
+(the source row's id, shared by its translations so they land in one split), as ``translate.v1`` writes them. Always: ``target_spans`` (same struct as the
 input; for failed rows, the spans that did project), ``projection_status`` (``ok``, ``low_confidence``
 or a failure category), ``projection_method`` (``markers``/``align``), ``projection_confidence`` and
 ``projection_detail`` (what went wrong). ``bio = true`` adds ``target_tokens`` and ``target_tags``.
@@ -171,7 +171,7 @@ class ProjectSpans(Step):
         return [c for c in cols if c]
 
     def output_columns(self, columns: list[str]) -> list[str]:
-        extra = ["lang", "target_lang", "target_text"] if self.params.target_langs else []
+        extra = ["lang", "target_lang", "target_text", "parallel_id"] if self.params.target_langs else []
         bio = ["target_tokens", "target_tags"] if self.params.bio else []
         return list(dict.fromkeys([*columns, *extra, *OUT_COLUMNS, *bio]))
 
@@ -240,6 +240,13 @@ class ProjectSpans(Step):
         )
         frames, rejects, stats = [], [], {"projection": {}}
         if p.target_langs:
+            # translations of one source row share a parallel_id (kept in one split by the writer)
+            pid = (
+                pl.coalesce(pl.col("parallel_id").cast(pl.Utf8), pl.col(ROW_ID))
+                if "parallel_id" in batch.columns
+                else pl.col(ROW_ID)
+            )
+            batch = batch.with_columns(pid.alias("parallel_id"))
             for lang in p.target_langs:
                 res = self._project_translating(texts, src_spans, lang)
                 part = batch.with_columns(

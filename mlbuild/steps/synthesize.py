@@ -314,7 +314,7 @@ class PromptBuilder:
         return text.rstrip(" \n")
 
 
-def _load_llm(p: SynthesizeParams, base_dir: Path, device: str):
+def _load_llm(p: SynthesizeParams, base_dir: Path, device: str, quiet: bool = False):
     from ..models.llm import load_llm
 
     if p.engine == "openai":
@@ -328,7 +328,13 @@ def _load_llm(p: SynthesizeParams, base_dir: Path, device: str):
             timeout=p.timeout,
         )
     return load_llm(
-        "transformers", p.model, base_dir=base_dir, device=device, gguf_file=p.gguf_file, batch_size=p.batch_size
+        "transformers",
+        p.model,
+        base_dir=base_dir,
+        device=device,
+        gguf_file=p.gguf_file,
+        batch_size=p.batch_size,
+        quiet=quiet,
     )
 
 
@@ -445,7 +451,7 @@ class SynthesizeQueries(Step):
                     )
                 ]
             )
-        self.llm = _load_llm(p, base, self.ctx.device if p.device == "auto" else p.device)
+        self.llm = _load_llm(p, base, self.ctx.device if p.device == "auto" else p.device, quiet=self.ctx.quiet)
         self.generator = f"{self.llm.id}|{self.prompts.name}"
         self.ctx.record_model("llm", self.llm.id, self.llm.revision, engine=p.engine)
         self.lid = None

@@ -61,12 +61,12 @@ class FakeMT:
 def built(write_recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: FakeMT())
 
-    def build(on_failure="keep"):
+    def build(on_failure="keep", extra=""):
         rows = "".join(
             json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]}) + "\n"
             for t, sp, _ in ROWS
         )
-        path = write_recipe(RECIPE.format(on_failure=on_failure), {"rows.jsonl": rows})
+        path = write_recipe(RECIPE.format(on_failure=on_failure) + extra, {"rows.jsonl": rows})
         return Runner(load_recipe(path), tmp_path / "out", quiet=True).run().dataset_dir
 
     return build
@@ -161,3 +161,18 @@ def test_broken_fix_is_reported_or_strict_error(built, tmp_path):
         import_corrections(queue, strict=True)
     res = import_corrections(queue)
     assert res.corrected == 0 and len(res.invalid) == 1
+
+
+def test_restored_rows_land_in_the_split_of_their_source_row(built, tmp_path):
+    from mlbuild.publish.review import export_queue, import_corrections
+    from mlbuild.publish.writer import _split_of
+
+    d = built("drop", "\n[output]\nsplits = { train = 0.5, test = 0.5 }\nsplit_seed = 3\n")
+    queue = tmp_path / "q.jsonl"
+    export_queue(d, queue)
+    _fix(queue, {"000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris[/3]."})
+    import_corrections(queue)
+    new = d.parent / "0.1.1"
+    expected = _split_of("000000002", 3, [(0.5, "train"), (1.0, "test")])
+    df = pl.read_parquet(next((new / "data" / "default").glob(f"{expected}-*.parquet")))
+    assert "000000002/por_Latn" in df["row_id"].to_list()

@@ -198,6 +198,7 @@ def test_cache_reuses_vectors(tiny_models, tmp_path):
     hs2 = HiddenStates(str(tiny_models["gpt2"]), device="cpu")
     again = hs2.encode(texts, ["mean", "last_token"], cache=cache)
     assert hs2.computed == 0 and hs2.cached == 3
+    assert hs2._model is None  # everything came from the cache: the model was never loaded
     for p in first:
         assert np.array_equal(first[p], again[p])
     np.testing.assert_array_equal(first["mean"][0], first["mean"][2])

@@ -446,9 +446,21 @@ KNOWN = {
     [pytest.param(p.name, marks=KNOWN.get(p.name, ())) for p in sorted((REPO / "recipes").glob("*.toml"))],
 )
 def test_every_recipe_same_as_local(ray_cluster, tmp_path, name):
+    """The first rows of each ready recipe (LLM synthesis on CPU takes tens of seconds a row), in shards
+    of 2 rows so that row steps spread over both workers."""
     recipe = REPO / "recipes" / name
-    _, local = run(recipe, tmp_path / "local", shard_rows=256)
-    _, remote = run(recipe, tmp_path / "ray", "ray", shard_rows=256, num_workers=2)
+    runner = Runner(load_recipe(recipe), tmp_path / "local", quiet=True, limit=4, shard_rows=2)
+    local = runner.run()
+    runner = Runner(
+        load_recipe(recipe),
+        tmp_path / "ray",
+        quiet=True,
+        limit=4,
+        shard_rows=2,
+        executor="ray",
+        executor_options={"num_workers": 2},
+    )
+    remote = runner.run()
     assert_same(local, remote)
 
 

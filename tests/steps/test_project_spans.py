@@ -118,6 +118,7 @@ def test_markers_ok_repaired_and_failed_rows():
     out = step.process(_batch())
     rows = {r["row_id"]: r for r in out.rows.to_dicts()}
     assert set(rows) == {"r0/por_Latn", "r1/por_Latn", "r2/por_Latn", "r3/por_Latn"}
+    assert rows["r0/por_Latn"]["parallel_id"] == "r0" and rows["r0/por_Latn"]["lang"] == "por_Latn"
     r0 = rows["r0/por_Latn"]
     assert r0["projection_status"] == "ok" and r0["target_text"] == "Barack Obama visitou China em 2009."
     assert _spans_text(r0) == ["Barack Obama", "China"] and [s["label"] for s in r0["target_spans"]] == ["PER", "LOC"]

@@ -135,7 +135,7 @@ def make_step(
     monkeypatch, answers, *, tiny_lid=None, embed=False, ctx=None, **kw
 ) -> tuple[SynthesizeQueries, FakeLLM]:
     fake = FakeLLM(answers)
-    monkeypatch.setattr(S, "_load_llm", lambda p, base, device: fake)
+    monkeypatch.setattr(S, "_load_llm", lambda p, base, device, **kw: fake)
     monkeypatch.setattr(S, "_load_embedder", lambda p, base, device, cache_dir: FakeEmbedder())
     kw.setdefault("lid_model", str(tiny_lid) if tiny_lid else None)
     if embed:
