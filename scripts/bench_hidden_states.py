@@ -10,8 +10,8 @@ baseline, ours...) so load from other processes on a shared CPU hits both alike;
 round and the ratio of the medians. It also checks that both give the same vectors, and times a rerun
 through the per-sentence vector cache.
 
-``--bf16`` also times ours with bfloat16 weights (about 2x faster again on a CPU with AVX512-BF16; the
-vectors then differ slightly from float32, reported as the lowest cosine to the baseline's).
+``--bf16`` also times ours with bfloat16 weights (useful on a CPU with AVX512-BF16; the vectors then
+differ slightly from float32, reported as the lowest cosine to the baseline's).
 
 Sentences: WMT17 news (``newstest2017.en-de.ref.de``), every k-th line so lengths vary.
 """

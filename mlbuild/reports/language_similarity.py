@@ -653,8 +653,7 @@ class LanguageSimilarityParams:
     max_length: int = param(256, doc="tokens per sentence at most")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
         "auto",
-        doc="precision: auto = float32 on CPU, bfloat16 on CUDA (bfloat16 on a CPU with AVX512-BF16 is "
-        "about 2x faster, cosines within 0.01 of float32)",
+        doc="precision: auto = float32 on CPU, bfloat16 on CUDA (bfloat16 vectors differ slightly from float32)",
     )
     name: str = param("language_similarity", doc="file name prefix under reports/")
     trust_remote_code: bool = param(False, doc="allow model code from the Hub repo")

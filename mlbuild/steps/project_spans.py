@@ -352,7 +352,9 @@ class ProjectSpans(Step):
                 r.update(
                     status="low_confidence",
                     confidence=0.5,
-                    detail="not in the translation made without markers: " + ", ".join(map(repr, missing)),
+                    detail="not in the translation made without markers: "
+                    + ", ".join(map(repr, missing))
+                    + f" (that translation: {pt!r})",
                 )
 
     def _align_rows(

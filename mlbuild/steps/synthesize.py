@@ -102,7 +102,7 @@ class SynthesizeParams:
     shots_monolingual: int = param(3, doc="exemplars in a monolingual prompt")
     shots_cross_lingual: int = param(5, doc="exemplars in a cross-lingual prompt")
     max_passage_words: int = param(250, doc="passages are cut to this many words in the prompt")
-    seed: int = param(0, doc="seed for sampling, exemplar rotation and `sample`")
+    seed: int | None = param(None, doc="seed for sampling, exemplar rotation and `sample` (default: the dataset seed)")
     max_new_tokens: int = param(96, doc="tokens generated per prompt")
     temperature: float = param(0.0, doc="0 = greedy decoding")
     top_p: float = param(1.0, doc="nucleus sampling (with temperature > 0)")
@@ -478,7 +478,8 @@ class SynthesizeQueries(Step):
             "exemplars_file": epath.name,
             "exemplars_sha256": hash_text(epath.read_text(encoding="utf-8")),
         }
-        self.ctx.extra["seed"] = p.seed
+        self.seed = p.seed if p.seed is not None else self.ctx.seed
+        self.ctx.extra["seed"] = self.seed
 
     # -- run
     def _doc_ids(self, table: pl.DataFrame) -> list[str]:
@@ -513,7 +514,7 @@ class SynthesizeQueries(Step):
                 keep[i] = False
                 by_lang.setdefault(lang, []).append(i)
         for idx in by_lang.values():
-            order = sorted(idx, key=lambda i: hash_text(str(self.params.seed), doc_ids[i]))
+            order = sorted(idx, key=lambda i: hash_text(str(self.seed), doc_ids[i]))
             keep[order[:n]] = True
         return keep
 
@@ -568,7 +569,7 @@ class SynthesizeQueries(Step):
             for t in dict.fromkeys(targets):
                 k = p.shots_monolingual if t == plangs[i] else p.shots_cross_lingual
                 for q in range(p.queries_per_passage):
-                    rng = random.Random(hash_text(str(p.seed), doc_ids[i], t, str(q))) if q else None
+                    rng = random.Random(hash_text(str(self.seed), doc_ids[i], t, str(q))) if q else None
                     exs = pick_exemplars(self.exemplar_pool, plangs[i], t, k, rng)
                     if k and not exs:
                         no_ex.append((i, t, q))
@@ -588,7 +589,7 @@ class SynthesizeQueries(Step):
             "max_new_tokens": p.max_new_tokens,
             "temperature": p.temperature,
             "top_p": p.top_p,
-            "seed": p.seed,
+            "seed": self.seed if p.temperature > 0 else None,  # greedy output does not depend on it
             "stop": list(STOP),
         }
 
@@ -599,7 +600,7 @@ class SynthesizeQueries(Step):
                 temperature=p.temperature,
                 top_p=p.top_p,
                 stop=STOP,
-                seed=p.seed,
+                seed=self.seed,
             )
 
         outputs: list[str] = [""] * len(jobs)

@@ -460,3 +460,11 @@ def test_recipe_errors_are_reported_before_loading(write_recipe, tiny_lid):
         load_recipe(write_recipe(bad, _files()))
     msg = str(e.value)
     assert "3 problems" in msg and "base_url" in msg and "nope.v1.j2" in msg and "sample" in msg
+
+
+def test_seed_defaults_to_the_dataset_seed(monkeypatch):
+    ans = lambda passage, p: ANS.format(s="the river carries water", q="where does the river water go?")  # noqa: E731
+    step, _ = make_step(monkeypatch, ans, passage_lang="en", ctx=RunContext(seed=7))
+    assert step.seed == 7 and step.ctx.extra["seed"] == 7
+    step, _ = make_step(monkeypatch, ans, passage_lang="en", seed=3, ctx=RunContext(seed=7))
+    assert step.seed == 3

@@ -1,0 +1,1 @@
+"""Scores used by steps and reports: MT quality, projection, language similarity."""
