@@ -444,9 +444,12 @@ class MineNegatives(Step):
             parts.append(rest)
         out = []
         for part in parts or [np.zeros((0, width), np.float32)]:
-            if not np.isfinite(part).all():
-                raise StepError(self.name, "embedding columns hold NaN or infinite values")
-            norms = np.linalg.norm(part, axis=1)
+            norms = np.empty(len(part), dtype=np.float32)
+            for s in range(0, len(part), 1 << 16):  # in chunks: no temporary the size of the corpus
+                chunk = part[s : s + (1 << 16)]
+                if not np.isfinite(chunk).all():
+                    raise StepError(self.name, "embedding columns hold NaN or infinite values")
+                norms[s : s + (1 << 16)] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
             if len(norms) and np.abs(norms - 1).max() > 1e-4:  # cosine similarity, as sentence-transformers
                 norms[norms == 0] = 1.0
                 part = part / norms[:, None]
