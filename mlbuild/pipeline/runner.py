@@ -25,7 +25,7 @@ from .base import ROW_ID, RunContext, Step, StepOutput, merge_stats
 from .cache import CallCache, hash_text, stable_json
 from .executors import LocalExecutor, concat_frames, finish_output
 from .params import declared
-from .fingerprint import component_fingerprint, file_sha256, source_fingerprint
+from .fingerprint import component_fingerprint, file_sha256, path_contents, source_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,9 @@ class Runner:
         return dataclasses.replace(self._ctx(), models={}, extra={})
 
     def _run_step(self, index: int, spec, upstream: StageResult, up_fp: str) -> StageResult:
-        fp = component_fingerprint(up_fp, spec.uses, spec.params)
+        # the dataset seed reaches every step (ctx.seed), and so do the files its params point to
+        extra = {"seed": self.recipe.dataset.seed, "files": path_contents(spec.params)}
+        fp = component_fingerprint(up_fp, spec.uses, spec.params, extra)
         sdir = self._stage_dir(index, spec.id, fp)
         label = f"{spec.id} ({spec.uses})"
         ctx = self._step_ctx()
