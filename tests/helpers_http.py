@@ -81,9 +81,17 @@ class FakeOpenAIServer:
                     fail = server._failures.popleft() if server._failures else None
                     server.active += 1
                     server.max_active = max(server.max_active, server.active)
+                self._counted = True
                 try:
                     self._answer(body, fail)
                 finally:
+                    self._release()
+
+            def _release(self) -> None:
+                # a request stops counting as in flight just before its answer is written: once the client has
+                # read the answer it may send the next one before this thread runs again
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with server._lock:
                         server.active -= 1
 
@@ -123,6 +131,7 @@ class FakeOpenAIServer:
                 self._send(200, json.dumps(payload).encode())
 
             def _send(self, status: int, data: bytes, retry_after: str | None = None) -> None:
+                self._release()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
