@@ -22,6 +22,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mlbuild run recipes/demo.toml --out out
+	# summarize-then-ask query synthesis with the packaged Gemma-3-270m, on one passage (about 30 s on 2 cores)
+	$(BIN)/mlbuild run recipes/swim-synthesize.toml --out out --limit 1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

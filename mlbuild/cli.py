@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     quiet = getattr(args, "quiet", False)
+    if quiet:  # every tqdm bar, ours and the libraries' (model loading), honours this
+        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     level = logging.DEBUG if args.debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.debug:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,12 +178,14 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
             models[f"{st.id}.{role}"] = info
         if st.extra:
             extra[st.id] = st.extra
+    t_reports = time.perf_counter()
     for spec in rc.reports:
         ctx = runner._step_ctx()
         rep = spec.cls(spec.params, ctx)
         report_summaries[spec.id] = rep.run(final, tmp / "reports") or {}
         for role, info in ctx.models.items():
             models[f"reports.{spec.id}.{role}"] = info
+    seconds += time.perf_counter() - t_reports
     report_files = sorted(str(p.relative_to(tmp)) for p in (tmp / "reports").rglob("*") if p.is_file())
 
     # ---- manifest
