@@ -177,9 +177,18 @@ def check_languages(lid: FastTextLID, texts: list[str], expected: list[str | Non
         ok[i], reasons[i] = False, "lang_low_score"
         details[i] = f"{top[i]} with score {scores[i]:.2f} < {min_score}"
     differ = np.flatnonzero(has_exp & sc_ok & ~same).tolist()
-    if differ:
-        codes_k, _ = lid.predict([texts[i] for i in differ], k=top_k)
-        for i, cands in zip(differ, codes_k):
+    # only a prediction inside the expected language's family, or a short text, can still be accepted:
+    # those get a top-k prediction; every other disagreement is a mismatch as it stands
+    rescue = [i for i in differ if len(texts[i]) < short_text
+              or _lang(top[i]) in families.get(_lang(expected[i]), ())]
+    rescue_set = set(rescue)
+    for i in differ:
+        if i not in rescue_set:
+            ok[i], reasons[i] = False, "lang_mismatch"
+            details[i] = f"expected {expected[i]}, detected {top[i]} ({scores[i]:.2f})"
+    if rescue:
+        codes_k, _ = lid.predict([texts[i] for i in rescue], k=top_k)
+        for i, cands in zip(rescue, codes_k):
             el, pl_ = _lang(expected[i]), _lang(top[i])
             in_topk = any(_lang(c) == el for c in cands)
             if in_topk and pl_ in families.get(el, ()):

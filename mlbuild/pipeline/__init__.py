@@ -1,0 +1,1 @@
+"""The pipeline core: step bases, params, registry, cache, checkpoints, executors, runner."""
