@@ -201,9 +201,50 @@ def pipe_recipe(write_recipe, n: int = 60, extra: str = "", name: str = "recipe.
     return write_recipe(PIPE.format(extra=extra), {"rows.jsonl": data}, name=name)
 
 
+# the demo's language-ID part (the full demo adds translation, mining and a Gemma report: see the slow tests)
+DEMO_LID = """
+[dataset]
+name = "mlbuild-demo-lid"
+version = "0.1.0"
+license = "apache-2.0"
+
+[source]
+uses = "jsonl.v1"
+path = "{data}"
+text_columns = ["passage", "query"]
+required = ["doc_id", "passage"]
+id_column = "doc_id"
+
+[[steps]]
+id = "passage_lid"
+uses = "langid.v1"
+column = "passage"
+expect = "en"
+min_score = 0.5
+
+[[steps]]
+id = "query_lid"
+uses = "langid.v1"
+column = "query"
+expect = "en"
+on_mismatch = "flag"
+
+[output]
+config_by = "passage_lang"
+splits = {{ train = 0.8, test = 0.2 }}
+split_seed = 13
+"""
+
+
+def demo_lid_recipe(tmp_path: Path) -> Path:
+    p = tmp_path / "demo-lid.toml"
+    p.write_text(DEMO_LID.format(data=REPO / "recipes" / "data" / "demo" / "passages.jsonl"))
+    return p
+
+
 # ---------------------------------------------------------------- tests
 def test_demo_recipe_same_as_local(ray_cluster, tmp_path):
-    recipe = REPO / "recipes" / "demo.toml"
+    recipe = demo_lid_recipe(tmp_path)
     _, local = run(recipe, tmp_path / "local")
     runner, remote = run(recipe, tmp_path / "ray", "ray", num_workers=2)
     assert_same(local, remote)
@@ -217,7 +258,7 @@ def test_demo_recipe_same_as_local(ray_cluster, tmp_path):
     from mlbuild.cli import main
 
     assert main(["run", str(recipe), "--out", str(tmp_path / "cli"), "--executor", "ray", "--quiet"]) == 0
-    d = tmp_path / "cli" / "mlbuild-demo" / local.dataset_dir.name
+    d = tmp_path / "cli" / "mlbuild-demo-lid" / local.dataset_dir.name
     manifest = json.loads((d / "manifest.json").read_text())
     assert_same(local, SimpleNamespace(dataset_dir=d, manifest=manifest, fingerprint=manifest["fingerprint"]))
 
@@ -464,11 +505,11 @@ def test_cli_joins_an_existing_cluster_and_leaves_it_running(ray_cluster, tmp_pa
     import subprocess
 
     gcs = ray.get_runtime_context().gcs_address
-    recipe = REPO / "recipes" / "demo.toml"
+    recipe = demo_lid_recipe(tmp_path)
     cmd = [sys.executable, "-m", "mlbuild.cli", "run", str(recipe), "--out", str(tmp_path / "joined"), "--quiet"]
     p = subprocess.run([*cmd, "--executor", "ray", "--ray-address", gcs], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     _, local = run(recipe, tmp_path / "local", shard_rows=256)
-    manifest = json.loads((tmp_path / "joined" / "mlbuild-demo" / "0.1.0" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "joined" / "mlbuild-demo-lid" / "0.1.0" / "manifest.json").read_text())
     assert manifest["fingerprint"] == local.fingerprint and manifest["rows"] == local.manifest["rows"]
     assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2  # the cluster is still up
