@@ -59,7 +59,10 @@ def main() -> None:
     df = pl.DataFrame({"row_id": [str(i) for i in range(len(lines))], "text": lines})
     print(f"{len(lines)} lines from {where}")
     print(f"raw fastText predict(k=1): {raw:.3f}s  ({len(lines) / raw:,.0f} lines/s)")
-    for label, kw in [("labels only", {}), ("expect='en', on_mismatch='flag'", {"expect": "en", "on_mismatch": "flag"})]:
+    for label, kw in [
+        ("labels only", {}),
+        ("expect='en', on_mismatch='flag'", {"expect": "en", "on_mismatch": "flag"}),
+    ]:
         step = LangId(LangIdParams(column="text", **kw), RunContext())
         step.setup()
         t = best(lambda s=step: s.process(df), args.repeats)
@@ -76,8 +79,10 @@ def main() -> None:
         step.setup()
         dfe = pl.DataFrame({"row_id": [str(i) for i in range(len(eng))], "text": eng})
         t = best(lambda: step.process(dfe), args.repeats)
-        print(f"English lines: raw {raw_en:.3f}s; mlbuild langid.v1 (expect='en', flag): {t:.3f}s  "
-              f"ratio {t / raw_en:.2f}x raw")
+        print(
+            f"English lines: raw {raw_en:.3f}s; mlbuild langid.v1 (expect='en', flag): {t:.3f}s  "
+            f"ratio {t / raw_en:.2f}x raw"
+        )
 
 
 if __name__ == "__main__":

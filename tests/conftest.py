@@ -14,14 +14,38 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 LID_LINES = {
-    "en": ["the cat sits on the mat", "where is the train station", "this is a good book to read",
-           "the weather is nice today", "we walk to the river in the morning", "please open the window"],
-    "pt": ["o gato está no tapete", "onde fica a estação de trem", "este é um bom livro para ler",
-           "o tempo está bom hoje", "nós andamos até o rio de manhã", "por favor abra a janela"],
-    "ky": ["мышык килемде отурат", "поезд бекети кайда", "бул окууга жакшы китеп",
-           "бүгүн аба ырайы жакшы", "биз эртең менен дарыяга барабыз", "сураныч терезени ач"],
-    "kk": ["мысық кілемде отыр", "вокзал қайда орналасқан", "бұл оқуға жақсы кітап",
-           "бүгін ауа райы жақсы", "біз таңертең өзенге барамыз", "терезені ашыңызшы"],
+    "en": [
+        "the cat sits on the mat",
+        "where is the train station",
+        "this is a good book to read",
+        "the weather is nice today",
+        "we walk to the river in the morning",
+        "please open the window",
+    ],
+    "pt": [
+        "o gato está no tapete",
+        "onde fica a estação de trem",
+        "este é um bom livro para ler",
+        "o tempo está bom hoje",
+        "nós andamos até o rio de manhã",
+        "por favor abra a janela",
+    ],
+    "ky": [
+        "мышык килемде отурат",
+        "поезд бекети кайда",
+        "бул окууга жакшы китеп",
+        "бүгүн аба ырайы жакшы",
+        "биз эртең менен дарыяга барабыз",
+        "сураныч терезени ач",
+    ],
+    "kk": [
+        "мысық кілемде отыр",
+        "вокзал қайда орналасқан",
+        "бұл оқуға жақсы кітап",
+        "бүгін ауа райы жақсы",
+        "біз таңертең өзенге барамыз",
+        "терезені ашыңызшы",
+    ],
 }
 
 
@@ -37,8 +61,9 @@ def tiny_lid(tmp_path_factory) -> Path:
             for lang, lines in LID_LINES.items():
                 for line in lines:
                     f.write(f"__label__{lang} {line}\n")
-    model = fasttext.train_supervised(str(train), epoch=25, lr=0.5, minn=2, maxn=4, dim=16, verbose=0, seed=1,
-                                      thread=1)
+    model = fasttext.train_supervised(
+        str(train), epoch=25, lr=0.5, minn=2, maxn=4, dim=16, verbose=0, seed=1, thread=1
+    )
     path = d / "tiny_lid.ftz"
     model.save_model(str(path))
     return path

@@ -24,14 +24,18 @@ def run(args) -> int:
     if not mf.exists():
         raise InputError(str(mf), "no manifest.json here; point at OUT/<name>/<version>")
     m = json.loads(mf.read_text())
-    echo(f"{m['name']} {m['version']}  fingerprint {m['fingerprint'][:16]}  rows {m['rows']}  "
-          f"built in {m['seconds']}s with mlbuild {m['mlbuild']['mlbuild']}")
+    echo(
+        f"{m['name']} {m['version']}  fingerprint {m['fingerprint'][:16]}  rows {m['rows']}  "
+        f"built in {m['seconds']}s with mlbuild {m['mlbuild']['mlbuild']}"
+    )
     echo(f"languages: {', '.join(m['languages']) or 'none'}")
     echo("steps:")
     for s in m["steps"]:
         dropped = ", ".join(f"{k}={v}" for k, v in s["dropped"].items()) or "-"
-        echo(f"  {s['id']:<16} {s['uses']:<22} in {s['rows_in']:>7} out {s['rows_out']:>7} "
-              f"{s['seconds']:>8.2f}s dropped: {dropped}")
+        echo(
+            f"  {s['id']:<16} {s['uses']:<22} in {s['rows_in']:>7} out {s['rows_out']:>7} "
+            f"{s['seconds']:>8.2f}s dropped: {dropped}"
+        )
     if m.get("models"):
         echo("models:")
         for role, info in m["models"].items():

@@ -3,6 +3,7 @@ commit tagged ``v<version>`` (``--dry-run`` lists what would go, touching nothin
 
 from __future__ import annotations
 
+from ..cli import echo
 from ..publish import hub
 
 
@@ -56,50 +57,48 @@ def run(args) -> int:
         return 0
     res = hub.push(plan, retries=args.retries, quiet=args.quiet, stall=args.stall_timeout)
     if res.status == "unchanged":
-        print(f"{plan.repo_id} already has {res.tag} with this fingerprint ({plan.fingerprint[:16]}); nothing to push")
-        print(f"  {res.url}")
+        echo(f"{plan.repo_id} already has {res.tag} with this fingerprint ({plan.fingerprint[:16]}); nothing to push")
+        echo(f"  {res.url}")
         return 0
     resumed = f", {res.resumed_files} of them uploaded by an earlier attempt" if res.resumed_files else ""
-    print(
+    echo(
         f"pushed {plan.name} {plan.version}: {len(plan.files)} files, {hub.human(res.bytes)}{resumed}; "
         f"commit {res.commit[:12] if res.commit else '-'}"
     )
     if res.deleted:
-        print(f"  removed {len(res.deleted)} stale file(s) of an earlier version")
+        echo(f"  removed {len(res.deleted)} stale file(s) of an earlier version")
     if res.status == "pr-opened":
-        print(f"  opened a pull request: {res.pr_url}")
-        print(f"  {res.tag} is not tagged yet: after merging, run the same command without --create-pr to tag it")
+        echo(f"  opened a pull request: {res.pr_url}")
+        echo(f"  {res.tag} is not tagged yet: after merging, run the same command without --create-pr to tag it")
         return 0
-    print(f"  tagged {res.tag}: {res.url}")
+    echo(f"  tagged {res.tag}: {res.url}")
     return 0
 
 
 def print_plan(plan: hub.PushPlan) -> None:
     width = max((len(f.path) for f in plan.files), default=10)
     branch = f"a pull request against {plan.revision}" if plan.create_pr else f"branch {plan.revision}"
-    print("dry run: nothing is uploaded, nothing on the Hub is read or changed")
-    print(f"repo:    datasets/{plan.repo_id} ({branch}{', created private if new' if plan.private else ''})")
-    print(f"dataset: {plan.name} {plan.version}, fingerprint {plan.fingerprint}")
-    print(f"files ({len(plan.files)}, {hub.human(plan.total_bytes)}):")
+    echo("dry run: nothing is uploaded, nothing on the Hub is read or changed")
+    echo(f"repo:    datasets/{plan.repo_id} ({branch}{', created private if new' if plan.private else ''})")
+    echo(f"dataset: {plan.name} {plan.version}, fingerprint {plan.fingerprint}")
+    echo(f"files ({len(plan.files)}, {hub.human(plan.total_bytes)}):")
     for f in plan.files:
-        print(f"  {f.path:<{width}}  {hub.human(f.size):>9}")
+        echo(f"  {f.path:<{width}}  {hub.human(f.size):>9}")
     if plan.skipped:
         why = (
             "hidden files never go"
             if plan.include_rejects
             else "rejects/ needs --include-rejects; hidden files never go"
         )
-        print(
+        echo(
             f"left out ({len(plan.skipped)}: {why}): {', '.join(plan.skipped[:6])}"
             f"{' ...' if len(plan.skipped) > 6 else ''}"
         )
-    print(f"commit:  {plan.commit_message}")
+    echo(f"commit:  {plan.commit_message}")
     for line in plan.commit_description.strip().splitlines():
-        print(f"         {line}".rstrip())
-    print(
-        f"tag:     {plan.tag}" + ("  (after the pull request is merged and push is rerun)" if plan.create_pr else "")
-    )
-    print(
+        echo(f"         {line}".rstrip())
+    echo(f"tag:     {plan.tag}" + ("  (after the pull request is merged and push is rerun)" if plan.create_pr else ""))
+    echo(
         f"also:    files of an earlier version under {', '.join(d + '/' for d in hub.MANAGED_DIRS)} that this "
         "version lacks are deleted in the same commit"
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli import echo
 from ..errors import InputError, RecipeError
 
 
@@ -177,7 +178,7 @@ def run_language_similarity(args) -> int:
             cache.close()
     summary = ls.write_outputs(result, out, params.name)
     L = result["languages"]
-    print(
+    echo(
         f"{result['model']} ({result['revision']}), pivot {result['pivot']}, score {params.score} "
         f"({params.aggregate} over {len(result['layers'])} layers), pooling {result['pooling']}"
     )
@@ -185,14 +186,14 @@ def run_language_similarity(args) -> int:
         r = L[c]
         lo, hi = r["rank_range"]
         rank = f"{lo}" if lo == hi else f"{lo}-{hi}"
-        print(
+        echo(
             f"  {rank:>5}  {c:<9} {r['score']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]  n={r['n']:<4} "
             f"centred parallel {r['aggregate']['ranker_centered']['mean']:.3f} vs non-parallel "
             f"{r['aggregate']['nonparallel_centered']['mean']:.3f}"
         )
     for c, why in result["skipped"].items():
-        print(f"  skipped {c}: {why}")
-    print(
+        echo(f"  skipped {c}: {why}")
+    echo(
         f"report: {out / (params.name + '.md')} ({', '.join(summary['files'])}); "
         f"{result['sentences']['distinct']} sentences, {result['sentences']['from_cache']} from cache, "
         f"{result['sentences']['seconds']:.1f}s"

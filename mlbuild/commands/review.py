@@ -10,8 +10,7 @@ See :mod:`mlbuild.publish.review` for the file format."""
 
 from __future__ import annotations
 
-import sys
-
+from ..cli import echo
 from ..publish import review
 
 
@@ -39,7 +38,7 @@ def run_export(args) -> int:
     counts = review.export_queue(args.outdir, args.to, min_confidence=args.min_confidence, step_id=args.step)
     total = sum(counts.values())
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing to review"
-    print(f"{total} rows to review -> {args.to} ({detail})")
+    echo(f"{total} rows to review -> {args.to} ({detail})")
     return 0
 
 
@@ -47,11 +46,11 @@ def run_import(args) -> int:
     res = review.import_corrections(
         args.file, args.dataset, args.version, overwrite=args.overwrite, strict=args.strict
     )
-    print(f"dataset: {res.dataset_dir}")
-    print(
+    echo(f"dataset: {res.dataset_dir}")
+    echo(
         f"  {res.corrected} rows human-corrected ({res.added_from_rejects} back from rejects/), "
         f"{res.unedited} lines left unedited, {len(res.invalid)} still broken"
     )
     for line, rid, problem in res.invalid[:20]:
-        print(f"  {args.file}:{line}: row {rid}: {problem}", file=sys.stderr)
+        echo(f"  {args.file}:{line}: row {rid}: {problem}", err=True)
     return 0

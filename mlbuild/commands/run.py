@@ -10,8 +10,14 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run a recipe and write a versioned dataset")
     p.add_argument("recipe")
     p.add_argument("--out", default="out", help="output root (default: out/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. steps.translate.num_beams=4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. steps.translate.num_beams=4 (repeatable)",
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N source rows")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
@@ -27,13 +33,24 @@ def run(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     opts = {"address": args.ray_address} if args.executor == "ray" else {}
-    runner = Runner(recipe, args.out, resume=not args.no_resume, overwrite=args.overwrite, limit=args.limit,
-                    device=args.device, quiet=args.quiet, executor=args.executor, executor_options=opts)
+    runner = Runner(
+        recipe,
+        args.out,
+        resume=not args.no_resume,
+        overwrite=args.overwrite,
+        limit=args.limit,
+        device=args.device,
+        quiet=args.quiet,
+        executor=args.executor,
+        executor_options=opts,
+    )
     res = runner.run()
     total = res.manifest["rows"]
     configs = ", ".join(f"{c} ({sum(s.values())})" for c, s in res.manifest["configs"].items())
     state = " (unchanged)" if res.up_to_date else ""
     echo(f"dataset{state}: {res.dataset_dir}")
-    echo(f"  {total} rows; configs: {configs or 'none'}; fingerprint {res.fingerprint[:16]}; "
-          f"{res.manifest['seconds']:.1f}s")
+    echo(
+        f"  {total} rows; configs: {configs or 'none'}; fingerprint {res.fingerprint[:16]}; "
+        f"{res.manifest['seconds']:.1f}s"
+    )
     return 0

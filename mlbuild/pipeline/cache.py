@@ -78,8 +78,14 @@ class CallCache:
             self._db.executemany("INSERT OR REPLACE INTO calls (k, v) VALUES (?, ?)", rows)
             self._db.commit()
 
-    def map(self, namespace: dict[str, Any], texts: Sequence[str], fn: Callable[[list[str]], list[Any]],
-            batch_size: int = 32, progress: Callable[[int], None] | None = None) -> list[Any]:
+    def map(
+        self,
+        namespace: dict[str, Any],
+        texts: Sequence[str],
+        fn: Callable[[list[str]], list[Any]],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Any]:
         """Return ``fn`` applied to every text, computing each distinct uncached text once, in batches
         of ``batch_size``; each batch is stored as soon as it is done."""
         ns = namespace_key(namespace)
@@ -103,8 +109,13 @@ class CallCache:
             self._db.close()
 
 
-def cached_map(cache: CallCache | None, namespace: dict[str, Any], texts: Sequence[str],
-               fn: Callable[[list[str]], list[Any]], batch_size: int = 32) -> list[Any]:
+def cached_map(
+    cache: CallCache | None,
+    namespace: dict[str, Any],
+    texts: Sequence[str],
+    fn: Callable[[list[str]], list[Any]],
+    batch_size: int = 32,
+) -> list[Any]:
     """Like :meth:`CallCache.map`, but without a cache still de-duplicates and batches."""
     if cache is not None:
         return cache.map(namespace, texts, fn, batch_size)

@@ -43,13 +43,15 @@ def rejects_to_records(rejects: pl.DataFrame | None, step: str) -> list[dict[str
         return []
     out = []
     for rec in rejects.to_dicts():
-        out.append({
-            "row_id": rec.pop(ROW_ID, None),
-            "step": step,
-            "reason": rec.pop("reason", "unknown"),
-            "detail": rec.pop("detail", None),
-            "row": rec,
-        })
+        out.append(
+            {
+                "row_id": rec.pop(ROW_ID, None),
+                "step": step,
+                "reason": rec.pop("reason", "unknown"),
+                "detail": rec.pop("detail", None),
+                "row": rec,
+            }
+        )
     return out
 
 

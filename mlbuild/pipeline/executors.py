@@ -43,8 +43,13 @@ def finish_output(step_name: str, batch_rows: int, out: StepOutput, seconds: flo
             raise RuntimeError(f"step {step_name} returned rejects without a 'reason' column")
         for reason, n in sorted(out.rejects.group_by("reason").len().iter_rows()):
             dropped[str(reason)] = int(n)
-    out.stats = {"rows_in": batch_rows, "rows_out": out.rows.height, "dropped": dropped, "seconds": seconds,
-                 **{k: v for k, v in out.stats.items() if k not in ("rows_in", "rows_out", "dropped", "seconds")}}
+    out.stats = {
+        "rows_in": batch_rows,
+        "rows_out": out.rows.height,
+        "dropped": dropped,
+        "seconds": seconds,
+        **{k: v for k, v in out.stats.items() if k not in ("rows_in", "rows_out", "dropped", "seconds")},
+    }
     add_lang_counts(out)
     return out
 
@@ -66,8 +71,9 @@ def concat_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def run_global(step: Step, step_label: str, in_dir: Path, in_shards: list[str], out_dir: Path,
-               shard_rows: int) -> list[str]:
+def run_global(
+    step: Step, step_label: str, in_dir: Path, in_shards: list[str], out_dir: Path, shard_rows: int
+) -> list[str]:
     """Run a global step over the whole upstream table and write its shards, then the stage marker."""
     table = concat_frames([ck.read_shard(in_dir, s) for s in in_shards])
     t0 = time.perf_counter()
@@ -83,8 +89,9 @@ def run_global(step: Step, step_label: str, in_dir: Path, in_shards: list[str], 
     n = max(1, -(-rows.height // shard_rows))
     for i in range(n):
         name = ck.shard_name(i)
-        part = StepOutput(rows.slice(i * shard_rows, shard_rows), out.rejects if i == 0 else None,
-                          out.stats if i == 0 else {})
+        part = StepOutput(
+            rows.slice(i * shard_rows, shard_rows), out.rejects if i == 0 else None, out.stats if i == 0 else {}
+        )
         ck.write_shard(out_dir, name, part, step_label)
         shards.append(name)
     ck.mark_stage_done(out_dir, shards, {"rows": rows.height})
@@ -97,8 +104,16 @@ class LocalExecutor:
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
 
-    def run_row_stage(self, step: Step, step_label: str, in_dir: Path, out_dir: Path, shards: list[str],
-                      shard_rows: dict[str, int], on_setup: Callable[[], None]) -> None:
+    def run_row_stage(
+        self,
+        step: Step,
+        step_label: str,
+        in_dir: Path,
+        out_dir: Path,
+        shards: list[str],
+        shard_rows: dict[str, int],
+        on_setup: Callable[[], None],
+    ) -> None:
         todo = [s for s in shards if not ck.is_done(out_dir, s)]
         if not todo:
             return
@@ -106,14 +121,28 @@ class LocalExecutor:
             log.info("%s: resuming, %d of %d shards already done", step_label, len(shards) - len(todo), len(shards))
         on_setup()
         total = sum(shard_rows.get(s, 0) for s in todo)
-        with tqdm(total=total, desc=step_label, unit="row", disable=True if self.quiet else None,
-                  mininterval=1.0, leave=False) as bar:
+        with tqdm(
+            total=total,
+            desc=step_label,
+            unit="row",
+            disable=True if self.quiet else None,
+            mininterval=1.0,
+            leave=False,
+        ) as bar:
             for shard in todo:
                 run_shard(step, step_label, in_dir, out_dir, shard)
                 bar.update(shard_rows.get(shard, 0))
 
-    def run_global_stage(self, step: Step, step_label: str, in_dir: Path, in_shards: list[str], out_dir: Path,
-                         shard_rows: int, on_setup: Callable[[], None]) -> list[str]:
+    def run_global_stage(
+        self,
+        step: Step,
+        step_label: str,
+        in_dir: Path,
+        in_shards: list[str],
+        out_dir: Path,
+        shard_rows: int,
+        on_setup: Callable[[], None],
+    ) -> list[str]:
         on_setup()
         return run_global(step, step_label, in_dir, in_shards, out_dir, shard_rows)
 

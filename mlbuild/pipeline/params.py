@@ -22,8 +22,14 @@ from .. import langs
 MISSING = dataclasses.MISSING
 
 
-def param(default: Any = MISSING, *, doc: str = "", runtime: bool = False, kind: str | None = None,
-          default_factory: Any = MISSING) -> Any:
+def param(
+    default: Any = MISSING,
+    *,
+    doc: str = "",
+    runtime: bool = False,
+    kind: str | None = None,
+    default_factory: Any = MISSING,
+) -> Any:
     meta = {"doc": doc, "runtime": runtime, "kind": kind}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
@@ -107,8 +113,13 @@ def suggest(name: str, known: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def parse(params_cls: type, raw: dict[str, Any], loc: str, base_dir: Path | None = None,
-          ignore: tuple[str, ...] = ("uses", "id")) -> tuple[Any | None, list[tuple[str, str]]]:
+def parse(
+    params_cls: type,
+    raw: dict[str, Any],
+    loc: str,
+    base_dir: Path | None = None,
+    ignore: tuple[str, ...] = ("uses", "id"),
+) -> tuple[Any | None, list[tuple[str, str]]]:
     """Check ``raw`` against ``params_cls``; return (instance or None, problems)."""
     problems: list[tuple[str, str]] = []
     th = hints(params_cls)
@@ -119,8 +130,9 @@ def parse(params_cls: type, raw: dict[str, Any], loc: str, base_dir: Path | None
         if key in ignore:
             continue
         if key not in fs:
-            problems.append((f"{loc} -> {key}", f"unknown parameter{suggest(key, list(fs))}"
-                             f" (known: {', '.join(fs) or 'none'})"))
+            problems.append(
+                (f"{loc} -> {key}", f"unknown parameter{suggest(key, list(fs))} (known: {', '.join(fs) or 'none'})")
+            )
             continue
         f = fs[key]
         ok, conv = _check(value, th[key])
@@ -160,9 +172,13 @@ def resolve_path(value: str, base_dir: Path) -> str:
     p = Path(value).expanduser()
     if p.is_absolute():
         return str(p)
-    cand = (base_dir / p)
-    if cand.exists() or value.startswith((".", "/")) or value.endswith(
-        (".jsonl", ".json", ".parquet", ".tsv", ".txt", ".toml", ".conll", ".j2", ".bin", ".ftz", ".gz")
+    cand = base_dir / p
+    if (
+        cand.exists()
+        or value.startswith((".", "/"))
+        or value.endswith(
+            (".jsonl", ".json", ".parquet", ".tsv", ".txt", ".toml", ".conll", ".j2", ".bin", ".ftz", ".gz")
+        )
     ):
         return str(cand.resolve())
     return value
@@ -193,7 +209,14 @@ def describe(params_cls: type) -> list[dict[str, Any]]:
             default = f.default_factory()
         else:
             default = MISSING
-        rows.append({"name": f.name, "type": type_name(th[f.name]), "required": default is MISSING,
-                     "default": None if default is MISSING else default, "runtime": f.metadata.get("runtime", False),
-                     "doc": f.metadata.get("doc", "")})
+        rows.append(
+            {
+                "name": f.name,
+                "type": type_name(th[f.name]),
+                "required": default is MISSING,
+                "default": None if default is MISSING else default,
+                "runtime": f.metadata.get("runtime", False),
+                "doc": f.metadata.get("doc", ""),
+            }
+        )
     return rows

@@ -24,8 +24,8 @@ from . import checkpoint as ck
 from .base import ROW_ID, RunContext, Step, StepOutput, merge_stats
 from .cache import CallCache, hash_text, stable_json
 from .executors import LocalExecutor, concat_frames, finish_output
-from .params import declared
 from .fingerprint import component_fingerprint, file_sha256, path_contents, source_fingerprint
+from .params import declared
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,20 @@ def make_executor(name: str, quiet: bool, **kw: Any):
 
 
 class Runner:
-    def __init__(self, recipe: Recipe, out: str | Path = "out", *, resume: bool = True, overwrite: bool = False,
-                 limit: int | None = None, device: str = "auto", quiet: bool = False, executor: str = "local",
-                 executor_options: dict[str, Any] | None = None, shard_rows: int = SHARD_ROWS):
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: str | Path = "out",
+        *,
+        resume: bool = True,
+        overwrite: bool = False,
+        limit: int | None = None,
+        device: str = "auto",
+        quiet: bool = False,
+        executor: str = "local",
+        executor_options: dict[str, Any] | None = None,
+        shard_rows: int = SHARD_ROWS,
+    ):
         self.recipe = recipe
         self.out_root = Path(out).resolve()
         self.resume = resume
@@ -84,9 +95,16 @@ class Runner:
 
     # ---------------------------------------------------------------- helpers
     def _ctx(self) -> RunContext:
-        return RunContext(recipe_dir=self.recipe.dir, work_dir=self.work, cache=self.cache, device=self.device,
-                          quiet=self.quiet, seed=self.recipe.dataset.seed, tables=self.tables,
-                          reports_dir=None)
+        return RunContext(
+            recipe_dir=self.recipe.dir,
+            work_dir=self.work,
+            cache=self.cache,
+            device=self.device,
+            quiet=self.quiet,
+            seed=self.recipe.dataset.seed,
+            tables=self.tables,
+            reports_dir=None,
+        )
 
     def _stage_dir(self, index: int, sid: str, fp: str) -> Path:
         d = self.work / f"{index:02d}-{sid}-{fp[:16]}"
@@ -116,8 +134,12 @@ class Runner:
             raise StepError(spec.uses, f"source returned no '{ROW_ID}' column")
         if self.limit is not None:
             rows = rows.head(self.limit)
-        out = finish_output(spec.uses, rows.height + (out.rejects.height if out.rejects is not None else 0),
-                            StepOutput(rows, out.rejects, out.stats), time.perf_counter() - t0)
+        out = finish_output(
+            spec.uses,
+            rows.height + (out.rejects.height if out.rejects is not None else 0),
+            StepOutput(rows, out.rejects, out.stats),
+            time.perf_counter() - t0,
+        )
         shards = []
         n = max(1, -(-rows.height // self.shard_rows))
         for i in range(n):
@@ -181,15 +203,20 @@ class Runner:
         done = ck.stage_done(sdir)
         if step.kind == "global":
             if done is None:
-                self.executor.run_global_stage(step, label, upstream.dir, list(upstream.shards), sdir,
-                                               self.shard_rows, on_setup)
+                self.executor.run_global_stage(
+                    step, label, upstream.dir, list(upstream.shards), sdir, self.shard_rows, on_setup
+                )
                 done = ck.stage_done(sdir)
             shards = done["shards"]
         else:
             shards = list(upstream.shards)
             if done is None:
-                shard_rows = {s: ck.read_json(upstream.dir / f"{s}.done")["rows"] if (upstream.dir / f"{s}.done").exists()
-                              else self.shard_rows for s in shards}
+                shard_rows = {
+                    s: ck.read_json(upstream.dir / f"{s}.done")["rows"]
+                    if (upstream.dir / f"{s}.done").exists()
+                    else self.shard_rows
+                    for s in shards
+                }
                 try:
                     self.executor.run_row_stage(step, label, upstream.dir, sdir, shards, shard_rows, on_setup)
                 except MlbuildError:

@@ -15,8 +15,15 @@ CARD_DIRS = (Path(__file__).resolve().parent.parent.parent / "data_cards",)
 
 
 def size_category(n: int) -> str:
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     for b, name in bounds:
         if n < b:
             return name
@@ -28,16 +35,18 @@ def find_template(name: str, recipe_dir: Path) -> Path:
     for c in cands:
         if c.is_file():
             return c
-    raise RecipeError([("dataset -> card", f"card template {name!r} not found (looked in: "
-                                            f"{', '.join(str(c) for c in cands)})")])
+    raise RecipeError(
+        [("dataset -> card", f"card template {name!r} not found (looked in: {', '.join(str(c) for c in cands)})")]
+    )
 
 
 def metadata(ctx: dict[str, Any]) -> dict[str, Any]:
     ds = ctx["dataset"]
     configs = []
     for cfg, splits in ctx["configs"].items():
-        configs.append({"config_name": cfg,
-                        "data_files": [{"split": sp, "path": f"data/{cfg}/{sp}-*.parquet"} for sp in splits]})
+        configs.append(
+            {"config_name": cfg, "data_files": [{"split": sp, "path": f"data/{cfg}/{sp}-*.parquet"} for sp in splits]}
+        )
     if len(configs) == 1:
         configs[0]["default"] = True
     meta: dict[str, Any] = {
@@ -59,9 +68,14 @@ def metadata(ctx: dict[str, Any]) -> dict[str, Any]:
 def render(ctx: dict[str, Any], template: Path) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template.parent)), autoescape=False,
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template.parent)),
+        autoescape=False,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     body = env.get_template(template.name).render(**ctx)
     head = yaml.safe_dump(metadata(ctx), sort_keys=False, allow_unicode=True)
     return f"---\n{head}---\n\n{body.lstrip()}"

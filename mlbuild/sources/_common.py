@@ -11,8 +11,16 @@ from ..errors import InputError
 from ..pipeline.base import ROW_ID, StepOutput
 
 
-def rows_from_records(records: list[dict[str, Any]], lines: list[int], file: str, *, required: list[str],
-                      text_columns: list[str], id_column: str | None, keep: list[str] | None) -> StepOutput:
+def rows_from_records(
+    records: list[dict[str, Any]],
+    lines: list[int],
+    file: str,
+    *,
+    required: list[str],
+    text_columns: list[str],
+    id_column: str | None,
+    keep: list[str] | None,
+) -> StepOutput:
     """Turn parsed records into rows. ``lines`` gives each record's 1-based line (or row) number."""
     good: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
@@ -43,8 +51,16 @@ def rows_from_records(records: list[dict[str, Any]], lines: list[int], file: str
             seen_ids.add(rid)
             good.append(rec)
         else:
-            bad.append({**{k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
-                           for k, v in rec.items()}, "reason": reason, "detail": detail})
+            bad.append(
+                {
+                    **{
+                        k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
+                        for k, v in rec.items()
+                    },
+                    "reason": reason,
+                    "detail": detail,
+                }
+            )
     rows = _frame(good, file)
     rejects = pl.DataFrame(bad, infer_schema_length=None, strict=False) if bad else None
     return StepOutput(rows, rejects, {})
@@ -59,8 +75,15 @@ def _frame(records: list[dict[str, Any]], file: str) -> pl.DataFrame:
         raise InputError(file, f"rows do not share one schema: {e}") from e
 
 
-def check_frame(df: pl.DataFrame, file: str, *, required: list[str], text_columns: list[str],
-                id_column: str | None, keep: list[str] | None) -> StepOutput:
+def check_frame(
+    df: pl.DataFrame,
+    file: str,
+    *,
+    required: list[str],
+    text_columns: list[str],
+    id_column: str | None,
+    keep: list[str] | None,
+) -> StepOutput:
     """The same checks for tabular inputs (parquet, datasets): row numbers instead of lines."""
     for f in required:
         if f not in df.columns:
@@ -69,5 +92,12 @@ def check_frame(df: pl.DataFrame, file: str, *, required: list[str], text_column
         if nulls.any():
             row = int(nulls.arg_true()[0]) + 1
             raise InputError(file, "missing required field (null)", line=row, field=f)
-    return rows_from_records(df.to_dicts(), list(range(1, df.height + 1)), file, required=[],
-                             text_columns=text_columns, id_column=id_column, keep=keep)
+    return rows_from_records(
+        df.to_dicts(),
+        list(range(1, df.height + 1)),
+        file,
+        required=[],
+        text_columns=text_columns,
+        id_column=id_column,
+        keep=keep,
+    )

@@ -58,8 +58,11 @@ class HfSource(Source):
         local = self._local()
         if local is None:
             return []
-        return sorted(f for f in local.rglob("*") if f.is_file() and f.suffix in (".parquet", ".jsonl", ".json",
-                                                                                    ".csv", ".arrow"))
+        return sorted(
+            f
+            for f in local.rglob("*")
+            if f.is_file() and f.suffix in (".parquet", ".jsonl", ".json", ".csv", ".arrow")
+        )
 
     def source_datasets(self) -> list[str]:
         return [] if self._local() else [f"extended|{self.params.path}"]
@@ -73,10 +76,17 @@ class HfSource(Source):
         if self.params.trust_remote_code:
             kw["trust_remote_code"] = True
         try:
-            ds = datasets.load_dataset(where, self.params.config, split=self.params.split,
-                                       revision=self.params.revision, **kw)
+            ds = datasets.load_dataset(
+                where, self.params.config, split=self.params.split, revision=self.params.revision, **kw
+            )
         except Exception as e:  # noqa: BLE001 - datasets raises many kinds
             raise InputError(where, f"cannot load dataset: {type(e).__name__}: {e}") from e
         df = pl.from_arrow(ds.data.table)
-        return check_frame(df, where, required=self.params.required, text_columns=self.params.text_columns,
-                           id_column=self.params.id_column, keep=self.params.columns)
+        return check_frame(
+            df,
+            where,
+            required=self.params.required,
+            text_columns=self.params.text_columns,
+            id_column=self.params.id_column,
+            keep=self.params.columns,
+        )

@@ -45,7 +45,9 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[int]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise InputError(str(path), f"not UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})", line=n) from None
+                raise InputError(
+                    str(path), f"not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})", line=n
+                ) from None
             if n == 1 and text.startswith("\ufeff"):
                 text = text[1:]
             if not text.strip():
@@ -94,6 +96,12 @@ class JsonlSource(Source):
         if not p.exists():
             raise InputError(str(p), "input file not found")
         records, lines = read_jsonl(p)
-        return rows_from_records(records, lines, str(p), required=self.params.required,
-                                 text_columns=self.params.text_columns, id_column=self.params.id_column,
-                                 keep=self.params.columns)
+        return rows_from_records(
+            records,
+            lines,
+            str(p),
+            required=self.params.required,
+            text_columns=self.params.text_columns,
+            id_column=self.params.id_column,
+            keep=self.params.columns,
+        )

@@ -65,6 +65,11 @@ class ParquetSource(Source):
             except Exception as e:  # noqa: BLE001 - polars/arrow raise many kinds
                 raise InputError(str(f), f"cannot read parquet: {e}") from e
         df = pl.concat(frames, how="diagonal_relaxed")
-        return check_frame(df, str(self.params.path), required=self.params.required,
-                           text_columns=self.params.text_columns, id_column=self.params.id_column,
-                           keep=self.params.columns)
+        return check_frame(
+            df,
+            str(self.params.path),
+            required=self.params.required,
+            text_columns=self.params.text_columns,
+            id_column=self.params.id_column,
+            keep=self.params.columns,
+        )

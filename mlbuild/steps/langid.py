@@ -72,8 +72,13 @@ class LangId(Step):
         if e is not None and not (columns is not None and e in columns) and not langs.is_valid(e):
             if columns is None or e not in columns:
                 hint = " or a column name" if columns is not None else ""
-                problems.append(("expect", f"{e!r} is neither a known language code{hint}"
-                                           + (f" (columns: {', '.join(columns)})" if columns else "")))
+                problems.append(
+                    (
+                        "expect",
+                        f"{e!r} is neither a known language code{hint}"
+                        + (f" (columns: {', '.join(columns)})" if columns else ""),
+                    )
+                )
         for i, fam in enumerate(params.confusable):
             for c in fam:
                 if not langs.is_valid(c):
@@ -122,9 +127,16 @@ class LangId(Step):
         details: list[Any] = []
         counts = {"confusable_accepted": 0, "short_text_accepted": 0}
         for i in range(0, len(texts), p.batch_size):
-            r = check_languages(self.lid, texts[i : i + p.batch_size], expected[i : i + p.batch_size],
-                                min_score=p.min_score, families=self.families, script_check=p.script_check,
-                                short_text=p.short_text, top_k=p.top_k)
+            r = check_languages(
+                self.lid,
+                texts[i : i + p.batch_size],
+                expected[i : i + p.batch_size],
+                min_score=p.min_score,
+                families=self.families,
+                script_check=p.script_check,
+                short_text=p.short_text,
+                top_k=p.top_k,
+            )
             codes += r["codes"]
             scores.append(r["scores"])
             oks.append(r["ok"])
@@ -156,8 +168,8 @@ class LangId(Step):
         top = sorted(det.items(), key=lambda kv: -kv[1])[:10]
         md = "Detected languages (top 10): " + ", ".join(f"`{c}` {n}" for c, n in top)
         if stats.get("confusable_accepted") or stats.get("short_text_accepted"):
-            md += (f". Accepted through the confusable-family rule: {stats.get('confusable_accepted', 0)}; "
-                   f"through the short-text rule: {stats.get('short_text_accepted', 0)}")
+            md += (
+                f". Accepted through the confusable-family rule: {stats.get('confusable_accepted', 0)}; "
+                f"through the short-text rule: {stats.get('short_text_accepted', 0)}"
+            )
         return {"markdown": md + "."}
-
-

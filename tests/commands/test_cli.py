@@ -42,13 +42,19 @@ def test_run_inspect_steps(write_recipe, tiny_lid, tmp_path, capsys):
 
 def test_input_error_is_one_clean_line_exit_2(write_recipe, tiny_lid, tmp_path):
     path = write_recipe(RECIPE.format(model=tiny_lid), {"rows.jsonl": '{"text": "ok"}\n{"text": \n'})
-    p = subprocess.run([sys.executable, "-m", "mlbuild.cli", "run", str(path), "--out", str(tmp_path / "o"),
-                        "--quiet"], capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "mlbuild.cli", "run", str(path), "--out", str(tmp_path / "o"), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error: ") and "rows.jsonl:2" in p.stderr
     assert "Traceback" not in p.stderr
-    p = subprocess.run([sys.executable, "-m", "mlbuild.cli", "--debug", "run", str(path), "--out",
-                        str(tmp_path / "o"), "--quiet"], capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "mlbuild.cli", "--debug", "run", str(path), "--out", str(tmp_path / "o"), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode != 0 and "Traceback" in p.stderr
 
 

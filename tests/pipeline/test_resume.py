@@ -80,8 +80,13 @@ def _env(tmp_path: Path, log: Path) -> dict[str, str]:
 
 
 def _run(tmp_path: Path, recipe: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mlbuild.cli", "run", str(recipe), "--out", str(out), "--quiet"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlbuild.cli", "run", str(recipe), "--out", str(out), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_kill_mid_step_then_resume(tmp_path):

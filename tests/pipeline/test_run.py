@@ -13,11 +13,23 @@ from mlbuild.pipeline.runner import Runner
 from mlbuild.recipe import load_recipe
 
 LINES = (
-    [{"id": f"e{i}", "text": t} for i, t in enumerate(
-        ["the cat sits on the mat", "where is the train station", "this is a good book to read",
-         "the weather is nice today", "we walk to the river in the morning", "please open the window"])]
-    + [{"id": f"p{i}", "text": t} for i, t in enumerate(
-        ["o gato está no tapete", "onde fica a estação de trem", "este é um bom livro para ler"])]
+    [
+        {"id": f"e{i}", "text": t}
+        for i, t in enumerate(
+            [
+                "the cat sits on the mat",
+                "where is the train station",
+                "this is a good book to read",
+                "the weather is nice today",
+                "we walk to the river in the morning",
+                "please open the window",
+            ]
+        )
+    ]
+    + [
+        {"id": f"p{i}", "text": t}
+        for i, t in enumerate(["o gato está no tapete", "onde fica a estação de trem", "este é um bom livro para ler"])
+    ]
     + [{"id": "bad1", "text": ""}, {"id": "bad2", "text": 7}]
 )
 
@@ -113,8 +125,9 @@ def test_rerun_same_version_is_noop_and_changed_recipe_is_refused(recipe, tmp_pa
         Runner(changed, out, quiet=True).run()
     forced = Runner(changed, out, quiet=True, overwrite=True).run()
     assert forced.fingerprint != first.fingerprint
-    bumped = Runner(load_recipe(recipe(), ["steps.lid.min_score=0.3", 'dataset.version="1.1.0"']), out,
-                    quiet=True).run()
+    bumped = Runner(
+        load_recipe(recipe(), ["steps.lid.min_score=0.3", 'dataset.version="1.1.0"']), out, quiet=True
+    ).run()
     assert bumped.dataset_dir.name == "1.1.0"
 
 
@@ -138,8 +151,12 @@ def test_translations_of_one_row_share_a_split():
     from mlbuild.publish.writer import assign_splits
     from mlbuild.recipe.load import OutputSpec
 
-    table = pl.DataFrame({"row_id": [f"{i}/{lang}" for i in range(200) for lang in ("en", "pt", "ky")],
-                          "parallel_id": [str(i) for i in range(200) for _ in range(3)]})
+    table = pl.DataFrame(
+        {
+            "row_id": [f"{i}/{lang}" for i in range(200) for lang in ("en", "pt", "ky")],
+            "parallel_id": [str(i) for i in range(200) for _ in range(3)],
+        }
+    )
     out = assign_splits(table, OutputSpec(splits={"train": 0.5, "test": 0.5}))
     per_group = out.group_by("parallel_id").agg(pl.col("__split").n_unique())
     assert per_group["__split"].max() == 1

@@ -76,7 +76,9 @@ config_by = "lang"
 
 
 def test_unknown_language_code_and_column_contract(write_recipe):
-    bad = GOOD.replace('expect = "${vars.lang}"', 'expect = "xx_Latn"') + """
+    bad = (
+        GOOD.replace('expect = "${vars.lang}"', 'expect = "xx_Latn"')
+        + """
 [[steps]]
 id = "lid2"
 uses = "langid.v1"
@@ -85,12 +87,16 @@ column = "passage"
 [output]
 config_by = "langg"
 """
+    )
     with pytest.raises(RecipeError) as ei:
         load_recipe(write_recipe(bad, DATA))
     msg = str(ei.value)
     assert "'xx_Latn' is neither a known language code" in msg
     with pytest.raises(RecipeError) as ei:
-        load_recipe(write_recipe(GOOD + """
+        load_recipe(
+            write_recipe(
+                GOOD
+                + """
 [[steps]]
 id = "lid2"
 uses = "langid.v1"
@@ -98,7 +104,10 @@ column = "passage"
 
 [output]
 config_by = "text_langg"
-""", DATA))
+""",
+                DATA,
+            )
+        )
     msg = str(ei.value)
     assert "steps[1] (langid.v1): needs column 'passage'" in msg
     assert "output -> config_by" in msg and "did you mean 'text_lang'?" in msg
@@ -106,7 +115,7 @@ config_by = "text_langg"
 
 def test_set_overrides_and_unknown_step_id(write_recipe):
     path = write_recipe(GOOD, DATA)
-    r = load_recipe(path, ["steps.lid.min_score=0.7", "dataset.version=\"2.0.0\"", "vars.lang=pt"])
+    r = load_recipe(path, ["steps.lid.min_score=0.7", 'dataset.version="2.0.0"', "vars.lang=pt"])
     assert r.steps[0].params.min_score == 0.7
     assert r.dataset.version == "2.0.0"
     assert r.steps[0].params.expect == "pt"
@@ -115,7 +124,10 @@ def test_set_overrides_and_unknown_step_id(write_recipe):
 
 
 def test_unknown_variable_and_duplicate_ids(write_recipe):
-    text = GOOD.replace("${vars.lang}", "${vars.langg}") + '\n[[steps]]\nid = "lid"\nuses = "langid.v1"\ncolumn = "text"\n'
+    text = (
+        GOOD.replace("${vars.lang}", "${vars.langg}")
+        + '\n[[steps]]\nid = "lid"\nuses = "langid.v1"\ncolumn = "text"\n'
+    )
     with pytest.raises(RecipeError) as ei:
         load_recipe(write_recipe(text, DATA))
     msg = str(ei.value)

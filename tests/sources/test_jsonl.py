@@ -32,14 +32,22 @@ def test_missing_required_field_names_field(tmp_path):
 
 
 def test_bad_rows_become_rejects_with_reasons(tmp_path):
-    s = src(tmp_path, "\n".join([
-        '{"id": "a", "text": "fine"}',
-        '{"id": "b", "text": "   "}',
-        '{"id": "c", "text": 42}',
-        '{"id": "d"}',
-        '{"id": "a", "text": "again"}',
-        '[1, 2]',
-    ][:5]) + "\n", text_columns=["text"], id_column="id")
+    s = src(
+        tmp_path,
+        "\n".join(
+            [
+                '{"id": "a", "text": "fine"}',
+                '{"id": "b", "text": "   "}',
+                '{"id": "c", "text": 42}',
+                '{"id": "d"}',
+                '{"id": "a", "text": "again"}',
+                "[1, 2]",
+            ][:5]
+        )
+        + "\n",
+        text_columns=["text"],
+        id_column="id",
+    )
     out = s.read()
     assert out.rows["row_id"].to_list() == ["a"]
     assert out.rejects["reason"].to_list() == ["empty_text", "wrong_type", "missing_text", "duplicate_id"]

@@ -25,7 +25,8 @@ def test_parquet_rows_rejects_and_required(tmp_path):
 
 def test_hf_source_reads_an_mlbuild_output_back(write_recipe, tmp_path):
     rows = "".join(json.dumps({"text": f"line {i}", "lang": "en"}) + "\n" for i in range(5))
-    first = write_recipe("""
+    first = write_recipe(
+        """
 [dataset]
 name = "first"
 version = "1.0.0"
@@ -36,9 +37,12 @@ path = "rows.jsonl"
 
 [output]
 config_by = "lang"
-""", {"rows.jsonl": rows})
+""",
+        {"rows.jsonl": rows},
+    )
     res = Runner(load_recipe(first), tmp_path / "out", quiet=True).run()
-    second = write_recipe(f"""
+    second = write_recipe(
+        f"""
 [dataset]
 name = "second"
 version = "1.0.0"
@@ -49,7 +53,9 @@ path = "{res.dataset_dir}"
 config = "en"
 split = "train"
 text_columns = ["text"]
-""", name="second.toml")
+""",
+        name="second.toml",
+    )
     res2 = Runner(load_recipe(second), tmp_path / "out", quiet=True).run()
     assert res2.manifest["rows"] == 5
     assert res2.manifest["languages"] == ["eng_Latn"]
@@ -57,7 +63,8 @@ text_columns = ["text"]
 
 def test_every_row_dropped_still_writes_a_truthful_card(write_recipe, tmp_path, tiny_lid):
     rows = "".join(json.dumps({"text": "o gato está no tapete"}) + "\n" for _ in range(3))
-    path = write_recipe(f"""
+    path = write_recipe(
+        f"""
 [dataset]
 name = "empty"
 version = "1.0.0"
@@ -71,7 +78,9 @@ uses = "langid.v1"
 column = "text"
 expect = "en"
 model = "{tiny_lid}"
-""", {"rows.jsonl": rows})
+""",
+        {"rows.jsonl": rows},
+    )
     res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
     assert res.manifest["rows"] == 0 and res.manifest["configs"] == {}
     assert res.manifest["steps"][1]["dropped"] == {"lang_mismatch": 3}
