@@ -87,7 +87,11 @@ class Runner:
         self.device = device
         self.quiet = quiet
         self.shard_rows = shard_rows
-        self.executor = make_executor(executor, quiet, **(executor_options or {}))
+        opts = dict(executor_options or {})
+        if executor == "ray" and recipe.resources:
+            # the recipe's [resources] table, under what the caller passed for the same steps
+            opts["resources"] = {**recipe.resources, **(opts.get("resources") or {})}
+        self.executor = make_executor(executor, quiet, **opts)
         ds = recipe.dataset
         self.dataset_dir = self.out_root / ds.name / ds.version
         self.work = self.out_root / ".mlbuild" / ds.name / ds.version

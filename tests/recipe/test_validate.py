@@ -152,3 +152,16 @@ def test_validate_cli_exit_codes(write_recipe, capsys):
 def test_missing_input_file_is_reported(write_recipe):
     with pytest.raises(RecipeError, match="input file not found"):
         load_recipe(write_recipe(GOOD))
+
+
+def test_resources_table_is_checked_and_kept(write_recipe):
+    text = GOOD + "\n[resources.lid]\nnum_gpus = 1\nnum_workers = 4\n"
+    r = load_recipe(write_recipe(text, DATA))
+    assert r.resources == {"lid": {"num_gpus": 1, "num_workers": 4}}
+    bad = GOOD + "\n[resources.lidd]\nnum_gpus = 1\n\n[resources.lid]\nnum_gpu = 1\nnum_cpus = -2\n"
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(bad, DATA, name="bad.toml"))
+    msg = str(ei.value)
+    assert "resources.lidd: no step with id 'lidd'; did you mean 'lid'?" in msg
+    assert "resources.lid -> num_gpu: unknown key; did you mean 'num_gpus'?" in msg
+    assert "resources.lid -> num_cpus: expected a non-negative number" in msg
