@@ -3,12 +3,21 @@ that are empty or of the wrong type (a reject with a reason), duplicate ids, sta
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ..errors import InputError
 from ..pipeline.base import ROW_ID, StepOutput
+
+
+def existing(path: str | Path) -> Path:
+    """The input file at ``path``, or an InputError naming it."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(str(path), "input file not found")
+    return p
 
 
 def rows_from_records(

@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..pipeline.base import ROW_ID, Source, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ._common import existing
 
 COLUMNS = [ROW_ID, "tokens", "tags", "text", "spans"]
 
@@ -101,16 +102,13 @@ class ConllSource(Source):
 
     def columns(self) -> list[str] | None:
         for p in self._paths():
-            if not p.exists():
-                raise InputError(str(p), "input file not found")
+            existing(p)
         return COLUMNS + (["lang"] if self.params.lang else [])
 
     def read(self) -> StepOutput:
         p = self.params
         recs = []
-        for path in self._paths():
-            if not path.exists():
-                raise InputError(str(path), "input file not found")
+        for path in map(existing, self._paths()):
             stem = path.name.split(".")[0]
             for k, (_line, toks, tags) in enumerate(read_conll(path, p.token_column, p.tag_column), start=1):
                 text, offs = S.join_tokens(toks, p.token_sep)

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..pipeline.base import Source, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from ._common import rows_from_records
+from ._common import existing, rows_from_records
 
 
 @dataclass
@@ -73,9 +73,7 @@ class JsonlSource(Source):
         return [Path(self.params.path)]
 
     def columns(self) -> list[str] | None:
-        p = Path(self.params.path)
-        if not p.exists():
-            raise InputError(str(p), "input file not found")
+        p = existing(self.params.path)
         if self.params.columns is not None:
             return list(self.params.columns)
         keys: dict[str, None] = {}
@@ -92,9 +90,7 @@ class JsonlSource(Source):
         return list(keys)
 
     def read(self) -> StepOutput:
-        p = Path(self.params.path)
-        if not p.exists():
-            raise InputError(str(p), "input file not found")
+        p = existing(self.params.path)
         records, lines = read_jsonl(p)
         return rows_from_records(
             records,

@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..pipeline.base import ROW_ID, Source, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ._common import existing
 
 
 @dataclass
@@ -97,14 +98,11 @@ class SquadSource(Source):
         return [Path(self.params.path)]
 
     def columns(self) -> list[str] | None:
-        if not Path(self.params.path).exists():
-            raise InputError(self.params.path, "input file not found")
+        existing(self.params.path)
         return [ROW_ID, "title", "context", "question", "spans"]
 
     def read(self) -> StepOutput:
-        path = Path(self.params.path)
-        if not path.exists():
-            raise InputError(str(path), "input file not found")
+        path = existing(self.params.path)
         recs, seen = [], set()
         for n, r in _flatten(path):
             for f in ("id", "context", "question", "answers"):

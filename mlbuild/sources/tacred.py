@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..pipeline.base import ROW_ID, Source, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ._common import existing
 
 FIELDS = ("token", "subj_start", "subj_end", "obj_start", "obj_end", "subj_type", "obj_type", "relation")
 
@@ -88,14 +89,11 @@ class TacredSource(Source):
         return [Path(self.params.path)]
 
     def columns(self) -> list[str] | None:
-        if not Path(self.params.path).exists():
-            raise InputError(self.params.path, "input file not found")
+        existing(self.params.path)
         return [ROW_ID, "tokens", "text", "spans", "relation"]
 
     def read(self) -> StepOutput:
-        path = Path(self.params.path)
-        if not path.exists():
-            raise InputError(str(path), "input file not found")
+        path = existing(self.params.path)
         recs = []
         for n, r in read_records(path):
             for f in FIELDS:
