@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..cli import echo
 from ..recipe import load_recipe
 
@@ -22,6 +24,13 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        metavar="PATH|URL",
+        help="checkpoints and model-call cache: a folder or an fsspec URL such as s3://bucket/prefix, "
+        "so a run can resume on another machine (default: $MLBUILD_WORK_DIR, else OUT/.mlbuild)",
+    )
     p.add_argument("--no-resume", action="store_true", help="start from scratch (model-call cache is kept)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version built differently")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
@@ -43,6 +52,7 @@ def run(args) -> int:
         quiet=args.quiet,
         executor=args.executor,
         executor_options=opts,
+        work_dir=args.work_dir or os.environ.get("MLBUILD_WORK_DIR") or None,
     )
     res = runner.run()
     total = res.manifest["rows"]

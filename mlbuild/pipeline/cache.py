@@ -1,19 +1,35 @@
-"""Content-addressed cache of model calls (sqlite), so a killed run resumes per record.
+"""Content-addressed cache of model calls, so a killed run resumes per record.
 
 Key = sha256 over a namespace (model id, revision, decoding params: declared config only, never
 callables) and the input text, joined with unit separators so no two different inputs collide.
 Each computed batch is committed before the next starts: killing a run loses at most one batch.
+
+Two stores: :class:`CallCache`, one sqlite file (a local work dir: one machine, any number of
+processes); :class:`SegmentCache`, immutable segment files under an fsspec URL (``s3://``, a shared
+``file://`` mount) that machines of a cluster, or of the next cluster, share. sqlite is not safe on
+network filesystems and cannot live on an object store; segment files need no locking, since each
+writer only ever creates new files with names of its own. Each process reads them through a local
+sqlite mirror that it brings up to date when it opens and then every ``sync_seconds``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
+import os
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .store import RemotePath
+
+log = logging.getLogger(__name__)
 
 SEP = "\x1f"
 
@@ -107,6 +123,95 @@ class CallCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @property
+    def location(self) -> Path | RemotePath:
+        """What another process opens with :func:`open_cache` to share this cache."""
+        return self.path
+
+
+def _mirror_path(url: str) -> Path:
+    root = Path(os.environ.get("MLBUILD_CACHE") or Path.home() / ".cache" / "mlbuild")
+    return root / "call-mirrors" / f"{hashlib.sha256(url.encode()).hexdigest()[:24]}.sqlite"
+
+
+class SegmentCache(CallCache):
+    """The call cache on a URL: every stored batch is one new JSON-lines segment file under ``root``
+    (``{"k": key, "v": value}`` per line); lookups go to a local sqlite mirror of all segments seen.
+
+    A segment is written before the batch counts as stored, so a killed worker loses at most the batch
+    in flight, and a retry on any machine finds the others after its first sync."""
+
+    def __init__(self, root: RemotePath, mirror: str | Path | None = None, sync_seconds: float = 30.0):
+        self.root = root
+        super().__init__(mirror or _mirror_path(root.url))
+        self._db.execute("CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY)")
+        self._db.commit()
+        self.sync_seconds = sync_seconds
+        self._last_sync: float | None = None
+        self._counter = itertools.count()
+        self._writer = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+        root.mkdir()
+
+    @property
+    def location(self) -> RemotePath:
+        return self.root
+
+    def sync(self) -> int:
+        """Copy segments written since the last sync (by any process) into the mirror; return how many."""
+        names = {p.name for p in self.root.iterdir() if p.name.endswith(".jsonl") and not p.name.startswith(".")}
+        with self._lock:
+            seen = {n for (n,) in self._db.execute("SELECT name FROM segments")}
+        new = sorted(names - seen)
+        if new:
+            fs = self.root.fs
+            blobs = fs.cat([f"{self.root.path}/{n}" for n in new], on_error="return")
+            rows, done = [], []
+            for n in new:
+                data = blobs.get(f"{self.root.path}/{n}")
+                if isinstance(data, BaseException) or data is None:
+                    log.debug("cache segment %s/%s unreadable now: %s", self.root, n, data)
+                    continue
+                for line in data.decode("utf-8").splitlines():
+                    if line:
+                        rec = json.loads(line)
+                        rows.append((rec["k"], json.dumps(rec["v"], ensure_ascii=False)))
+                done.append((n,))
+            with self._lock:
+                self._db.executemany("INSERT OR REPLACE INTO calls (k, v) VALUES (?, ?)", rows)
+                self._db.executemany("INSERT OR IGNORE INTO segments (name) VALUES (?)", done)
+                self._db.commit()
+            new = [n for (n,) in done]
+        self._last_sync = time.monotonic()
+        return len(new)
+
+    def get_many(self, ns: str, texts: Sequence[str]) -> dict[str, Any]:
+        if self._last_sync is None or time.monotonic() - self._last_sync > self.sync_seconds:
+            self.sync()
+        return super().get_many(ns, texts)
+
+    def put_many(self, ns: str, pairs: Sequence[tuple[str, Any]]) -> None:
+        if not pairs:
+            return
+        lines = "".join(
+            json.dumps({"k": self.key(ns, t), "v": v}, ensure_ascii=False, separators=(",", ":")) + "\n"
+            for t, v in pairs
+        )
+        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{self._writer}-{next(self._counter):06d}.jsonl"
+        (self.root / name).write_bytes(lines.encode("utf-8"))
+        super().put_many(ns, pairs)
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO segments (name) VALUES (?)", (name,))
+            self._db.commit()
+
+
+def open_cache(location: str | Path | RemotePath) -> CallCache:
+    """The call cache at a location: a sqlite file for a local path, segment files for a URL."""
+    if isinstance(location, RemotePath):
+        return SegmentCache(location)
+    if isinstance(location, str) and "://" in location:
+        return SegmentCache(RemotePath(location))
+    return CallCache(location)
 
 
 def cached_map(

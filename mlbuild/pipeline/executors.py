@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -54,7 +53,7 @@ def finish_output(step_name: str, batch_rows: int, out: StepOutput, seconds: flo
     return out
 
 
-def run_shard(step: Step, step_label: str, in_dir: Path, out_dir: Path, shard: str) -> dict[str, Any]:
+def run_shard(step: Step, step_label: str, in_dir: ck.Loc, out_dir: ck.Loc, shard: str) -> dict[str, Any]:
     """Process one shard of a row step and write its files (marker last). Returns its stats."""
     batch = ck.read_shard(in_dir, shard)
     t0 = time.perf_counter()
@@ -72,7 +71,7 @@ def concat_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def run_global(
-    step: Step, step_label: str, in_dir: Path, in_shards: list[str], out_dir: Path, shard_rows: int
+    step: Step, step_label: str, in_dir: ck.Loc, in_shards: list[str], out_dir: ck.Loc, shard_rows: int
 ) -> list[str]:
     """Run a global step over the whole upstream table and write its shards, then the stage marker."""
     table = concat_frames([ck.read_shard(in_dir, s) for s in in_shards])
@@ -108,13 +107,14 @@ class LocalExecutor:
         self,
         step: Step,
         step_label: str,
-        in_dir: Path,
-        out_dir: Path,
+        in_dir: ck.Loc,
+        out_dir: ck.Loc,
         shards: list[str],
         shard_rows: dict[str, int],
         on_setup: Callable[[], None],
     ) -> None:
-        todo = [s for s in shards if not ck.is_done(out_dir, s)]
+        done = ck.done_shards(out_dir)
+        todo = [s for s in shards if s not in done]
         if not todo:
             return
         if len(todo) < len(shards):
@@ -137,9 +137,9 @@ class LocalExecutor:
         self,
         step: Step,
         step_label: str,
-        in_dir: Path,
+        in_dir: ck.Loc,
         in_shards: list[str],
-        out_dir: Path,
+        out_dir: ck.Loc,
         shard_rows: int,
         on_setup: Callable[[], None],
     ) -> list[str]:

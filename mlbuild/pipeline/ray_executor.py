@@ -2,22 +2,25 @@
 
 The runner stays on the driver (validation, fingerprints, source, writer); this executor runs
 
-- a **row step** on a pool of Ray actors. Each actor rebuilds the step once (``cls(params, ctx)`` +
-  ``setup()``, so a model loads once per actor) and then processes whole upstream shards with the
-  same :func:`~mlbuild.pipeline.executors.run_shard` the local executor calls: the same parquet,
-  rejects, stats and marker files come out, only written by another process. Shards are handed out
-  one at a time as actors free up; shard boundaries are fixed by the runner, so the result does not
-  depend on how many actors there are or in which order they finish. The pool outlives the stage:
-  the next row step with the same resources reuses the started processes.
+- a **row step** as Ray Data ``map_batches`` over the list of its pending shards, with an actor pool
+  (:class:`ShardUDF`): each actor rebuilds the step once (``cls(params, ctx)`` + ``setup()``, so a
+  model loads once per actor) and then processes whole upstream shards, one per call, with the same
+  :func:`~mlbuild.pipeline.executors.run_shard` the local executor calls: the same parquet, rejects,
+  stats and marker files come out, only written by another process. Shard boundaries are fixed by
+  the runner, so the result does not depend on how many actors there are or in which order they
+  finish. (Ray Data batches of rows would re-cut the shards by block sizes, which vary with the
+  cluster; the marker per fixed shard is what makes a retry or a resume exact.)
 - a **global step** as one Ray task (with the step's GPUs) that reads the upstream shard files and
   writes the stage through :func:`~mlbuild.pipeline.executors.run_global`.
 
-Checkpoints and the model-call cache live under the run's out dir, which every node must see at the
-same path (a shared filesystem). A worker killed mid-shard is restarted by Ray and the shard is
-retried (``max_retries``); a shard whose marker exists is skipped, and files are written
-atomically with the marker last, so a retry neither loses nor duplicates rows. An exception raised
-by a step is not retried: it is reported as a :class:`~mlbuild.errors.StepError` that names the shard
-and, found by bisecting the shard, the row ids that fail.
+Checkpoints and the model-call cache live in the run's work dir: ``OUT/.mlbuild`` (every node must
+see it at the same path) or any fsspec URL given as ``--work-dir`` (``s3://bucket/prefix``), where
+the cache is kept as segment files that several machines can write (:class:`~.cache.SegmentCache`).
+A worker killed mid-shard is restarted by Ray and the shard is retried (``max_retries``); a shard
+whose marker exists is skipped, and files are written whole with the marker last, so a retry neither
+loses nor duplicates rows. An exception raised by a step is not retried: it is reported as a
+:class:`~mlbuild.errors.StepError` that names the shard and, found by bisecting the shard, the row
+ids that fail.
 
 Resources per actor: ``num_gpus`` from the executor's ``resources`` table (keyed by step id or
 registered name), else the step's ``num_gpus`` (a class attribute or a property; asked only when the
@@ -34,7 +37,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -59,22 +61,22 @@ class StepSpec:
     params: Any
     label: str
     ctx: RunContext
-    cache_path: str | None  # the run's sqlite call cache (shared filesystem), or None
+    cache: Any  # where the run's call cache lives (a sqlite path or a URL, see cache.open_cache), or None
 
 
 def step_spec(step: Step, label: str, use_cache: bool = True) -> StepSpec:
     cache = step.ctx.cache if use_cache else None
     ctx = dataclasses.replace(step.ctx, cache=None, models={}, extra={})
-    return StepSpec(type(step), step.params, label, ctx, str(cache.path) if cache is not None else None)
+    return StepSpec(type(step), step.params, label, ctx, cache.location if cache is not None else None)
 
 
 def build_step(spec: StepSpec) -> Step:
     """Build the step on a worker and set it up (models load here, on the worker's device)."""
     cache = None
-    if spec.cache_path is not None:
-        from .cache import CallCache
+    if spec.cache is not None:
+        from .cache import open_cache
 
-        cache = CallCache(spec.cache_path)
+        cache = open_cache(spec.cache)
     ctx = dataclasses.replace(spec.ctx, cache=cache, models={}, extra={})
     step = spec.cls(spec.params, ctx)
     try:
@@ -127,60 +129,45 @@ def locate_failing_rows(
     return found
 
 
-class ShardWorker:
-    """A Ray actor that runs shards of whatever row step it is handed. It builds (and sets up) a step
-    once and keeps it for every shard of that stage; the pool of workers lives for the whole run, so
-    the process start and imports are paid once. Every call carries the stage's key and its spec (in
-    a list, so Ray does not fetch it unless the step must be built): a worker that Ray restarted
-    after its process died rebuilds the step from it."""
+class ShardUDF:
+    """The ``map_batches`` callable of a row stage: Ray Data makes one per actor of the pool, which
+    builds (and sets up) the step once; each call gets one shard name and returns one result row.
 
-    def __init__(self):
-        self.key: str | None = None
-        self.spec: StepSpec | None = None
-        self.step: Step | None = None
-        self.setup_seconds = 0.0
+    Errors come back as data (``error`` in the row), not as exceptions: an exception raised by a step
+    is a fault of the data or the step, which a retry would only repeat, whereas the death of the
+    process (out of memory, a lost node) is retried by Ray Data on a restarted actor."""
 
-    def _load(self, key: str, spec_box: list) -> None:
-        if self.key == key and self.step is not None:
-            return
-        self.release()
+    def __init__(self, spec_box: list, in_dir: Any, out_dir: Any):
         import ray
 
         t0 = time.perf_counter()
-        spec = spec_box[0]
-        self.spec = ray.get(spec) if isinstance(spec, ray.ObjectRef) else spec
-        self.step = build_step(self.spec)
-        self.key = key
+        self.in_dir, self.out_dir = in_dir, out_dir
+        self.step: Step | None = None
+        self.error: dict[str, Any] | None = None
+        try:
+            spec = spec_box[0]
+            self.spec = ray.get(spec) if isinstance(spec, ray.ObjectRef) else spec
+            self.step = build_step(self.spec)
+        except Exception as e:  # noqa: BLE001 - every shard of this actor reports it
+            self.error = _error_payload(e, phase="setup")
         self.setup_seconds = time.perf_counter() - t0
 
-    def setup(self, key: str, spec_box: list) -> dict[str, Any]:
-        try:
-            self._load(key, spec_box)
-        except Exception as e:  # noqa: BLE001
-            return _error_payload(e, phase="setup")
-        return {
-            "models": self.step.ctx.models,
-            "extra": self.step.ctx.extra,
-            "pid": os.getpid(),
-            "node": _node_id(),
-            "setup_seconds": self.setup_seconds,
-        }
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"result": [json.dumps(self.run(str(s)), default=str) for s in batch["shard"]]}
 
-    def run(self, key: str, spec_box: list, in_dir: str, out_dir: str, shard: str) -> dict[str, Any]:
+    def run(self, shard: str) -> dict[str, Any]:
         t0 = time.perf_counter()
-        in_dir, out_dir = Path(in_dir), Path(out_dir)
-        if ck.is_done(out_dir, shard):  # a retry after the files were complete
-            return {"shard": shard, "skipped": True, "pid": os.getpid(), "seconds": 0.0}
+        info = {"shard": shard, "pid": os.getpid(), "node": _node_id(), "setup_seconds": self.setup_seconds}
+        if self.error is not None:
+            return {**info, "error": {**self.error["error"], "shard": shard}}
+        if ck.is_done(self.out_dir, shard):  # a retry after the files were complete
+            return {**info, "skipped": True, "seconds": 0.0}
         try:
-            self._load(key, spec_box)
-        except Exception as e:  # noqa: BLE001
-            return _error_payload(e, phase="setup", shard=shard)
-        try:
-            run_shard(self.step, self.spec.label, in_dir, out_dir, shard)
+            run_shard(self.step, self.spec.label, self.in_dir, self.out_dir, shard)
         except Exception as e:  # noqa: BLE001 - reported with the shard and rows
             payload = _error_payload(e, phase="process", shard=shard)
             try:
-                batch = ck.read_shard(in_dir, shard)
+                batch = ck.read_shard(self.in_dir, shard)
                 ids = batch[ROW_ID].cast(str).to_list() if ROW_ID in batch.columns else []
                 payload["error"]["shard_rows"] = len(ids)
                 payload["error"]["first_row"] = ids[0] if ids else None
@@ -188,26 +175,25 @@ class ShardWorker:
                 payload["error"]["failing_rows"] = locate_failing_rows(self.step, batch) if ids else []
             except Exception:  # noqa: BLE001 - the report of the first error matters more
                 pass
-            return payload
-        return {"shard": shard, "skipped": False, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
-
-    def release(self) -> None:
-        """Drop the step (and its models) at the end of a stage; the process stays for the next one."""
-        if self.step is not None and self.step.ctx.cache is not None:
-            self.step.ctx.cache.close()
-        self.step = self.spec = self.key = None
-        import gc
-
-        gc.collect()
+            return {**info, **payload}
+        return {
+            **info,
+            "skipped": False,
+            "seconds": time.perf_counter() - t0,
+            "models": self.step.ctx.models,
+            "extra": self.step.ctx.extra,
+        }
 
 
-def _global_task(spec: StepSpec, in_dir: str, in_shards: list[str], out_dir: str, shard_rows: int) -> dict[str, Any]:
+def _global_task(
+    spec: StepSpec, in_dir: ck.Loc, in_shards: list[str], out_dir: ck.Loc, shard_rows: int
+) -> dict[str, Any]:
     """A Ray task: set up a global step, run it over the whole table and write its stage."""
     step = None
     try:
         step = build_step(spec)
         t0 = time.perf_counter()
-        shards = run_global(step, spec.label, Path(in_dir), in_shards, Path(out_dir), shard_rows)
+        shards = run_global(step, spec.label, in_dir, in_shards, out_dir, shard_rows)
         return {
             "shards": shards,
             "models": step.ctx.models,
@@ -229,10 +215,6 @@ def _node_id() -> str | None:
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - only informative
         return None
-
-
-def _shape(res: dict[str, Any]) -> tuple:
-    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in res.items() if k != "num_workers"))
 
 
 def _first_line(e: BaseException) -> str:
@@ -277,16 +259,17 @@ class StageTiming:
 
 
 class RayExecutor:
-    """Runs row steps on an actor pool and global steps as tasks on a Ray cluster.
+    """Runs row steps as Ray Data ``map_batches`` on actor pools and global steps as Ray tasks.
 
     ``address``: ``None`` starts a local Ray (unless this process is already connected), ``auto``
     joins the cluster of this node, ``ray://host:10001`` a remote one (the out dir must be on a
     filesystem the cluster shares). ``num_workers``: actors per row step (default: as many as the
     cluster's free CPUs or GPUs allow, at most one per shard). ``resources``: per step id or name,
     ``{"num_gpus": 1, "num_cpus": 4, "num_workers": 8}``. ``max_retries``: restarts of a dead worker
-    and retries of its shard. ``cache``: ``shared`` (workers use the run's sqlite call cache; right on
-    one node) or ``off`` (workers call models without it, for clusters whose shared filesystem
-    cannot hold a sqlite database written from several machines); default from ``MLBUILD_RAY_CACHE``."""
+    and retries of its shard. ``cache``: ``shared`` (workers use the run's call cache: the sqlite file
+    of a local work dir, or the segment files of a URL work dir) or ``off`` (workers call models
+    without it); default from ``MLBUILD_RAY_CACHE``. Several machines must not share one sqlite file:
+    give them a URL work dir (``file:///mnt/shared/work`` works too) or turn the cache off."""
 
     name = "ray"
 
@@ -316,8 +299,6 @@ class RayExecutor:
         self.timings: list[StageTiming] = []
         self._started = False
         self._ray = None
-        self._pool: list = []  # ShardWorker actors, kept from one row stage to the next
-        self._pool_shape: tuple | None = None
 
     # ------------------------------------------------------------------ cluster
     def _connect(self):
@@ -346,12 +327,16 @@ class RayExecutor:
                 where = self.address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
                 raise MlbuildError(f"cannot start or join Ray ({where}): {type(e).__name__}: {_first_line(e)}") from e
             self._started = True
+        import ray.data
+
+        dctx = ray.data.DataContext.get_current()
+        dctx.enable_progress_bars = False  # one bar per stage, ours, as with the local executor
+        dctx.print_on_execution_start = False
         self._ray = ray
         return ray
 
     def close(self) -> None:
         """Stop the workers; shut down the Ray this executor started (a cluster it joined is left running)."""
-        self._drop_pool()
         if self._started and self._ray is not None:
             self._ray.shutdown()
         self._started = False
@@ -379,50 +364,25 @@ class RayExecutor:
     def _pool_size(self, res: dict[str, Any], n_shards: int) -> int:
         n = res.get("num_workers") or self.num_workers
         if not n:
-            free = dict(self._ray.available_resources())
-            if self._pool and self._pool_shape == _shape(res):  # our idle workers hold some of it
-                free["CPU"] = free.get("CPU", 0) + len(self._pool) * res["num_cpus"]
-                free["GPU"] = free.get("GPU", 0) + len(self._pool) * res["num_gpus"]
+            free = self._ray.available_resources()
             n = int(free.get("CPU", 1) // res["num_cpus"]) if res["num_cpus"] else n_shards
             if res["num_gpus"]:
                 n = min(n, int(free.get("GPU", 0) // res["num_gpus"]))
         return max(1, min(int(n), n_shards))
-
-    def _drop_pool(self) -> None:
-        for a in self._pool:
-            try:
-                self._ray.kill(a, no_restart=True)
-            except Exception:  # noqa: BLE001 - best effort: the actor may be gone already
-                pass
-        self._pool, self._pool_shape = [], None
-
-    def _workers(self, res: dict[str, Any], n: int) -> list:
-        """``n`` workers with these resources: the pool of the last stage when it fits, grown as needed.
-        Only one pool lives at a time, so idle workers never hold the resources another stage needs."""
-        opts = {k: v for k, v in res.items() if k != "num_workers"}
-        shape = _shape(res)
-        if shape != self._pool_shape:
-            self._drop_pool()
-            self._pool_shape = shape
-        if len(self._pool) < n:
-            cls = self._ray.remote(ShardWorker).options(
-                max_restarts=self.max_retries, max_task_retries=self.max_retries, **opts
-            )
-            self._pool += [cls.remote() for _ in range(n - len(self._pool))]
-        return self._pool[:n]
 
     # ------------------------------------------------------------------ stages
     def run_row_stage(
         self,
         step: Step,
         step_label: str,
-        in_dir: Path,
-        out_dir: Path,
+        in_dir: ck.Loc,
+        out_dir: ck.Loc,
         shards: list[str],
         shard_rows: dict[str, int],
         on_setup: Callable[..., None],
     ) -> None:
-        todo = [s for s in shards if not ck.is_done(out_dir, s)]
+        done = ck.done_shards(out_dir)
+        todo = [s for s in shards if s not in done]
         if not todo:
             return
         if len(todo) < len(shards):
@@ -432,95 +392,80 @@ class RayExecutor:
         res = self._step_resources(step, step_label)
         n = self._pool_size(res, len(todo))
         timing = StageTiming(step_label, "row", workers=n, shards=len(todo))
-        # the spec (with any side tables) goes to the object store once; the key names this stage
+        # the spec (with any side tables) goes to the object store once, in a box so that Ray Data
+        # hands the reference, not the value, to each actor's constructor
         spec_box = [ray.put(step_spec(step, step_label, self.cache == "shared"))]
-        key = f"{out_dir}"
-        actors = self._workers(res, n)
+        opts = {k: v for k, v in res.items() if k != "num_workers"}
+        retries = {"max_restarts": self.max_retries}
+        if self.max_retries:
+            retries["max_task_retries"] = self.max_retries
+        ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo)).map_batches(
+            ShardUDF,
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
+            fn_constructor_args=(spec_box, in_dir, out_dir),
+            **opts,
+            **retries,
+        )
+        setup_reported = False
+        batches = ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0)
+        total = sum(shard_rows.get(s, 0) for s in todo)
         try:
-            infos = ray.get([a.setup.remote(key, spec_box) for a in actors])
-            for info in infos:
-                if "error" in info:
-                    _raise_payload(step_label, info["error"])
-            on_setup({"models": infos[0]["models"], "extra": infos[0]["extra"]})
-            timing.setup_seconds = [i["setup_seconds"] for i in infos]
-            timing.pids = sorted({i["pid"] for i in infos})
-            timing.start_seconds = time.perf_counter() - t_start
-            self._run_pool(
-                ray,
-                actors,
-                todo,
-                step_label,
-                shard_rows,
-                timing,
-                lambda a, s: a.run.remote(key, spec_box, str(in_dir), str(out_dir), s),
-            )
-        except ray.exceptions.RayError as e:
-            self._drop_pool()
+            with tqdm(
+                total=total,
+                desc=step_label,
+                unit="row",
+                disable=True if self.quiet else None,
+                mininterval=1.0,
+                leave=False,
+            ) as bar:
+                for batch in batches:
+                    for text in batch["result"]:
+                        out = json.loads(text)
+                        if "error" in out:
+                            _raise_payload(step_label, out["error"])
+                        if out["pid"] not in timing.pids:
+                            timing.pids.append(out["pid"])
+                            timing.setup_seconds.append(out["setup_seconds"])
+                        if not setup_reported:
+                            timing.start_seconds = time.perf_counter() - t_start - out["seconds"]
+                            if "models" in out:
+                                on_setup({"models": out["models"], "extra": out["extra"]})
+                                setup_reported = True
+                        timing.shard_seconds.append(out["seconds"])
+                        bar.update(shard_rows.get(out["shard"], 0))
+        except MlbuildError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Ray Data gave up on a worker
             raise StepError(
                 step_label,
                 f"a Ray worker died and was retried {self.max_retries} times: {type(e).__name__}: {_first_line(e)}",
             ) from e
-        except BaseException:
-            self._drop_pool()  # workers may still be busy with this stage's other shards
-            raise
-        try:
-            ray.get([a.release.remote() for a in actors], timeout=60)
-        except ray.exceptions.RayError:  # a worker that cannot let go of its model is not kept
-            self._drop_pool()
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops the pipeline (its actors) when leaving early
+        if not setup_reported:  # every shard was finished by an earlier attempt: set the step up here
+            on_setup()
         timing.run_seconds = time.perf_counter() - t_start - timing.start_seconds
         timing.total_seconds = time.perf_counter() - t_start
         self.timings.append(timing)
-        missing = [s for s in shards if not ck.is_done(out_dir, s)]
+        missing = [s for s in shards if s not in ck.done_shards(out_dir)]
         if missing:  # never expected: every shard returned without error
             raise StepError(step_label, f"{len(missing)} shards have no completion marker: {', '.join(missing[:5])}")
-
-    def _run_pool(
-        self,
-        ray,
-        actors: list,
-        todo: list[str],
-        label: str,
-        shard_rows: dict[str, int],
-        timing: StageTiming,
-        submit: Callable[[Any, str], Any],
-    ) -> None:
-        queue = list(todo)
-        pending: dict[Any, tuple[Any, str]] = {}
-        total = sum(shard_rows.get(s, 0) for s in todo)
-        with tqdm(
-            total=total, desc=label, unit="row", disable=True if self.quiet else None, mininterval=1.0, leave=False
-        ) as bar:
-            for a in actors:
-                if queue:
-                    s = queue.pop(0)
-                    pending[submit(a, s)] = (a, s)
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                ref = ready[0]
-                actor, shard = pending.pop(ref)
-                out = ray.get(ref)
-                if "error" in out:
-                    _raise_payload(label, out["error"])
-                timing.shard_seconds.append(out["seconds"])
-                if out["pid"] not in timing.pids:
-                    timing.pids.append(out["pid"])
-                bar.update(shard_rows.get(shard, 0))
-                if queue:
-                    s = queue.pop(0)
-                    pending[submit(actor, s)] = (actor, s)
 
     def run_global_stage(
         self,
         step: Step,
         step_label: str,
-        in_dir: Path,
+        in_dir: ck.Loc,
         in_shards: list[str],
-        out_dir: Path,
+        out_dir: ck.Loc,
         shard_rows: int,
         on_setup: Callable[..., None],
     ) -> list[str]:
         ray = self._connect()
-        self._drop_pool()  # idle row workers must not hold the CPUs/GPUs this task needs
         t0 = time.perf_counter()
         res = self._step_resources(step, step_label)
         opts = {k: v for k, v in res.items() if k != "num_workers"}
@@ -529,9 +474,9 @@ class RayExecutor:
             out = ray.get(
                 task.remote(
                     step_spec(step, step_label, self.cache == "shared"),
-                    str(in_dir),
+                    in_dir,
                     list(in_shards),
-                    str(out_dir),
+                    out_dir,
                     shard_rows,
                 )
             )

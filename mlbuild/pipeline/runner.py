@@ -1,7 +1,9 @@
 """The runner: source -> row/global steps (checkpointed shards) -> versioned Hub-layout folder.
 
-Work files live in ``OUT/.mlbuild/<name>/<version>/<stage>-<fingerprint>/``; the model-call cache
-in ``OUT/.mlbuild/cache.sqlite``. A rerun skips finished shards and cached model calls, so killing
+Work files live in ``WORK/<name>/<version>/<stage>-<fingerprint>/``; the model-call cache in
+``WORK/cache.sqlite`` (a local WORK) or ``WORK/cache/`` (a URL). WORK is ``OUT/.mlbuild`` unless
+``work_dir`` names another folder or an fsspec URL (``s3://bucket/prefix``), which lets a run resume
+on another machine or cluster. A rerun skips finished shards and cached model calls, so killing
 ``mlbuild run`` at any moment and rerunning gives the same dataset with nothing lost or repeated.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,9 @@ from ..errors import InputError, MlbuildError, RecipeError, StepError
 from ..recipe import Recipe
 from ..recipe.load import _check_columns
 from . import checkpoint as ck
+from . import store
 from .base import ROW_ID, RunContext, Step, StepOutput, merge_stats
-from .cache import CallCache, hash_text, stable_json
+from .cache import hash_text, open_cache, stable_json
 from .executors import LocalExecutor, concat_frames, finish_output
 from .fingerprint import component_fingerprint, file_sha256, path_contents, source_fingerprint
 from .params import declared
@@ -37,7 +40,7 @@ class StageResult:
     id: str
     uses: str
     fingerprint: str
-    dir: Path
+    dir: ck.Loc
     shards: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +81,7 @@ class Runner:
         executor: str = "local",
         executor_options: dict[str, Any] | None = None,
         shard_rows: int = SHARD_ROWS,
+        work_dir: str | Path | None = None,
     ):
         self.recipe = recipe
         self.out_root = Path(out).resolve()
@@ -94,14 +98,19 @@ class Runner:
         self.executor = make_executor(executor, quiet, **opts)
         ds = recipe.dataset
         self.dataset_dir = self.out_root / ds.name / ds.version
-        self.work = self.out_root / ".mlbuild" / ds.name / ds.version
-        self.cache_path = self.out_root / ".mlbuild" / "cache.sqlite"
+        # checkpoints and the call cache: OUT/.mlbuild, another folder, or any fsspec URL
+        self.work_root = store.work_path(work_dir) if work_dir else self.out_root / ".mlbuild"
+        self.work = self.work_root / ds.name / ds.version
+        remote = isinstance(self.work_root, store.RemotePath)
+        self.cache_location = self.work_root / ("cache" if remote else "cache.sqlite")
+        # files steps keep for themselves (embedding caches) stay on this machine's disk
+        self.scratch = self.out_root / ".mlbuild" / ds.name / ds.version if remote else self.work
 
     # ---------------------------------------------------------------- helpers
     def _ctx(self) -> RunContext:
         return RunContext(
             recipe_dir=self.recipe.dir,
-            work_dir=self.work,
+            work_dir=self.scratch,
             cache=self.cache,
             device=self.device,
             quiet=self.quiet,
@@ -110,7 +119,7 @@ class Runner:
             reports_dir=None,
         )
 
-    def _stage_dir(self, index: int, sid: str, fp: str) -> Path:
+    def _stage_dir(self, index: int, sid: str, fp: str) -> ck.Loc:
         d = self.work / f"{index:02d}-{sid}-{fp[:16]}"
         d.mkdir(parents=True, exist_ok=True)
         return d
@@ -215,10 +224,9 @@ class Runner:
         else:
             shards = list(upstream.shards)
             if done is None:
+                up_done = ck.done_shards(upstream.dir)
                 shard_rows = {
-                    s: ck.read_json(upstream.dir / f"{s}.done")["rows"]
-                    if (upstream.dir / f"{s}.done").exists()
-                    else self.shard_rows
+                    s: ck.read_json(upstream.dir / f"{s}.done")["rows"] if s in up_done else self.shard_rows
                     for s in shards
                 }
                 try:
@@ -241,10 +249,7 @@ class Runner:
         from ..publish import writer
 
         rc = self.recipe
-        if not self.resume and self.work.exists():
-            shutil.rmtree(self.work)
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.cache = CallCache(self.cache_path)
+        self._open_work()
         self.tables: dict[str, pl.DataFrame] = {}
         self.table_rejects: dict[str, pl.DataFrame] = {}
         self.input_checksums: dict[str, str] = {}
@@ -268,6 +273,26 @@ class Runner:
             self.cache.close()
             self.executor.close()
         return result
+
+    def _open_work(self) -> None:
+        """Create the work dir (or clear it with resume off) and open the call cache there; a URL that
+        cannot be used (unknown protocol, missing fsspec backend, no bucket, no credentials) stops
+        the run here, before any work, with one line that names it."""
+        try:
+            if not self.resume:
+                store.rmtree(self.work)
+            self.work.mkdir(parents=True, exist_ok=True)
+            if isinstance(self.work, store.RemotePath):
+                probe = self.work / f".probe-{os.getpid()}"
+                probe.write_bytes(b"")
+                probe.unlink(missing_ok=True)
+            self.cache = open_cache(self.cache_location)
+        except MlbuildError:
+            raise
+        except Exception as e:  # noqa: BLE001 - fsspec backends raise anything
+            first = next((line for line in str(e).splitlines() if line.strip()), "")
+            raise MlbuildError(f"work dir {self.work_root}: cannot write there: {type(e).__name__}: {first}") from e
+        self.scratch.mkdir(parents=True, exist_ok=True)
 
     def _check_runtime_columns(self, columns: list[str]) -> None:
         if not columns:
