@@ -35,6 +35,7 @@ import logging
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -332,6 +333,8 @@ class RayExecutor:
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = False  # one bar per stage, ours, as with the local executor
         dctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no "execution finished" lines
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled": ours show
         self._ray = ray
         return ray
 
@@ -399,15 +402,19 @@ class RayExecutor:
         retries = {"max_restarts": self.max_retries}
         if self.max_retries:
             retries["max_task_retries"] = self.max_retries
-        ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo)).map_batches(
-            ShardUDF,
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
-            fn_constructor_args=(spec_box, in_dir, out_dir),
-            **opts,
-            **retries,
-        )
+        with warnings.catch_warnings():
+            # Ray Data has no named parameter for an actor's restarts yet; the generic remote args it
+            # still takes (until Ray 2.64, hence the pin in pyproject.toml) warn that they are deprecated
+            warnings.filterwarnings("ignore", message=r".*ray_remote_args.*deprecated", category=Warning)
+            ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo)).map_batches(
+                ShardUDF,
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
+                fn_constructor_args=(spec_box, in_dir, out_dir),
+                **opts,
+                **retries,
+            )
         setup_reported = False
         batches = ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0)
         total = sum(shard_rows.get(s, 0) for s in todo)
