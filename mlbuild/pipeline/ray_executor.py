@@ -364,14 +364,30 @@ class RayExecutor:
         res.setdefault("num_cpus", 1)
         return res
 
-    def _pool_size(self, res: dict[str, Any], n_shards: int) -> int:
+    def _wait_released(self, before: dict[str, float], timeout: float = 10.0) -> None:
+        """Ray Data stops a stage's actors in the background; wait (briefly) until their CPUs and GPUs
+        are free again, so the next stage sizes its pool on what the cluster really has."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self._ray.available_resources()
+            if all(now.get(k, 0) >= before.get(k, 0) for k in ("CPU", "GPU")):
+                return
+            time.sleep(0.05)
+
+    def _pool(self, res: dict[str, Any], n_shards: int) -> tuple[int, int]:
+        """(min, max) actors of a row stage: ``num_workers`` when given (a fixed pool); else as many as
+        the cluster's free CPUs/GPUs hold now, which Ray Data may grow up to one actor per shard when
+        more resources appear (an autoscaling cluster adding GPU nodes during the stage)."""
         n = res.get("num_workers") or self.num_workers
-        if not n:
-            free = self._ray.available_resources()
-            n = int(free.get("CPU", 1) // res["num_cpus"]) if res["num_cpus"] else n_shards
-            if res["num_gpus"]:
-                n = min(n, int(free.get("GPU", 0) // res["num_gpus"]))
-        return max(1, min(int(n), n_shards))
+        if n:
+            n = max(1, min(int(n), n_shards))
+            return n, n
+        free = self._ray.available_resources()
+        lo = int(free.get("CPU", 0) // res["num_cpus"]) if res["num_cpus"] else n_shards
+        if res["num_gpus"]:
+            lo = min(lo, int(free.get("GPU", 0) // res["num_gpus"]))
+        lo = max(1, min(lo, n_shards))
+        return lo, max(lo, n_shards)
 
     # ------------------------------------------------------------------ stages
     def run_row_stage(
@@ -393,8 +409,9 @@ class RayExecutor:
         ray = self._connect()
         t_start = time.perf_counter()
         res = self._step_resources(step, step_label)
-        n = self._pool_size(res, len(todo))
-        timing = StageTiming(step_label, "row", workers=n, shards=len(todo))
+        free_before = dict(ray.available_resources())
+        lo, hi = self._pool(res, len(todo))
+        timing = StageTiming(step_label, "row", workers=hi, shards=len(todo))
         # the spec (with any side tables) goes to the object store once, in a box so that Ray Data
         # hands the reference, not the value, to each actor's constructor
         spec_box = [ray.put(step_spec(step, step_label, self.cache == "shared"))]
@@ -410,7 +427,11 @@ class RayExecutor:
                 ShardUDF,
                 batch_size=1,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
+                # a fixed pool takes one shard per actor at a time; a growing pool queues a second one per
+                # actor, since Ray Data grows a pool only when its actors have work waiting
+                compute=ray.data.ActorPoolStrategy(
+                    min_size=lo, max_size=hi, initial_size=lo, max_tasks_in_flight_per_actor=1 if lo == hi else 2
+                ),
                 fn_constructor_args=(spec_box, in_dir, out_dir),
                 **opts,
                 **retries,
@@ -453,6 +474,7 @@ class RayExecutor:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # stops the pipeline (its actors) when leaving early
+        self._wait_released(free_before)
         if not setup_reported:  # every shard was finished by an earlier attempt: set the step up here
             on_setup()
         timing.run_seconds = time.perf_counter() - t_start - timing.start_seconds

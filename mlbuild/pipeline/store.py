@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,14 @@ from ..errors import MlbuildError, requires
 
 # fsspec protocols whose writes land in place with no rename: an object appears whole or not at all
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
+
+
+_USERINFO = re.compile(r"^([a-z0-9+.\-]+://)[^/@]*@", re.I)
+
+
+def redact(url: str) -> str:
+    """A URL fit for messages: ``user:password@`` (some fsspec URLs carry it) replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -61,7 +70,7 @@ class RemotePath:
                 except TypeError:
                     self._fs, self._path = fsspec.core.url_to_fs(self.url)
             except ImportError as e:  # s3fs / gcsfs / adlfs missing
-                raise MlbuildError(f"work dir {self.url}: {e}") from e
+                raise MlbuildError(f"work dir {self}: {e}") from e
         return self._fs
 
     @property
@@ -78,11 +87,11 @@ class RemotePath:
     def __truediv__(self, name: str) -> RemotePath:
         return RemotePath(f"{self.url}/{name}")
 
-    def __str__(self) -> str:
-        return self.url
+    def __str__(self) -> str:  # for messages and logs; the filesystem is reached through .fs and .path
+        return redact(self.url)
 
     def __repr__(self) -> str:
-        return f"RemotePath({self.url!r})"
+        return f"RemotePath({redact(self.url)!r})"
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, RemotePath) and other.url == self.url

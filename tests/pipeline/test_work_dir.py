@@ -114,10 +114,17 @@ def test_url_work_dir_gives_the_same_dataset(tmp_path, slow_plugin, scheme, requ
     assert len(slow_plugin.read_text().splitlines()) - calls_before == 40
 
 
-def test_unusable_work_dir_is_a_clear_error(tmp_path, slow_plugin):
+def test_unusable_work_dir_is_a_clear_error(tmp_path, slow_plugin, s3_work):
     recipe = load_recipe(_recipe(tmp_path, 4))
     with pytest.raises(MlbuildError, match=r"work dir nosuch://bucket/x: .*nosuch"):
         Runner(recipe, tmp_path / "out", quiet=True, work_dir="nosuch://bucket/x").run()
+    # a bucket that does not exist: stopped before any work, in one line naming the URL
+    with pytest.raises(MlbuildError, match=r"^work dir s3://no-such-bucket/w: cannot write there: ") as e:
+        Runner(recipe, tmp_path / "out", quiet=True, work_dir="s3://no-such-bucket/w").run()
+    assert "\n" not in str(e.value)
+    # credentials inside a URL never reach a message
+    p = RemotePath("ftp://alice:s3cret@files.example.org/work")
+    assert "s3cret" not in str(p) and "s3cret" not in repr(p / "x") and str(p) == "ftp://***@files.example.org/work"
 
 
 def test_killed_run_resumes_on_another_machine_from_s3(tmp_path, s3_work):
