@@ -97,6 +97,20 @@ def run_global(
     return shards
 
 
+def pending_shards(step_label: str, out_dir: ck.Loc, shards: list[str]) -> list[str]:
+    """The shards of a row stage that have no marker yet (all of them on a first run)."""
+    done = ck.done_shards(out_dir)
+    todo = [s for s in shards if s not in done]
+    if todo and len(todo) < len(shards):
+        log.info("%s: resuming, %d of %d shards already done", step_label, len(shards) - len(todo), len(shards))
+    return todo
+
+
+def stage_bar(step_label: str, rows: int, quiet: bool) -> tqdm:
+    """The progress bar of one stage, in rows (any executor)."""
+    return tqdm(total=rows, desc=step_label, unit="row", disable=True if quiet else None, mininterval=1.0, leave=False)
+
+
 class LocalExecutor:
     name = "local"
 
@@ -113,22 +127,11 @@ class LocalExecutor:
         shard_rows: dict[str, int],
         on_setup: Callable[[], None],
     ) -> None:
-        done = ck.done_shards(out_dir)
-        todo = [s for s in shards if s not in done]
+        todo = pending_shards(step_label, out_dir, shards)
         if not todo:
             return
-        if len(todo) < len(shards):
-            log.info("%s: resuming, %d of %d shards already done", step_label, len(shards) - len(todo), len(shards))
         on_setup()
-        total = sum(shard_rows.get(s, 0) for s in todo)
-        with tqdm(
-            total=total,
-            desc=step_label,
-            unit="row",
-            disable=True if self.quiet else None,
-            mininterval=1.0,
-            leave=False,
-        ) as bar:
+        with stage_bar(step_label, sum(shard_rows.get(s, 0) for s in todo), self.quiet) as bar:
             for shard in todo:
                 run_shard(step, step_label, in_dir, out_dir, shard)
                 bar.update(shard_rows.get(shard, 0))

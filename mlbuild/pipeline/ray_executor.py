@@ -40,12 +40,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..errors import MlbuildError, RecipeError, StepError, requires
 from . import checkpoint as ck
 from .base import ROW_ID, RunContext, Step
-from .executors import run_global, run_shard
+from .executors import pending_shards, run_global, run_shard, stage_bar
 
 log = logging.getLogger(__name__)
 
@@ -400,12 +398,9 @@ class RayExecutor:
         shard_rows: dict[str, int],
         on_setup: Callable[..., None],
     ) -> None:
-        done = ck.done_shards(out_dir)
-        todo = [s for s in shards if s not in done]
+        todo = pending_shards(step_label, out_dir, shards)
         if not todo:
             return
-        if len(todo) < len(shards):
-            log.info("%s: resuming, %d of %d shards already done", step_label, len(shards) - len(todo), len(shards))
         ray = self._connect()
         t_start = time.perf_counter()
         res = self._step_resources(step, step_label)
@@ -438,16 +433,8 @@ class RayExecutor:
             )
         setup_reported = False
         batches = ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0)
-        total = sum(shard_rows.get(s, 0) for s in todo)
         try:
-            with tqdm(
-                total=total,
-                desc=step_label,
-                unit="row",
-                disable=True if self.quiet else None,
-                mininterval=1.0,
-                leave=False,
-            ) as bar:
+            with stage_bar(step_label, sum(shard_rows.get(s, 0) for s in todo), self.quiet) as bar:
                 for batch in batches:
                     for text in batch["result"]:
                         out = json.loads(text)

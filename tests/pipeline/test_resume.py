@@ -89,6 +89,19 @@ def _run(tmp_path: Path, recipe: Path, out: Path, env: dict[str, str]) -> subpro
     )
 
 
+def kill_mid_second_shard(proc: subprocess.Popen, done_markers, log: Path) -> None:
+    """SIGKILL the run once a shard is finished and the next one has started calling the model."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        calls = log.read_text().count("\n") if log.exists() else 0
+        if calls > 256 + 8 and done_markers():
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_kill_mid_step_then_resume(tmp_path):
     (tmp_path / "slowplugin.py").write_text(PLUGIN)
     n = 600  # 3 shards of 256 rows
@@ -101,17 +114,7 @@ def test_kill_mid_step_then_resume(tmp_path):
 
     proc = _run(tmp_path, recipe, out, env)
     work = out / ".mlbuild" / "resume" / "1.0.0"
-    deadline = time.time() + 120
-    # wait until at least one shard is finished and the next one has started calling the model
-    while time.time() < deadline:
-        done = list(work.glob("01-slow-*/shard-*.done"))
-        calls = log.read_text().count("\n") if log.exists() else 0
-        if done and calls > 256 + 8:
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_mid_second_shard(proc, lambda: list(work.glob("01-slow-*/shard-*.done")), log)
     calls_before = log.read_text().splitlines()
     assert not (out / "resume" / "1.0.0").exists()  # no half-written dataset
     assert 256 < len(calls_before) < n

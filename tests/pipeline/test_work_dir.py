@@ -7,15 +7,12 @@ S3 is a local moto server (``s3_work`` in conftest.py); nothing leaves the machi
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 import uuid
 from pathlib import Path
 
 import polars as pl
 import pytest
-from test_resume import PLUGIN, RECIPE, _env
+from test_resume import PLUGIN, RECIPE, _env, kill_mid_second_shard
 
 from mlbuild.errors import MlbuildError
 from mlbuild.pipeline.cache import SegmentCache, namespace_key, open_cache
@@ -148,16 +145,7 @@ def test_killed_run_resumes_on_another_machine_from_s3(tmp_path, s3_work):
 
     work = RemotePath(url)
     proc = start("a", "mirror-a")
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        done = work.fs.glob(f"{work.path}/resume/1.0.0/01-slow-*/shard-*.done")
-        calls = log.read_text().count("\n") if log.exists() else 0
-        if done and calls > 256 + 8:
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_mid_second_shard(proc, lambda: work.fs.glob(f"{work.path}/resume/1.0.0/01-slow-*/shard-*.done"), log)
     before = log.read_text().splitlines()
     assert 256 < len(before) < n
 
