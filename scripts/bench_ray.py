@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -28,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_recipe(root: Path, factor: int) -> Path:
-    """The demo recipe over ``factor`` copies of its passages (each copy with new ids)."""
+    """The demo recipe over ``factor`` copies of its passages (each copy with new ids and its copy number
+    in every sentence, so that no translation or embedding of one copy serves another)."""
     src = REPO / "recipes" / "data" / "demo" / "passages.jsonl"
     rows = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
     data = root / f"passages-x{factor}.jsonl"
@@ -38,6 +40,9 @@ def make_recipe(root: Path, factor: int) -> Path:
                 r2 = dict(r)
                 if r2.get("doc_id") is not None:
                     r2["doc_id"] = f"{r2['doc_id']}-{j}"
+                if j:  # a copy number in every sentence: copies are new work for translation and mining
+                    for col in ("passage", "query"):
+                        r2[col] = re.sub(r"([.!?])(\s|$)", rf" ({j})\1\2", r2[col])
                 f.write(json.dumps(r2, ensure_ascii=False) + "\n")
     text = (REPO / "recipes" / "demo.toml").read_text(encoding="utf-8")
     old = 'path = "data/demo/passages.jsonl"'
