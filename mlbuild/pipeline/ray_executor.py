@@ -346,7 +346,10 @@ class RayExecutor:
     def _step_resources(self, step: Step, label: str) -> dict[str, Any]:
         """Ray resources of one worker of this step: the ``resources`` table (by step id, then by name),
         else the step's ``num_gpus`` (a class attribute, or a property that reads the params) when the
-        cluster has GPUs and the run's device is not ``cpu``; one CPU unless told otherwise."""
+        cluster has GPUs and the run's device is not ``cpu``. CPUs, unless the table says: one per row
+        worker; for a global step (one task doing the whole table) every CPU of the largest node that
+        has the GPUs it needs, capped by the CPUs free now. Ray limits a task's BLAS/OpenMP threads to
+        its CPUs, so a global step given one CPU would embed or search with a single thread."""
         sid = label.split(" ", 1)[0]
         res = dict(self.resources.get(sid) or self.resources.get(type(step).name) or {})
         cluster_gpus = self._ray.cluster_resources().get("GPU", 0)
@@ -359,8 +362,15 @@ class RayExecutor:
                 label,
                 res["num_gpus"],
             )
-        res.setdefault("num_cpus", 1)
+        if "num_cpus" not in res:
+            res["num_cpus"] = self._node_cpus(res["num_gpus"]) if step.kind == "global" else 1
         return res
+
+    def _node_cpus(self, gpus: float) -> int:
+        nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        cpus = max((r.get("CPU", 0) for r in nodes if r.get("GPU", 0) >= gpus), default=1)
+        free = self._ray.available_resources().get("CPU", 1)
+        return max(1, int(min(cpus, free)))
 
     def _wait_released(self, before: dict[str, float], timeout: float = 10.0) -> None:
         """Ray Data stops a stage's actors in the background; wait (briefly) until their CPUs and GPUs

@@ -377,7 +377,14 @@ def test_worker_resources_from_step_table_and_device():
         gpus = 2
 
         def cluster_resources(self):
-            return {"CPU": 16, "GPU": self.gpus} if self.gpus else {"CPU": 16}
+            return {"CPU": 24, "GPU": self.gpus} if self.gpus else {"CPU": 24}
+
+        def available_resources(self):
+            return {"CPU": 20}
+
+        def nodes(self):
+            gpu_node = {"CPU": 16, "GPU": self.gpus} if self.gpus else {"CPU": 16}
+            return [{"Alive": True, "Resources": gpu_node}, {"Alive": True, "Resources": {"CPU": 8}}]
 
     class GpuStep(RaySample):
         @property
@@ -395,6 +402,12 @@ def test_worker_resources_from_step_table_and_device():
         "num_gpus": 0,
         "num_cpus": 4,
     }
+    # a global step without a table entry: one task with every CPU of the largest node (Ray gives a
+    # task as many BLAS threads as CPUs)
+    bare = RayExecutor()
+    bare._ray = FakeRay()
+    rank = RayRank(RankParams(column="n"), RunContext())
+    assert bare._step_resources(rank, "rank (raytest_rank.v1)") == {"num_gpus": 0, "num_cpus": 16}
     FakeRay.gpus = 0
     assert ex._step_resources(gpu, "s (x)")["num_gpus"] == 0  # a CPU-only cluster: no GPU asked
 
