@@ -204,6 +204,40 @@ class SegmentCache(CallCache):
             self._db.execute("INSERT OR IGNORE INTO segments (name) VALUES (?)", (name,))
             self._db.commit()
 
+    def compact(self, max_small: int = 256, small_bytes: int = 1 << 20) -> int:
+        """Merge the small segments into one when there are more than ``max_small`` of them (each stored
+        batch is one file, so a long run leaves many); return how many were merged.
+
+        Safe while others read and write: the merged file is written before any small one is removed;
+        a reader that misses a removed file reads the merged one at its next sync; two compactions at
+        once only store some records twice."""
+        try:
+            infos = self.root.fs.ls(self.root.path, detail=True, refresh=True)
+        except FileNotFoundError:
+            return 0
+        small = sorted(
+            i["name"]
+            for i in infos
+            if i["name"].endswith(".jsonl")
+            and not i["name"].rsplit("/", 1)[-1].startswith(".")
+            and (i.get("size") or 0) < small_bytes
+        )
+        if len(small) <= max_small:
+            return 0
+        blobs = self.root.fs.cat(small, on_error="return")
+        parts = [b for b in (blobs.get(n) for n in small) if isinstance(b, bytes)]
+        merged = b"".join(p if p.endswith(b"\n") or not p else p + b"\n" for p in parts)
+        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{self._writer}-merged-{next(self._counter):06d}.jsonl"
+        (self.root / name).write_bytes(merged)  # read back by the next sync (it may hold unseen records)
+        gone = [n for n in small if isinstance(blobs.get(n), bytes)]
+        for n in gone:
+            try:
+                self.root.fs.rm_file(n)
+            except FileNotFoundError:  # another compaction took it
+                pass
+        log.info("call cache %s: merged %d segments into %s", self.root, len(gone), name)
+        return len(gone)
+
 
 def open_cache(location: str | Path | RemotePath) -> CallCache:
     """The call cache at a location: a sqlite file for a local path, segment files for a URL."""

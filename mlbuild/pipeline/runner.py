@@ -269,10 +269,21 @@ class Runner:
             final = _concat([ck.read_shard(stages[-1].dir, s) for s in stages[-1].shards])
             fingerprint = dataset_fingerprint(rc, up_fp)
             result = writer.write_dataset(self, stages, final, fingerprint, time.perf_counter() - t_start)
+            self._compact_cache()
         finally:
             self.cache.close()
             self.executor.close()
         return result
+
+    def _compact_cache(self) -> None:
+        """Merge a URL cache's many one-batch segment files (a speed-up for later runs, never needed)."""
+        compact = getattr(self.cache, "compact", None)
+        if compact is None:
+            return
+        try:
+            compact()
+        except Exception as e:  # noqa: BLE001 - the dataset is written; this can wait for the next run
+            log.warning("call cache %s: not compacted: %s: %s", self.cache_location, type(e).__name__, e)
 
     def _open_work(self) -> None:
         """Create the work dir (or clear it with resume off) and open the call cache there; a URL that

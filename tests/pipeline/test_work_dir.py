@@ -52,6 +52,25 @@ def test_segment_cache_is_shared_by_machines(tmp_path):
     assert a.get_many(key, ["z"]) == {"z": "Z"}
 
 
+def test_segment_cache_compaction_keeps_every_record(tmp_path):
+    root = work_path(f"file://{tmp_path}/cache")
+    ns = {"model": "upper", "v": 1}
+    a = SegmentCache(root, mirror=tmp_path / "a.sqlite")
+    texts = [f"t{i}" for i in range(7)]
+    a.map(ns, texts, upper([]), batch_size=1)  # 7 segments of one record
+    b = SegmentCache(root, mirror=tmp_path / "b.sqlite")  # another reader, not synced yet
+    assert a.compact(max_small=10) == 0  # few enough: left alone
+    assert a.compact(max_small=3) == 7
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(files) == 1 and "-merged-" in files[0]
+    key = namespace_key(ns)
+    assert b.get_many(key, texts) == {t: t.upper() for t in texts}
+    c = SegmentCache(root, mirror=tmp_path / "c.sqlite")
+    calls: list[str] = []
+    assert c.map(ns, [*texts, "new"], upper(calls)) == [t.upper() for t in texts] + ["NEW"]
+    assert calls == ["new"]
+
+
 def _rows(d: Path) -> pl.DataFrame:
     return pl.read_parquet(sorted((d / "data").rglob("*.parquet"))).sort("row_id")
 
