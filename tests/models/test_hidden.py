@@ -44,35 +44,23 @@ def make_tiny_model(path: Path, arch: str = "gemma3", layers: int = 2, seed: int
     """A random-weight model of ``arch`` (gemma3, llama, gpt2, bert) saved with its tokenizer."""
     torch.manual_seed(seed)
     v = len(WORDS) + 4
+    decoder = dict(  # what the gemma3 and llama configs share
+        vocab_size=v,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
     if arch == "gemma3":
-        cfg = transformers.Gemma3TextConfig(
-            vocab_size=v,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=16,
-            max_position_embeddings=64,
-            sliding_window=8,
-            pad_token_id=0,
-            bos_token_id=2,
-            eos_token_id=3,
-        )
+        cfg = transformers.Gemma3TextConfig(**decoder, head_dim=16, sliding_window=8)
         model = transformers.Gemma3ForCausalLM(cfg)
     elif arch == "llama":
-        cfg = transformers.LlamaConfig(
-            vocab_size=v,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=64,
-            pad_token_id=0,
-            bos_token_id=2,
-            eos_token_id=3,
-        )
+        cfg = transformers.LlamaConfig(**decoder)
         model = transformers.LlamaForCausalLM(cfg)
     elif arch == "gpt2":
         cfg = transformers.GPT2Config(

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from helpers_langsim import EN, PT
 
 from mlbuild.errors import InputError
 from mlbuild.reports import language_similarity as ls
@@ -206,35 +207,6 @@ def test_no_language_to_compare(tmp_path):
 
 
 # ---------------------------------------------------------------- recipe run with a tiny model
-
-EN = [
-    "the cat sits on the mat",
-    "the dog runs",
-    "a big red house",
-    "the small cat",
-    "a dog sits on a mat",
-    "the red cat runs",
-    "a small house",
-    "the big dog sits",
-    "the cat runs on the mat",
-    "a red mat",
-    "the small dog runs on the big mat",
-    "a cat",
-]
-PT = [
-    "o gato senta no tapete",
-    "o cão",
-    "casa grande vermelho",
-    "o gato pequeno",
-    "o cão senta no tapete",
-    "o gato vermelho",
-    "casa pequeno",
-    "o cão grande senta",
-    "o gato no tapete",
-    "tapete vermelho",
-    "o cão pequeno no tapete grande",
-    "gato",
-]
 
 RECIPE = """
 [dataset]
