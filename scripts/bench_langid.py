@@ -61,7 +61,7 @@ def main() -> None:
     print(f"raw fastText predict(k=1): {raw:.3f}s  ({len(lines) / raw:,.0f} lines/s)")
     for label, kw in [
         ("labels only", {}),
-        ("expect='en', on_mismatch='flag'", {"expect": "en", "on_mismatch": "flag"}),
+        ("expect='en', on_fail='flag'", {"expect": "en", "on_fail": "flag"}),
     ]:
         step = LangId(LangIdParams(column="text", **kw), RunContext())
         step.setup()
@@ -75,7 +75,7 @@ def main() -> None:
             eng.extend(x for x in f.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip())
         eng = (eng * (args.lines // max(1, len(eng)) + 1))[: args.lines]
         raw_en = best(lambda: lid.model.predict([t.replace("\n", " ") for t in eng], k=1), args.repeats)
-        step = LangId(LangIdParams(column="text", expect="en", on_mismatch="flag"), RunContext())
+        step = LangId(LangIdParams(column="text", expect="en", on_fail="flag"), RunContext())
         step.setup()
         dfe = pl.DataFrame({"row_id": [str(i) for i in range(len(eng))], "text": eng})
         t = best(lambda: step.process(dfe), args.repeats)

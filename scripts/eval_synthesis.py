@@ -25,7 +25,9 @@ import polars as pl
 from mlbuild import langs
 from mlbuild.pipeline.base import RunContext
 from mlbuild.pipeline.cache import CallCache
-from mlbuild.steps.synthesize import RECIPES_DIR, SynthesizeParams, SynthesizeQueries
+from mlbuild.steps.synthesize import SynthesizeParams, SynthesizeQueries
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def read_passages(path: Path, lang: str, n: int) -> pl.DataFrame:

@@ -127,7 +127,7 @@ def run_language_similarity(args) -> int:
     raw = {k: v for k, v in raw.items() if v is not None}
     params, problems = P.parse(ls.LanguageSimilarityParams, raw, "report language-similarity", Path.cwd())
     if params is not None:
-        problems = [(f"report language-similarity -> {w}", m) for w, m in ls.check_params(params)]
+        problems += [(f"report language-similarity -> {w}", m) for w, m in ls.check_params(params)]
     if problems:
         raise RecipeError(problems)
     src = Path(args.parallel)

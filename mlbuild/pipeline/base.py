@@ -93,6 +93,14 @@ class Source(Component):
         """Columns this source yields, found without reading everything (None when unknown)."""
         return None
 
+    def columns_complete(self) -> bool:
+        """False when :meth:`columns` comes from a sample of the input (checked again after reading)."""
+        return True
+
+    def side_table_names(self) -> list[str]:
+        """Names of the side tables :meth:`side_tables` provides, known without reading."""
+        return []
+
     def input_files(self) -> list[Path]:
         """Files whose checksums define the input (for the fingerprint and manifest)."""
         return []

@@ -3,6 +3,7 @@ params (batch size, device) are left out, so changing them never invalidates a c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -33,18 +34,23 @@ def source_fingerprint(name: str, params: Any, checksums: dict[str, str], limit:
 _SMALL_FILE = 64 << 20
 
 
-def path_contents(params: Any) -> dict[str, str]:
-    """Content hashes of the files that ``kind="path"`` params point to (prompt templates, exemplar
-    files, small models), so editing such a file in place changes the fingerprint. Folders and files
-    over 64 MiB are left to their names (models there carry their own revision in cache keys)."""
-    out: dict[str, str] = {}
-    for f in P.fields(type(params)):
-        if f.metadata.get("kind") != "path" or f.metadata.get("runtime"):
-            continue
-        value = getattr(params, f.name)
-        for i, v in enumerate(value if isinstance(value, list) else [value]):
-            if isinstance(v, str) and "://" not in v:
-                p = Path(v)
-                if p.is_file() and p.stat().st_size <= _SMALL_FILE:
-                    out[f"{f.name}[{i}]"] = file_sha256(p)
-    return out
+@functools.lru_cache(maxsize=4096)
+def _file_token(path: str, size: int, mtime_ns: int) -> str:
+    return f"file:sha256:{file_sha256(path)}"
+
+
+def path_token(value: Any) -> Any:
+    """What a ``kind="path"`` value stands for in a fingerprint: a local file up to 64 MiB by its content
+    (editing a prompt template in place changes the fingerprint; moving it does not), a folder or a
+    larger file by its name (models there carry their own revision in cache keys), anything else
+    (a packaged model name, a Hub id, a URL) as written."""
+    if not isinstance(value, str) or "://" in value or not Path(value).is_absolute():
+        return value
+    p = Path(value)
+    try:
+        st = p.stat()
+    except OSError:
+        return value
+    if p.is_file() and st.st_size <= _SMALL_FILE:
+        return _file_token(str(p), st.st_size, st.st_mtime_ns)
+    return f"path:{p.name}"

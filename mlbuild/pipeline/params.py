@@ -1,17 +1,28 @@
-"""Declared parameters of steps, sources and reports: dataclasses checked against a recipe table.
+"""Declared parameters of steps, sources, reports and the recipe's own tables: dataclasses checked
+against a recipe table.
 
-A component declares ``Params`` as a dataclass; :func:`param` adds documentation and flags:
+A component declares ``Params`` as a dataclass; :func:`param` adds documentation, flags and
+constraints, so a rule lives next to the parameter it constrains and every error names it:
 
 - ``runtime=True``: a setting that does not change results (batch size, device, workers); kept out
   of fingerprints and cache keys.
 - ``kind="lang"`` / ``kind="langs"``: language codes, normalized to ``xxx_Scrp`` at validation.
-- ``kind="path"``: a path resolved against the recipe's folder (unless it is a packaged model name).
+- ``kind="path"``: a path resolved against the recipe's folder (unless it is a packaged model name
+  or a Hub id). Fingerprints hash the file's content, never where it sits.
+- ``kind="file"``: a file the package ships by name (``prompts/summarize-then-ask.v1.j2``) or a
+  path under the recipe's folder; a name that is neither is an error at validation.
+- ``kind="decoding"``: a free-form table passed to a model's decoding call; keys that change how a
+  model is *loaded* (``trust_remote_code``, ``revision``, ``token``...) are refused there.
+- ``ge`` / ``gt`` / ``le`` / ``lt``: bounds of a number (of each number in a list); ``None`` passes.
+- ``choices``: allowed values of each item of a list of strings; ``min_items``: a list's least length.
+- ``pattern``: a regular expression a string must match whole (``re.fullmatch``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +32,38 @@ from .. import langs
 
 MISSING = dataclasses.MISSING
 
+# Keys of model *loading*, never accepted in a free-form decoding table: remote code, other weights,
+# credentials and placement are chosen by the step's own, documented parameters.
+LOADER_KEYS = frozenset(
+    {
+        "trust_remote_code",
+        "revision",
+        "code_revision",
+        "token",
+        "use_auth_token",
+        "cache_dir",
+        "local_files_only",
+        "force_download",
+        "proxies",
+        "device_map",
+        "torch_dtype",
+        "dtype",
+        "quantization_config",
+        "attn_implementation",
+        "gguf_file",
+        "subfolder",
+        "from_tf",
+        "from_flax",
+        "use_safetensors",
+        "low_cpu_mem_usage",
+        "offload_folder",
+        "pretrained_model_name_or_path",
+        "_from_pipeline",
+    }
+)
+
+_CONSTRAINTS = ("ge", "gt", "le", "lt", "choices", "min_items", "pattern")
+
 
 def param(
     default: Any = MISSING,
@@ -29,8 +72,26 @@ def param(
     runtime: bool = False,
     kind: str | None = None,
     default_factory: Any = MISSING,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | list[str] | None = None,
+    min_items: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
-    meta = {"doc": doc, "runtime": runtime, "kind": kind}
+    meta = {
+        "doc": doc,
+        "runtime": runtime,
+        "kind": kind,
+        "ge": ge,
+        "gt": gt,
+        "le": le,
+        "lt": lt,
+        "choices": tuple(choices) if choices is not None else None,
+        "min_items": min_items,
+        "pattern": pattern,
+    }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     if isinstance(default, (list, dict, set)):
@@ -65,6 +126,16 @@ def type_name(tp: Any) -> str:
     if tp is type(None):
         return "none"
     return getattr(tp, "__name__", str(tp))
+
+
+def is_numeric(tp: Any) -> bool:
+    """Whether a type hint holds numbers (int, float, optional ones, lists of them)."""
+    if tp in (int, float):
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType, list, tuple):
+        return any(is_numeric(a) for a in typing.get_args(tp) if a is not type(None))
+    return False
 
 
 def _check(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -108,6 +179,70 @@ def _check(value: Any, tp: Any) -> tuple[bool, Any]:
     return isinstance(value, tp), value
 
 
+def _num(v: float) -> str:
+    return repr(int(v)) if float(v).is_integer() else repr(v)
+
+
+def bounds_text(meta: Any) -> str:
+    """The declared bounds of a number in words ('at least 1', 'between 0 and 1'), or ''."""
+    ge, gt, le, lt = (meta.get(k) for k in ("ge", "gt", "le", "lt"))
+    if ge is not None and le is not None:
+        return f"between {_num(ge)} and {_num(le)}"
+    parts = []
+    if ge is not None:
+        parts.append(f"at least {_num(ge)}")
+    if gt is not None:
+        parts.append(f"more than {_num(gt)}")
+    if le is not None:
+        parts.append(f"at most {_num(le)}")
+    if lt is not None:
+        parts.append(f"less than {_num(lt)}")
+    return " and ".join(parts)
+
+
+def _bound_problem(v: Any, meta: Any) -> str | None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    ge, gt, le, lt = (meta.get(k) for k in ("ge", "gt", "le", "lt"))
+    if (
+        (ge is not None and v < ge)
+        or (gt is not None and v <= gt)
+        or (le is not None and v > le)
+        or (lt is not None and v >= lt)
+    ):
+        return f"expected {bounds_text(meta)}, got {v!r}"
+    return None
+
+
+def constraint_problems(value: Any, meta: Any) -> list[str]:
+    """Problems of an already type-checked value against the constraints declared with :func:`param`."""
+    out: list[str] = []
+    items = value if isinstance(value, list) else [value]
+    for v in items:
+        msg = _bound_problem(v, meta)
+        if msg:
+            out.append(msg)
+            break
+    choices = meta.get("choices")
+    if choices is not None:
+        for v in items:
+            if isinstance(v, str) and v not in choices:
+                out.append(f"unknown value {v!r}{suggest(v, list(choices))} (known: {', '.join(choices)})")
+    if meta.get("min_items") is not None and isinstance(value, list) and len(value) < meta["min_items"]:
+        n = meta["min_items"]
+        out.append(f"list at least {n} item{'s' if n != 1 else ''}")
+    if meta.get("pattern") is not None and isinstance(value, str) and not re.fullmatch(meta["pattern"], value):
+        out.append(f"{value!r} does not match {meta['pattern']}")
+    if meta.get("kind") == "decoding" and isinstance(value, dict):
+        bad = sorted(k for k in value if k in LOADER_KEYS)
+        if bad:
+            out.append(
+                f"{', '.join(repr(k) for k in bad)}: model loading settings are not decoding settings; "
+                "use the step's own parameters (remote code stays off unless trust_remote_code = true)"
+            )
+    return out
+
+
 def suggest(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
@@ -120,12 +255,16 @@ def parse(
     base_dir: Path | None = None,
     ignore: tuple[str, ...] = ("uses", "id"),
 ) -> tuple[Any | None, list[tuple[str, str]]]:
-    """Check ``raw`` against ``params_cls``; return (instance or None, problems)."""
+    """Check ``raw`` against ``params_cls``; return (instance, problems).
+
+    Every problem is reported, not only the first. The instance is built from the valid values (a
+    bad value falls back to its default) so that cross-parameter checks can still run; it is
+    ``None`` only when a required parameter is missing or invalid."""
     problems: list[tuple[str, str]] = []
     th = hints(params_cls)
     fs = {f.name: f for f in fields(params_cls)}
     values: dict[str, Any] = {}
-    raw_paths: dict[str, str] = {}
+    invalid: set[str] = set()
     for key, value in raw.items():
         if key in ignore:
             continue
@@ -138,6 +277,12 @@ def parse(
         ok, conv = _check(value, th[key])
         if not ok:
             problems.append((f"{loc} -> {key}", f"expected {type_name(th[key])}, got {value!r}"))
+            invalid.add(key)
+            continue
+        msgs = constraint_problems(conv, f.metadata)
+        if msgs:
+            problems.extend((f"{loc} -> {key}", m) for m in msgs)
+            invalid.add(key)
             continue
         kind = f.metadata.get("kind")
         if kind in ("lang", "langs") and conv is not None:
@@ -148,26 +293,42 @@ def parse(
                     normed.append(langs.normalize(c))
                 except langs.UnknownLanguage as e:
                     problems.append((f"{loc} -> {key}", str(e)))
-            conv = normed if isinstance(conv, list) else (normed[0] if normed else conv)
-        if kind == "path" and isinstance(conv, str) and base_dir is not None:
-            raw_paths[key] = conv
-            conv = resolve_path(conv, base_dir)
+                    invalid.add(key)
+            if key in invalid:
+                continue
+            conv = normed if isinstance(conv, list) else normed[0]
+        if kind == "file" and isinstance(conv, str):
+            from ..resources import find_file
+
+            found = find_file(conv, base_dir)
+            if found is None:
+                problems.append(
+                    (
+                        f"{loc} -> {key}",
+                        f"file not found: {conv!r} (looked under the recipe's folder and in mlbuild's own files)",
+                    )
+                )
+                invalid.add(key)
+                continue
+            conv = str(found)
+        if kind == "path" and base_dir is not None:
+            conv = (
+                [resolve_path(v, base_dir) for v in conv] if isinstance(conv, list) else resolve_path(conv, base_dir)
+            )
         values[key] = conv
+    complete = True
     for name, f in fs.items():
         if name not in values and f.default is MISSING and f.default_factory is MISSING:
-            problems.append((f"{loc} -> {name}", f"missing required parameter ({type_name(th[name])})"))
-    if problems:
-        return None, problems
-    inst = params_cls(**values)
-    # fingerprints use paths as the recipe wrote them, so the same recipe hashes alike on every machine
-    object.__setattr__(inst, "_raw_paths", raw_paths)
-    return inst, []
+            complete = False
+            if name not in invalid:
+                problems.append((f"{loc} -> {name}", f"missing required parameter ({type_name(th[name])})"))
+    return (params_cls(**values) if complete else None), problems
 
 
-def resolve_path(value: str, base_dir: Path) -> str:
+def resolve_path(value: Any, base_dir: Path) -> Any:
     """Resolve a relative path against the recipe folder when it exists there (else keep it: it may be a
     packaged model name or a Hub id)."""
-    if "://" in value:
+    if not isinstance(value, str) or "://" in value:
         return value
     p = Path(value).expanduser()
     if p.is_absolute():
@@ -185,13 +346,22 @@ def resolve_path(value: str, base_dir: Path) -> str:
 
 
 def declared(params: Any) -> dict[str, Any]:
-    """The params that define results (runtime-only ones removed), for fingerprints and cache keys."""
+    """The params that define results (runtime-only ones removed), for fingerprints and cache keys.
+
+    A path that exists on this machine is represented by what it holds, not where it is: a file by
+    its content hash (up to 64 MiB), a folder or a larger file by its name. So a recipe, and the
+    ``recipe.lock.toml`` written next to its output (whose paths point back from there), hash alike
+    on every machine and from every folder."""
+    from .fingerprint import path_token
+
     out = {}
-    raw_paths = getattr(params, "_raw_paths", {})
     for f in fields(type(params)):
         if f.metadata.get("runtime"):
             continue
-        out[f.name] = raw_paths.get(f.name, getattr(params, f.name))
+        v = getattr(params, f.name)
+        if f.metadata.get("kind") in ("path", "file"):
+            v = [path_token(x) for x in v] if isinstance(v, list) else path_token(v)
+        out[f.name] = v
     return out
 
 
@@ -199,24 +369,32 @@ def as_dict(params: Any) -> dict[str, Any]:
     return {f.name: getattr(params, f.name) for f in fields(type(params))}
 
 
+def default_of(f: dataclasses.Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
 def describe(params_cls: type) -> list[dict[str, Any]]:
     th = hints(params_cls)
     rows = []
     for f in fields(params_cls):
-        if f.default is not MISSING:
-            default = f.default
-        elif f.default_factory is not MISSING:
-            default = f.default_factory()
-        else:
-            default = MISSING
+        default = default_of(f)
+        m = f.metadata
         rows.append(
             {
                 "name": f.name,
                 "type": type_name(th[f.name]),
+                "hint": th[f.name],
                 "required": default is MISSING,
                 "default": None if default is MISSING else default,
-                "runtime": f.metadata.get("runtime", False),
-                "doc": f.metadata.get("doc", ""),
+                "runtime": m.get("runtime", False),
+                "doc": m.get("doc", ""),
+                "kind": m.get("kind"),
+                "bounds": bounds_text(m),
+                "choices": m.get("choices"),
             }
         )
     return rows

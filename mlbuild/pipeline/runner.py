@@ -27,7 +27,7 @@ from . import store
 from .base import ROW_ID, RunContext, Step, StepOutput, merge_stats
 from .cache import hash_text, open_cache, stable_json
 from .executors import LocalExecutor, concat_frames, finish_output
-from .fingerprint import component_fingerprint, file_sha256, path_contents, source_fingerprint
+from .fingerprint import component_fingerprint, file_sha256, source_fingerprint
 from .params import declared
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,8 @@ class Runner:
         return dataclasses.replace(self._ctx(), models={}, extra={})
 
     def _run_step(self, index: int, spec, upstream: StageResult, up_fp: str) -> StageResult:
-        # the dataset seed reaches every step (ctx.seed), and so do the files its params point to
-        extra = {"seed": self.recipe.dataset.seed, "files": path_contents(spec.params)}
+        # the dataset seed reaches every step (ctx.seed); files its params point to are hashed by content
+        extra = {"seed": self.recipe.dataset.seed}
         fp = component_fingerprint(up_fp, spec.uses, spec.params, extra)
         sdir = self._stage_dir(index, spec.id, fp)
         label = f"{spec.id} ({spec.uses})"
@@ -309,16 +309,7 @@ class Runner:
         if not columns:
             return
         rc = self.recipe
-
-        class _Known:
-            def __init__(self, cols):
-                self._cols = cols
-
-            def columns(self):
-                return self._cols
-
-        fake = dataclasses.replace(rc.source, cls=lambda params, ctx=None: _Known(columns))
-        problems = _check_columns(fake, rc.tables, rc.steps, rc.reports, rc.output)
+        problems = _check_columns(rc.source, rc.tables, rc.steps, rc.reports, rc.output, columns=columns)
         if problems:
             raise RecipeError(problems, path=str(rc.path))
 

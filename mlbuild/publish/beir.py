@@ -36,6 +36,35 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def check(columns: list[str], tables: set[str]) -> list[str]:
+    """What the beir format needs (see the module doc), from the final columns and side tables."""
+    cols = set(columns)
+    if {"query_id", "query"} <= cols:
+        out = []
+        if "corpus" not in tables:
+            out.append(
+                "the beir format needs a corpus: read a beir.v1 source or add a [sources.corpus] table "
+                "(doc_id, title, passage)"
+            )
+        if "qrels" not in tables and not {"doc_ids", "doc_scores"} <= cols:
+            out.append(
+                "the beir format needs qrels: a beir.v1 source, a [sources.qrels] table, "
+                "or 'doc_ids' and 'doc_scores' columns"
+            )
+        return out
+    if "doc_id" in cols and cols & {"passage", "text"}:
+        if not {"queries", "qrels"} <= tables:
+            return [
+                "a corpus written as beir needs 'queries' and 'qrels' tables "
+                '(the beir.v1 source with rows = "corpus" provides them)'
+            ]
+        return []
+    return [
+        "the beir format needs query rows (query_id, query) or document rows (doc_id, passage); "
+        f"the final table has {', '.join(columns)}"
+    ]
+
+
 def _jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

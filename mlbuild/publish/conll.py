@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from ..pipeline.runner import Runner
 
 
+def check(columns: list[str], tables: set[str]) -> list[str]:
+    cols = set(columns)
+    if {"target_tokens", "target_tags"} <= cols or {"tokens", "tags"} <= cols:
+        return []
+    return ["'conll' needs target_tokens/target_tags (project_spans.v1 with bio = true) or tokens/tags (conll.v1)"]
+
+
 def write(runner: Runner, final: pl.DataFrame, out_dir: Path) -> None:
     cols = next(
         ((t, g) for t, g in (("target_tokens", "target_tags"), ("tokens", "tags")) if {t, g} <= set(final.columns)),

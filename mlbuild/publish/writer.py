@@ -42,20 +42,22 @@ def _split_of(row_id: str, seed: int, cuts: list[tuple[float, str]]) -> str:
 
 def assign_splits(table: pl.DataFrame, output) -> pl.DataFrame:
     if output.split_column:
-        bad = table.filter(~pl.col(output.split_column).cast(pl.Utf8).is_in(list(output.splits)))
-        if len(output.splits) > 1 or list(output.splits) != ["train"]:
-            if bad.height:
-                vals = sorted(set(bad[output.split_column].cast(pl.Utf8).fill_null("null").to_list()))[:5]
-                raise RecipeError(
-                    [("output -> split_column", f"values {vals} are not in splits {list(output.splits)}")]
-                )
-        return table.with_columns(pl.col(output.split_column).cast(pl.Utf8).alias("__split"))
-    names = list(output.splits)
+        col = pl.col(output.split_column).cast(pl.Utf8)
+        allowed = output.declared_splits
+        bad = table.filter(col.is_null() | (~col.is_in(allowed) if allowed is not None else pl.lit(False)))
+        if bad.height:
+            vals = sorted(set(bad[output.split_column].cast(pl.Utf8).fill_null("null").to_list()))[:5]
+            raise RecipeError(
+                [("output -> split_column", f"values {vals} are not in splits {allowed} (row {bad[ROW_ID][0]})")]
+            )
+        return table.with_columns(col.alias("__split"))
+    fractions = output.fractions
+    names = list(fractions)
     if len(names) == 1:
         return table.with_columns(pl.lit(names[0]).alias("__split"))
     cuts, acc = [], 0.0
     for name in names:
-        acc += output.splits[name]
+        acc += fractions[name]
         cuts.append((acc, name))
     seed = output.split_seed
     # rows that are translations of one another share a parallel_id: keep them in the same split
@@ -140,7 +142,7 @@ def write_dataset(
     for cfg in sorted(table["__config"].unique().to_list()):
         part = table.filter(pl.col("__config") == cfg)
         configs[cfg] = {}
-        for split in rc.output.splits:
+        for split in sorted(part["__split"].unique().to_list()):
             rows = part.filter(pl.col("__split") == split).drop([c for c in drop_cols if c in part.columns])
             if rows.height == 0:
                 continue

@@ -15,26 +15,16 @@ import tomllib
 from ..errors import RecipeError
 from ..pipeline import params as P
 from ..pipeline import registry
+from ..pipeline.params import param
 
 TOP_KEYS = ("dataset", "vars", "source", "sources", "steps", "output", "reports", "resources")
 RESOURCE_KEYS = ("num_gpus", "num_cpus", "num_workers")
-DATASET_KEYS = (
-    "name",
-    "version",
-    "license",
-    "description",
-    "card",
-    "pretty_name",
-    "task_categories",
-    "source_datasets",
-    "seed",
-    "tags",
-)
-OUTPUT_KEYS = ("config_by", "splits", "split_column", "split_seed", "format", "max_rows_per_file")
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
-_DSNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VAR = re.compile(r"\$\{vars\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# semantic versions without leading zeros (semver.org); no surrounding whitespace
+SEMVER = r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?"
+DATASET_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+SPLIT_NAME = r"[A-Za-z0-9_]+"  # what the Hub accepts as a split name
 
 
 @dataclass
@@ -50,26 +40,63 @@ class ComponentSpec:
 
 @dataclass
 class DatasetSpec:
-    name: str
-    version: str
-    license: str = "unknown"
-    description: str = ""
-    card: str = "default"
-    pretty_name: str | None = None
-    task_categories: list[str] = field(default_factory=list)
-    source_datasets: list[str] = field(default_factory=list)
-    seed: int = 0
-    tags: list[str] = field(default_factory=list)
+    """``[dataset]``: what the card and manifest say about the dataset."""
+
+    name: str = param(doc="dataset name (the output folder and the Hub repo name)", pattern=DATASET_NAME)
+    version: str = param(doc="semantic version, e.g. '1.0.0' (the output subfolder)", pattern=SEMVER)
+    license: str = param("unknown", doc="license identifier for the card (e.g. cc-by-4.0)")
+    description: str = param("", doc="one paragraph for the card")
+    card: str = param(
+        "default",
+        doc="card template: a packaged name ('default') or a .md.j2 file under the recipe's folder",
+    )
+    pretty_name: str | None = param(None, doc="human-readable name for the card")
+    task_categories: list[str] = param([], doc="Hub task categories (added to those the steps declare)")
+    source_datasets: list[str] = param([], doc="Hub ids of the datasets this one derives from")
+    seed: int = param(0, doc="seed every step receives (sampling, splits within steps)", ge=0, le=2**63 - 1)
+    tags: list[str] = param([], doc="extra Hub tags")
 
 
 @dataclass
 class OutputSpec:
-    config_by: str | None = None
-    splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
-    split_column: str | None = None
-    split_seed: int = 0
-    format: list[str] = field(default_factory=lambda: ["hf"])
-    max_rows_per_file: int = 500_000
+    """``[output]``: how the final rows are laid out in ``data/<config>/<split>-*.parquet``."""
+
+    config_by: str | None = param(None, doc="column whose values name the configs (e.g. lang)")
+    splits: dict[str, float] | list[str] | str | None = param(
+        None,
+        doc="split fractions {train = 0.9, test = 0.1} (rows of one parallel_id stay together), a list of "
+        "names (equal fractions; with split_column: the values allowed), or one name. Default: 'train', or "
+        "with split_column the values found in that column",
+        ge=0.0,
+        le=1.0,
+    )
+    split_column: str | None = param(None, doc="column holding each row's split (default splits: its values)")
+    split_seed: int = param(0, doc="seed of the split assignment", ge=0, le=2**63 - 1)
+    format: list[str] = param(["hf"], doc="output formats: hf (always written) and extra layouts")
+    max_rows_per_file: int = param(500_000, doc="rows per parquet file at most", ge=1, le=10**10)
+    max_file_mb: int = param(
+        256, doc="uncompressed MB per parquet file at most (the Hub prefers files under 500 MB)", ge=1, le=50_000
+    )
+
+    @property
+    def fractions(self) -> dict[str, float] | None:
+        """Split name -> fraction for a random split; None when rows carry their split (split_column)."""
+        if self.split_column:
+            return None
+        sp = self.splits if self.splits is not None else "train"
+        if isinstance(sp, str):
+            return {sp: 1.0}
+        if isinstance(sp, list):
+            return {x: 1.0 / len(sp) for x in sp}
+        return dict(sp)
+
+    @property
+    def declared_splits(self) -> list[str] | None:
+        """The split names the recipe allows (None: with split_column, whatever values it holds)."""
+        if self.split_column and self.splits is None:
+            return None
+        sp = self.splits if self.splits is not None else "train"
+        return [sp] if isinstance(sp, str) else list(sp)
 
 
 @dataclass
@@ -133,6 +160,8 @@ def _apply_set(raw: dict[str, Any], path: list[str], value: Any, problems: list)
 
 
 def _interpolate(obj: Any, vars_: dict[str, Any], loc: str, problems: list) -> Any:
+    """Replace ``${vars.x}``: a value that is only a reference takes the variable's value (any type);
+    a reference inside a longer string must name a string or a number."""
     if isinstance(obj, str):
         m = _VAR.fullmatch(obj)
         if m:
@@ -142,12 +171,20 @@ def _interpolate(obj: Any, vars_: dict[str, Any], loc: str, problems: list) -> A
             return vars_[m.group(1)]
 
         def sub(mm: re.Match) -> str:
-            if mm.group(1) not in vars_:
+            name = mm.group(1)
+            if name not in vars_:
+                problems.append((loc, f"unknown variable ${{vars.{name}}}{P.suggest(name, list(vars_))}"))
+                return mm.group(0)
+            v = vars_[name]
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
                 problems.append(
-                    (loc, f"unknown variable ${{vars.{mm.group(1)}}}{P.suggest(mm.group(1), list(vars_))}")
+                    (
+                        loc,
+                        f"${{vars.{name}}} is a {type(v).__name__}: it can stand alone as a value, not inside text",
+                    )
                 )
                 return mm.group(0)
-            return str(vars_[mm.group(1)])
+            return str(v)
 
         return _VAR.sub(sub, obj)
     if isinstance(obj, dict):
@@ -155,6 +192,41 @@ def _interpolate(obj: Any, vars_: dict[str, Any], loc: str, problems: list) -> A
     if isinstance(obj, list):
         return [_interpolate(v, vars_, f"{loc}[{i}]", problems) for i, v in enumerate(obj)]
     return obj
+
+
+def _resolve_vars(vars_: dict[str, Any], problems: list) -> dict[str, Any]:
+    """Variables may use other variables (``${vars.x}`` inside ``[vars]``); a cycle is an error."""
+    done: dict[str, Any] = {}
+    visiting: list[str] = []
+
+    def value(name: str) -> Any:
+        if name in done:
+            return done[name]
+        if name in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(name) :], name])
+            problems.append((f"vars -> {name}", f"variables refer to each other in a cycle: {cycle}"))
+            done[name] = vars_[name]
+            return done[name]
+        visiting.append(name)
+        refs = {m.group(1) for m in _VAR.finditer(str(vars_[name]))} if _refers(vars_[name]) else set()
+        known = {r: value(r) for r in refs if r in vars_}
+        done[name] = _interpolate(vars_[name], {**vars_, **known}, f"vars -> {name}", problems)
+        visiting.pop()
+        return done[name]
+
+    for name in vars_:
+        value(name)
+    return done
+
+
+def _refers(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return bool(_VAR.search(obj))
+    if isinstance(obj, dict):
+        return any(_refers(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_refers(v) for v in obj)
+    return False
 
 
 def _component(kind: str, raw: Any, loc: str, base: Path, problems: list, index: int = 0) -> ComponentSpec | None:
@@ -176,16 +248,66 @@ def _component(kind: str, raw: Any, loc: str, base: Path, problems: list, index:
         problems.append((f"{loc} -> uses", str(e).strip("'\"")))
         return None
     full_loc = f"{loc} ({uses})"
+    cid = raw.get("id", uses.split(".")[0])
+    if not isinstance(cid, str) or not _STEP_ID.fullmatch(cid):
+        problems.append((f"{loc} -> id", f"ids are letters, digits, '_' or '-', got {cid!r}"))
     params, probs = P.parse(cls.Params, raw, full_loc, base)
     problems.extend(probs)
     if params is None:
         return None
+    # cross-parameter rules run even when another parameter is wrong: one pass shows every problem
     for where, msg in cls.check(params, None):
         problems.append((f"{full_loc} -> {where}" if where else full_loc, msg))
-    cid = raw.get("id", uses.split(".")[0])
-    if not isinstance(cid, str) or not _STEP_ID.match(cid):
-        problems.append((f"{loc} -> id", f"ids are letters, digits, '_' or '-', got {cid!r}"))
     return ComponentSpec(loc=full_loc, uses=uses, id=str(cid), cls=cls, params=params, raw=raw, index=index)
+
+
+def _table(cls: type, raw: Any, loc: str, problems: list, required: bool = False) -> Any:
+    """``[dataset]`` / ``[output]``: checked against their declared params like any component."""
+    if raw is None and not required:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append((loc, "expected a table" + (" with at least name and version" if required else "")))
+        return None
+    params, probs = P.parse(cls, raw, loc, ignore=())
+    problems.extend(probs)
+    return params
+
+
+def _check_output(output: OutputSpec) -> list[tuple[str, str]]:
+    from ..publish import formats
+
+    problems: list[tuple[str, str]] = []
+    sp = output.splits
+    if isinstance(sp, dict) and any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in sp.values()):
+        problems.append(("output -> splits", "split fractions must be numbers, e.g. {train = 0.9, test = 0.1}"))
+        sp = None
+    if isinstance(sp, dict):
+        if not sp:
+            problems.append(("output -> splits", "expected at least one split"))
+        elif output.split_column:
+            problems.append(
+                ("output -> splits", "with split_column, give the allowed split names as a list, not fractions")
+            )
+        else:
+            total = sum(sp.values())
+            if any(v <= 0 for v in sp.values()):
+                problems.append(("output -> splits", "every split fraction must be more than 0"))
+            elif abs(total - 1.0) > 1e-6:
+                problems.append(("output -> splits", f"split fractions must add up to 1, got {total:g}"))
+    if isinstance(sp, list) and not sp:
+        problems.append(("output -> splits", "expected at least one split name"))
+    for name in (output.declared_splits or []) if sp is not None else []:
+        if not re.fullmatch(SPLIT_NAME, name):
+            problems.append(("output -> splits", f"split names are letters, digits and '_', got {name!r}"))
+    if output.config_by and output.split_column and output.config_by == output.split_column:
+        problems.append(("output -> split_column", "must differ from config_by"))
+    known = formats.known()
+    for fm in output.format:
+        if fm not in known:
+            problems.append(
+                ("output -> format", f"unknown format {fm!r}{P.suggest(fm, known)} (known: {', '.join(known)})")
+            )
+    return problems
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_columns: bool = True) -> Recipe:
@@ -193,6 +315,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"recipe file not found: {path}")
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.toml"))
+        hint = f" (recipes there: {', '.join(found)})" if found else ""
+        raise RecipeError(f"{path} is a folder; give a recipe file{hint}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -216,34 +342,20 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
     if not isinstance(vars_, dict):
         problems.append(("vars", "expected a table"))
         vars_ = {}
-    resolved = {k: v for k, v in raw.items() if k == "vars"}
+    vars_ = _resolve_vars(vars_, problems)
+    resolved = {"vars": vars_} if "vars" in raw else {}
     resolved.update(_interpolate({k: v for k, v in raw.items() if k != "vars"}, vars_, "", problems))
     base = path.parent.resolve()
 
-    # [dataset]
-    ds_raw = resolved.get("dataset")
-    dataset = None
-    if not isinstance(ds_raw, dict):
-        problems.append(("dataset", "missing [dataset] table with at least name and version"))
-    else:
-        for k in ds_raw:
-            if k not in DATASET_KEYS:
-                problems.append((f"dataset -> {k}", f"unknown key{P.suggest(k, list(DATASET_KEYS))}"))
-        name, version = ds_raw.get("name"), ds_raw.get("version")
-        if not isinstance(name, str) or not _DSNAME.match(name):
-            problems.append(("dataset -> name", f"expected a name of letters, digits, '.', '_' or '-', got {name!r}"))
-        if not isinstance(version, str) or not _SEMVER.match(version):
-            problems.append(("dataset -> version", f"expected a semantic version like '1.0.0', got {version!r}"))
-        for k in ("task_categories", "source_datasets", "tags"):
-            if k in ds_raw and not (isinstance(ds_raw[k], list) and all(isinstance(x, str) for x in ds_raw[k])):
-                problems.append((f"dataset -> {k}", "expected a list of strings"))
-        if "seed" in ds_raw and not isinstance(ds_raw["seed"], int):
-            problems.append(("dataset -> seed", f"expected int, got {ds_raw['seed']!r}"))
-        known_ds = {k: v for k, v in ds_raw.items() if k in DATASET_KEYS}
+    # [dataset] and [output]: the same declared-parameter machinery as components
+    dataset = _table(DatasetSpec, resolved.get("dataset"), "dataset", problems, required=True)
+    if dataset is not None:
+        from ..publish.card import find_template
+
         try:
-            dataset = DatasetSpec(**known_ds)
-        except TypeError as e:
-            problems.append(("dataset", str(e)))
+            find_template(dataset.card, base)
+        except RecipeError as e:
+            problems.extend(e.problems)
 
     # [source] and [sources.<name>]
     source = None
@@ -252,7 +364,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
     else:
         source = _component("source", resolved["source"], "source", base, problems)
     tables: dict[str, ComponentSpec] = {}
-    for tname, traw in (resolved.get("sources") or {}).items():
+    raw_tables = resolved.get("sources") or {}
+    if not isinstance(raw_tables, dict):
+        problems.append(("sources", "expected [sources.<name>] tables"))
+        raw_tables = {}
+    for tname, traw in raw_tables.items():
         spec = _component("source", traw, f"sources.{tname}", base, problems)
         if spec:
             tables[tname] = spec
@@ -264,79 +380,25 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
         problems.append(("steps", "expected [[steps]] (an array of tables)"))
         raw_steps = []
     seen_ids: dict[str, str] = {}
+    steps_complete = True
     for i, s in enumerate(raw_steps):
         spec = _component("step", s, f"steps[{i}]", base, problems, index=i)
-        if spec:
-            if spec.id in seen_ids:
-                problems.append(
-                    (
-                        f"{spec.loc} -> id",
-                        f"id '{spec.id}' already used by {seen_ids[spec.id]}; give each step its own id",
-                    )
+        if spec is None:
+            steps_complete = False
+            continue
+        if spec.id in seen_ids:
+            problems.append(
+                (
+                    f"{spec.loc} -> id",
+                    f"id '{spec.id}' already used by {seen_ids[spec.id]}; give each step its own id",
                 )
-            seen_ids[spec.id] = spec.loc
-            steps.append(spec)
+            )
+        seen_ids[spec.id] = spec.loc
+        steps.append(spec)
 
     # [output]
-    out_raw = resolved.get("output", {})
-    output = OutputSpec()
-    if not isinstance(out_raw, dict):
-        problems.append(("output", "expected a table"))
-    else:
-        for k in out_raw:
-            if k not in OUTPUT_KEYS:
-                problems.append((f"output -> {k}", f"unknown key{P.suggest(k, list(OUTPUT_KEYS))}"))
-        if "config_by" in out_raw:
-            if not isinstance(out_raw["config_by"], str):
-                problems.append(("output -> config_by", "expected a column name"))
-            else:
-                output.config_by = out_raw["config_by"]
-        if "splits" in out_raw:
-            sp = out_raw["splits"]
-            if isinstance(sp, str):
-                output.splits = {sp: 1.0}
-            elif isinstance(sp, list) and all(isinstance(x, str) for x in sp) and sp:
-                output.splits = (
-                    {x: 1.0 / len(sp) for x in sp} if "split_column" not in out_raw else {x: 0.0 for x in sp}
-                )
-            elif isinstance(sp, dict) and sp and all(isinstance(v, (int, float)) and v > 0 for v in sp.values()):
-                total = sum(sp.values())
-                if abs(total - 1.0) > 1e-6:
-                    problems.append(("output -> splits", f"split fractions must add up to 1, got {total}"))
-                output.splits = {k: float(v) for k, v in sp.items()}
-            else:
-                problems.append(
-                    (
-                        "output -> splits",
-                        "expected a split name, a list of names (with split_column),"
-                        " or a table like {train = 0.9, test = 0.1}",
-                    )
-                )
-        if "split_column" in out_raw:
-            if not isinstance(out_raw["split_column"], str):
-                problems.append(("output -> split_column", "expected a column name"))
-            else:
-                output.split_column = out_raw["split_column"]
-        if "split_seed" in out_raw:
-            if not isinstance(out_raw["split_seed"], int):
-                problems.append(("output -> split_seed", "expected int"))
-            else:
-                output.split_seed = out_raw["split_seed"]
-        if "format" in out_raw:
-            fm = out_raw["format"]
-            fm = [fm] if isinstance(fm, str) else fm
-            if not isinstance(fm, list) or any(f not in ("hf", "beir", "conll") for f in fm):
-                problems.append(
-                    ("output -> format", f"expected 'hf', 'beir' and/or 'conll', got {out_raw['format']!r}")
-                )
-            else:
-                output.format = fm
-        if "max_rows_per_file" in out_raw:
-            v = out_raw["max_rows_per_file"]
-            if not isinstance(v, int) or v <= 0:
-                problems.append(("output -> max_rows_per_file", "expected a positive int"))
-            else:
-                output.max_rows_per_file = v
+    output = _table(OutputSpec, resolved.get("output", {}), "output", problems) or OutputSpec()
+    problems.extend(_check_output(output))
 
     # [[reports]]
     reports: list[ComponentSpec] = []
@@ -376,10 +438,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
                 problems.append((f"{loc} -> {k}", f"expected a non-negative number, got {v!r}"))
         resources[sid] = {k: v for k, v in table.items() if k in RESOURCE_KEYS}
 
-    if source is not None and check_columns and not problems:
-        problems.extend(_check_columns(source, tables, steps, reports, output))
+    if source is not None and check_columns and source.params is not None:
+        # column contracts even when other parts are wrong, so one pass shows every problem; the walk
+        # stops where a step could not be understood (its output columns are unknown)
+        problems.extend(_check_columns(source, tables, steps if steps_complete else [], reports, output))
     if problems:
-        raise RecipeError(problems, path=str(path))
+        raise RecipeError(list(dict.fromkeys(problems)), path=str(path))
     return Recipe(
         path=path.resolve(),
         dataset=dataset,
@@ -393,50 +457,70 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
     )
 
 
+def source_columns(source: ComponentSpec) -> tuple[list[str] | None, bool, list[tuple[str, str]]]:
+    """(columns, complete, problems) of the source, found without reading it all. ``complete`` is False
+    when the columns come from a sample (a key first seen late in a large JSONL file): then a column
+    the chain needs but the sample lacks is checked again once the source has been read."""
+    from ..errors import InputError
+
+    try:
+        src = source.cls(source.params)
+        cols = src.columns()
+        complete = src.columns_complete()
+    except InputError as e:
+        return None, False, [(source.loc, str(e))]
+    return cols, complete, []
+
+
+def side_table_names(source: ComponentSpec | None, tables: dict[str, ComponentSpec]) -> set[str]:
+    names = set(tables)
+    if source is not None and source.params is not None:
+        names |= set(source.cls(source.params).side_table_names())
+    return names
+
+
 def _check_columns(
     source: ComponentSpec,
     tables: dict[str, ComponentSpec],
     steps: list[ComponentSpec],
     reports: list[ComponentSpec],
     output: OutputSpec,
+    columns: list[str] | None = None,
 ) -> list[tuple[str, str]]:
-    """Walk the chain with declared columns; report a column a step needs that nothing upstream makes."""
-    from ..errors import InputError
+    """Walk the chain with declared columns; report a column a step needs that nothing upstream makes,
+    and what the output formats need. ``columns``: the source's real columns (known after reading)."""
+    from ..publish import formats
 
-    problems: list[tuple[str, str]] = []
-    try:
-        cols = source.cls(source.params).columns()
-    except InputError as e:
-        return [(source.loc, str(e))]
+    if columns is None:
+        cols, complete, problems = source_columns(source)
+    else:
+        cols, complete, problems = columns, True, []
     if cols is None:
         return problems  # unknown until read (e.g. a Hub dataset): checked at run time
     cols = list(dict.fromkeys(["row_id", *cols]))
+
+    def need(loc: str, c: str, what: str) -> None:
+        if c not in cols and complete:
+            problems.append((loc, f"{what} '{c}'{P.suggest(c, cols)} (available: {', '.join(cols)})"))
+        elif c not in cols:
+            cols.append(c)  # not in the sampled columns: checked again after the source is read
+
     for spec in steps:
         step = spec.cls(spec.params)
+        for c in step.input_columns():
+            need(spec.loc, c, "needs column")
         for where, msg in spec.cls.check(spec.params, cols):
             problems.append((f"{spec.loc} -> {where}" if where else spec.loc, msg))
-        missing = [c for c in step.input_columns() if c not in cols]
-        for c in missing:
-            problems.append(
-                (
-                    spec.loc,
-                    f"needs column '{c}', which no earlier step or the source provides"
-                    f"{P.suggest(c, cols)} (available: {', '.join(cols)})",
-                )
-            )
         cols = step.output_columns(cols)
     for spec in reports:
-        rep = spec.cls(spec.params)
-        for c in rep.input_columns():
-            if c not in cols:
-                problems.append((spec.loc, f"needs column '{c}'{P.suggest(c, cols)} (available: {', '.join(cols)})"))
+        for c in spec.cls(spec.params).input_columns():
+            need(spec.loc, c, "needs column")
     for key in ("config_by", "split_column"):
         c = getattr(output, key)
-        if c and c not in cols:
-            problems.append(
-                (
-                    f"output -> {key}",
-                    f"no column '{c}' at the end of the chain{P.suggest(c, cols)} (available: {', '.join(cols)})",
-                )
-            )
+        if c:
+            need(f"output -> {key}", c, "no column at the end of the chain named")
+    names = side_table_names(source, tables)
+    for fm in output.format:
+        for msg in formats.check(fm, cols, names, source):
+            problems.append(("output -> format", msg))
     return problems

@@ -52,7 +52,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -639,26 +638,33 @@ class LanguageSimilarityParams:
     lang_column: str = param("lang", doc="long form: the language column (else <text_column>_lang)")
     id_column: str = param("parallel_id", doc="long form: rows of one parallel unit share this id")
     pooling: list[Literal["mean", "last_token", "weighted_mean"]] = param(
-        ["mean"], doc="poolings to compute; the first is scored and ranked"
+        ["mean"], doc="poolings to compute; the first is scored and ranked", min_items=1
     )
     score: Literal["mexa", "mexa_centered", "ranker_centered", "ranker"] = param(
         "mexa", doc="per-pair metric behind the score and ranking"
     )
     aggregate: Literal["mean", "max"] = param("mean", doc="aggregate of the score over layers")
-    max_sentences: int = param(200, doc="pairs per language at most (seeded choice by id)")
-    min_sentences: int = param(10, doc="skip languages with fewer usable pairs")
-    bootstrap: int = param(1000, doc="bootstrap resamples for the confidence interval")
-    confidence: float = param(0.95, doc="confidence level of the interval")
-    seed: int = param(0, doc="seed of the sentence choice and the bootstrap")
-    max_length: int = param(256, doc="tokens per sentence at most")
+    max_sentences: int = param(200, doc="pairs per language at most (seeded choice by id)", ge=2, le=10_000_000)
+    min_sentences: int = param(
+        10,
+        doc="skip languages with fewer usable pairs (MEXA and the non-parallel baseline need 2)",
+        ge=2,
+        le=10_000_000,
+    )
+    bootstrap: int = param(1000, doc="bootstrap resamples for the confidence interval", ge=10, le=1_000_000)
+    confidence: float = param(0.95, doc="confidence level of the interval", ge=0.5, lt=1.0)
+    seed: int = param(0, doc="seed of the sentence choice and the bootstrap", ge=0, le=2**63 - 1)
+    max_length: int = param(256, doc="tokens per sentence at most", ge=1, le=1_000_000)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
         "auto",
         doc="precision: auto = float32 on CPU, bfloat16 on CUDA (bfloat16 vectors differ slightly from float32)",
     )
-    name: str = param("language_similarity", doc="file name prefix under reports/")
+    name: str = param("language_similarity", doc="file name prefix under reports/", pattern=r"[A-Za-z0-9_.-]+")
     trust_remote_code: bool = param(False, doc="allow model code from the Hub repo")
     device: str = param("auto", doc="auto, cpu, cuda", runtime=True)
-    batch_size: int = param(0, doc="sentences per forward pass (0: 32 on CPU, 256 on CUDA)", runtime=True)
+    batch_size: int = param(
+        0, doc="sentences per forward pass (0: 32 on CPU, 256 on CUDA)", runtime=True, ge=0, le=1_000_000
+    )
 
 
 def check_params(p: Any) -> list[tuple[str, str]]:
@@ -672,18 +678,6 @@ def check_params(p: Any) -> list[tuple[str, str]]:
         and langs.normalize(p.pivot) not in {langs.normalize(k) for k in p.columns if langs.is_valid(k)}
     ):
         problems.append(("columns", f"no column for the pivot {p.pivot}"))
-    if not p.pooling:
-        problems.append(("pooling", "give at least one pooling"))
-    if p.max_sentences < 2:
-        problems.append(("max_sentences", "expected at least 2"))
-    if p.min_sentences < 2:
-        problems.append(("min_sentences", "expected at least 2 (MEXA and the non-parallel baseline need pairs)"))
-    if p.bootstrap < 10:
-        problems.append(("bootstrap", "expected at least 10 resamples"))
-    if not 0.5 <= p.confidence < 1.0:
-        problems.append(("confidence", "expected a level in [0.5, 1)"))
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", p.name):
-        problems.append(("name", "letters, digits, '_', '.' or '-' only"))
     return problems
 
 

@@ -158,6 +158,9 @@ class BeirSource(Source):
             self._tables = {"corpus": corpus, "queries": queries, "qrels": qrels}
         return self._tables
 
+    def side_table_names(self) -> list[str]:
+        return ["corpus", "queries", "qrels"]
+
     def side_tables(self) -> dict[str, pl.DataFrame]:
         return dict(self._load())
 

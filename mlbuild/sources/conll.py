@@ -38,8 +38,8 @@ COLUMNS = [ROW_ID, "tokens", "tags", "text", "spans"]
 @dataclass
 class ConllParams:
     path: str = param(doc="CoNLL file, optionally .gz", kind="path")
-    token_column: int = param(0, doc="column of the token (0-based; whitespace-separated columns)")
-    tag_column: int = param(-1, doc="column of the BIO tag (-1 = last)")
+    token_column: int = param(0, doc="column of the token (0-based; whitespace-separated columns)", ge=-64, le=64)
+    tag_column: int = param(-1, doc="column of the BIO tag (-1 = last)", ge=-64, le=64)
     token_sep: str = param(" ", doc="what joins tokens into the text column")
     lang: str | None = param(None, doc="language of the file; adds a 'lang' column", kind="lang")
 

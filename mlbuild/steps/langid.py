@@ -2,7 +2,7 @@
 
 Reads: ``column`` (and the ``expect`` column when ``expect`` names one).
 Writes: ``<column>_lang`` (internal code such as ``kir_Cyrl``), ``<column>_lang_score``, and with
-``on_mismatch = "flag"`` also ``<column>_lang_ok``.
+``on_fail = "flag"`` also ``<column>_lang_ok``.
 
 Parameters:
 - ``column``: the text column.
@@ -11,7 +11,7 @@ Parameters:
 - ``model``: ``lid.176`` (packaged fastText, the default), a path to any fastText LID model
   (GlotLID), or a Hub id.
 - ``min_score``: a top score below this is a mismatch (``lang_low_score``).
-- ``on_mismatch``: ``drop`` (to ``rejects/``), ``keep`` (count only) or ``flag`` (add ``_lang_ok``).
+- ``on_fail``: ``drop`` (to ``rejects/``), ``keep`` (count only) or ``flag`` (add ``_lang_ok``).
 - ``confusable``: families fastText mixes up (default: kaz/kir/tat/bak/uzb_Cyrl and others). A
   prediction in the expected language's family is accepted when the expected language is in the
   top ``top_k`` and the script matches.
@@ -32,14 +32,16 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from .. import langs
 from ..models.lid import DEFAULT_CONFUSABLE, FastTextLID, check_languages, families_index
+from ..pipeline import filters
 from ..pipeline.base import Step, StepOutput
+from ..pipeline.filters import ON_FAIL_DOC, OnFail
 from ..pipeline.params import param
 from ..pipeline.registry import register
 
@@ -49,13 +51,15 @@ class LangIdParams:
     column: str = param(doc="text column to identify")
     expect: str | None = param(None, doc="expected language: a code, or a column holding codes")
     model: str = param("lid.176", doc="fastText LID model: packaged name, path or Hub id", kind="path")
-    min_score: float = param(0.0, doc="minimum top-1 probability")
-    on_mismatch: Literal["drop", "keep", "flag"] = param("drop", doc="what to do with mismatching rows")
+    min_score: float = param(0.0, doc="minimum top-1 probability", ge=0.0, le=1.0)
+    on_fail: OnFail = param("drop", doc=ON_FAIL_DOC)
     confusable: list[list[str]] = param(DEFAULT_CONFUSABLE, doc="language families fastText confuses")
     script_check: bool = param(True, doc="check that the text is written in the expected script")
-    short_text: int = param(20, doc="below this many characters, accept the expected language in the top-k")
-    top_k: int = param(3, doc="predictions considered for the confusable and short-text rules")
-    batch_size: int = param(10000, doc="texts per fastText call", runtime=True)
+    short_text: int = param(
+        20, doc="below this many characters, accept the expected language in the top-k", ge=0, le=10_000
+    )
+    top_k: int = param(3, doc="predictions considered for the confusable and short-text rules", ge=1, le=176)
+    batch_size: int = param(10000, doc="texts per fastText call", runtime=True, ge=1, le=10_000_000)
 
 
 @register("step")
@@ -83,10 +87,6 @@ class LangId(Step):
             for c in fam:
                 if not langs.is_valid(c):
                     problems.append((f"confusable[{i}]", f"unknown language code {c!r}"))
-        if not 0.0 <= params.min_score <= 1.0:
-            problems.append(("min_score", "expected a probability between 0 and 1"))
-        if params.top_k < 1:
-            problems.append(("top_k", "expected at least 1"))
         return problems
 
     def input_columns(self) -> list[str]:
@@ -95,7 +95,7 @@ class LangId(Step):
     def output_columns(self, columns: list[str]) -> list[str]:
         c = self.params.column
         out = [*columns, f"{c}_lang", f"{c}_lang_score"]
-        if self.params.on_mismatch == "flag":
+        if self.params.on_fail == "flag":
             out.append(f"{c}_lang_ok")
         return list(dict.fromkeys(out))
 
@@ -122,9 +122,8 @@ class LangId(Step):
         expected = self._expected(batch)
         codes: list[str] = []
         scores: list[np.ndarray] = []
-        oks: list[np.ndarray] = []
-        reasons: list[Any] = []
-        details: list[Any] = []
+        reasons: list[str | None] = []
+        details: list[str | None] = []
         counts = {"confusable_accepted": 0, "short_text_accepted": 0}
         for i in range(0, len(texts), p.batch_size):
             r = check_languages(
@@ -139,29 +138,21 @@ class LangId(Step):
             )
             codes += r["codes"]
             scores.append(r["scores"])
-            oks.append(r["ok"])
-            reasons += r["reasons"]
-            details += r["details"]
+            reasons += [None if ok else reason for ok, reason in zip(r["ok"], r["reasons"])]
+            details += [None if ok else d for ok, d in zip(r["ok"], r["details"])]
             for k, v in r["counts"].items():
                 counts[k] += v
-        ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
         out = batch.with_columns(
             pl.Series(f"{col}_lang", codes, dtype=pl.Utf8),
             pl.Series(f"{col}_lang_score", np.concatenate(scores) if scores else [], dtype=pl.Float32),
         )
-        stats: dict[str, Any] = {"detected": {}, **counts, "mismatch": int((~ok).sum())}
+        stats: dict[str, Any] = {"detected": {}, **counts}
         for c, n in pl.Series(codes, dtype=pl.Utf8).value_counts().iter_rows():
             stats["detected"][c] = int(n)
-        if p.on_mismatch == "flag":
-            return StepOutput(out.with_columns(pl.Series(f"{col}_lang_ok", ok)), None, stats)
-        if p.on_mismatch == "keep":
-            return StepOutput(out, None, stats)
-        mask = pl.Series(ok)
-        bad = out.filter(~mask).with_columns(
-            pl.Series("reason", [r for r, k in zip(reasons, ok) if not k], dtype=pl.Utf8),
-            pl.Series("detail", [d for d, k in zip(details, ok) if not k], dtype=pl.Utf8),
+        rows, rejects, stats = filters.apply(
+            out, filters.Verdict(reasons, details), p.on_fail, ok_column=f"{col}_lang_ok", stats=stats
         )
-        return StepOutput(out.filter(mask), bad if bad.height else None, stats)
+        return StepOutput(rows, rejects, stats)
 
     def finalize(self, stats: dict[str, Any], reports_dir) -> dict[str, Any]:
         det = stats.get("detected", {})
@@ -172,4 +163,4 @@ class LangId(Step):
                 f". Accepted through the confusable-family rule: {stats.get('confusable_accepted', 0)}; "
                 f"through the short-text rule: {stats.get('short_text_accepted', 0)}"
             )
-        return {"markdown": md + "."}
+        return {"markdown": md + ". " + filters.summary(stats)}

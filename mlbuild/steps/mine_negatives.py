@@ -88,34 +88,42 @@ class MineNegativesParams:
     query_embedding_column: str = param("query_embedding", doc="precomputed: query vectors column")
     positive_embedding_column: str = param("positive_embedding", doc="precomputed: positive vectors column")
     corpus_embedding_column: str = param("embedding", doc="precomputed: corpus table vectors column")
-    num_negatives: int = param(3, doc="negatives per query")
-    range_min: int = param(0, doc="skip this many best candidates")
-    range_max: int | None = param(None, doc="consider at most this many candidates (default: derived as in ST)")
-    max_score: float | None = param(None, doc="drop candidates scoring above this")
-    min_score: float | None = param(None, doc="drop candidates scoring below this")
-    absolute_margin: float | None = param(None, doc="drop candidates with score + margin > positive score")
-    relative_margin: float | None = param(None, doc="drop candidates with score > pos - |pos| * margin")
+    num_negatives: int = param(3, doc="negatives per query", ge=1, le=10_000)
+    range_min: int = param(0, doc="skip this many best candidates", ge=0, le=1_000_000)
+    range_max: int | None = param(
+        None, doc="consider at most this many candidates (default: derived as in ST)", ge=1, le=1_000_000
+    )
+    max_score: float | None = param(None, doc="drop candidates scoring above this", ge=-1e6, le=1e6)
+    min_score: float | None = param(None, doc="drop candidates scoring below this", ge=-1e6, le=1e6)
+    absolute_margin: float | None = param(
+        None, doc="drop candidates with score + margin > positive score", ge=-1e6, le=1e6
+    )
+    relative_margin: float | None = param(
+        None, doc="drop candidates with score > pos - |pos| * margin", ge=0.0, le=1.0
+    )
     sampling: Literal["top", "random"] = param("top", doc="take the best candidates or sample among them")
-    seed: int | None = param(None, doc="seed of random sampling (default: the dataset seed)")
+    seed: int | None = param(None, doc="seed of random sampling (default: the dataset seed)", ge=0, le=2**63 - 1)
     output_format: Literal["triplet", "n-tuple", "labeled-pair", "labeled-list"] = param("triplet", doc="layout")
     include_scores: bool = param(False, doc="add positive/negative similarity scores")
     include_positives: bool = param(False, doc="keep positives among candidates (reranking eval; n-tuple only)")
     exclude_same: list[str] = param([], doc="columns: never a negative sharing a value with a positive")
     group_by: str | None = param(None, doc="column: mine within each group (e.g. lang)")
-    widen_limit: int = param(1000, doc="range_max unset: widen the window for short queries up to this rank (0=off)")
+    widen_limit: int = param(
+        1000, doc="range_max unset: widen the window for short queries up to this rank (0=off)", ge=0, le=1_000_000
+    )
     teacher: str | None = param(
         None, doc="cross-encoder (id or path) scoring every (query, passage) pair", kind="path"
     )
     teacher_rescore: bool = param(False, doc="filter candidates on teacher scores (ST's cross_encoder)")
-    teacher_max_length: int = param(512, doc="teacher max tokens per pair")
+    teacher_max_length: int = param(512, doc="teacher max tokens per pair", ge=1, le=1_000_000)
     backend: Literal["torch", "faiss"] = param("torch", doc="search backend (faiss: optional, when installed)")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = param(
         "auto", doc="matmul precision (results are exact)", runtime=True
     )
     device: str = param("auto", doc="auto, cpu, cuda", runtime=True)
-    batch_size: int = param(64, doc="texts per embedding batch", runtime=True)
-    query_block: int | None = param(None, doc="queries per score block", runtime=True)
-    corpus_block: int | None = param(None, doc="corpus rows per score block", runtime=True)
+    batch_size: int = param(64, doc="texts per embedding batch", runtime=True, ge=1, le=100_000)
+    query_block: int | None = param(None, doc="queries per score block", runtime=True, ge=1, le=10_000_000)
+    corpus_block: int | None = param(None, doc="corpus rows per score block", runtime=True, ge=1, le=100_000_000)
 
 
 # ------------------------------------------------------------------------------------------ selection
@@ -279,10 +287,6 @@ class MineNegatives(Step):
     def check(cls, params: MineNegativesParams, columns: list[str] | None) -> list[tuple[str, str]]:
         p = params
         problems: list[tuple[str, str]] = []
-        if p.num_negatives < 1:
-            problems.append(("num_negatives", "expected at least 1"))
-        if p.range_min < 0:
-            problems.append(("range_min", "expected 0 or more"))
         if p.range_max is not None:
             if p.range_max <= p.range_min:
                 problems.append(("range_max", f"must be larger than range_min ({p.range_min})"))
@@ -294,8 +298,6 @@ class MineNegatives(Step):
                         f"range_min={p.range_min} and range_max={p.range_max}",
                     )
                 )
-        if p.widen_limit < 0:
-            problems.append(("widen_limit", "expected 0 or more"))
         if p.include_positives and p.output_format != "n-tuple":
             problems.append(("include_positives", "keeps the ranking only with output_format = 'n-tuple'"))
         if p.engine == "transformers" and not p.model:

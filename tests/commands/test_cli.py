@@ -37,7 +37,7 @@ def test_run_inspect_steps(write_recipe, tiny_lid, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "langid.v1" in out and "jsonl.v1" in out
     assert main(["steps", "langid.v1"]) == 0
-    assert "on_mismatch" in capsys.readouterr().out
+    assert "on_fail" in capsys.readouterr().out
 
 
 def test_input_error_is_one_clean_line_exit_2(write_recipe, tiny_lid, tmp_path):

@@ -236,7 +236,7 @@ id = "query_lid"
 uses = "langid.v1"
 column = "query"
 expect = "en"
-on_mismatch = "flag"
+on_fail = "flag"
 
 [output]
 config_by = "passage_lang"

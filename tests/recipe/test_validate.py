@@ -48,7 +48,7 @@ path = "data/rows.jsonl"
 [[steps]]
 uses = "langid.v1"
 colum = "text"
-on_mismatch = "explode"
+on_fail = "explode"
 min_score = "high"
 
 [[steps]]
@@ -69,7 +69,7 @@ config_by = "lang"
     assert "steps[0] (langid.v1) -> colum" in locs
     assert "did you mean 'column'?" in msg
     assert "steps[0] (langid.v1) -> column" in locs  # missing required
-    assert "steps[0] (langid.v1) -> on_mismatch" in locs
+    assert "steps[0] (langid.v1) -> on_fail" in locs
     assert "steps[0] (langid.v1) -> min_score" in locs
     assert "unknown step 'translate_everything.v1'" in msg and "known: " in msg and "langid.v1" in msg
     assert "unknown step 'langid'; did you mean 'langid.v1'?" in msg
@@ -165,3 +165,134 @@ def test_resources_table_is_checked_and_kept(write_recipe):
     assert "resources.lidd: no step with id 'lidd'; did you mean 'lid'?" in msg
     assert "resources.lid -> num_gpu: unknown key; did you mean 'num_gpus'?" in msg
     assert "resources.lid -> num_cpus: expected a non-negative number" in msg
+
+
+# ---- issue 13: every problem in one pass, declared bounds, typed [dataset]/[output], vars, formats
+
+TRANSLATE = """
+[dataset]
+name = "t"
+version = "1.0.0"
+
+[source]
+uses = "jsonl.v1"
+path = "data/rows.jsonl"
+
+[[steps]]
+uses = "translate.v1"
+columns = ["text"]
+source_lang = "en"
+target_langs = ["pt"]
+engine = "bergamot"
+"""
+
+
+def test_typo_does_not_hide_bounds_of_the_same_step(write_recipe):
+    text = TRANSLATE + "max_concurency = 4\nmax_new_tokens = -5\nbatch_size = 0\nmax_segment_chars = -10\n"
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(text, DATA))
+    got = dict(ei.value.problems)
+    loc = "steps[0] (translate.v1)"
+    assert "did you mean 'max_concurrency'?" in got[f"{loc} -> max_concurency"]
+    assert got[f"{loc} -> max_new_tokens"] == "expected between 1 and 100000, got -5"
+    assert got[f"{loc} -> batch_size"] == "expected between 1 and 100000, got 0"
+    assert got[f"{loc} -> max_segment_chars"] == "expected between 0 and 1000000, got -10"
+
+
+def test_missing_input_reported_with_other_problems(write_recipe):
+    text = TRANSLATE + "lid_min_score = 5.0\n" + '\n[[steps]]\nuses = "langid.v1"\ncolumn = "text"\nbatch_size = 0\n'
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(text))  # no data file
+    msg = str(ei.value)
+    assert "input file not found" in msg
+    assert "lid_min_score: expected between 0 and 1, got 5.0" in msg
+    assert "steps[1] (langid.v1) -> batch_size: expected between 1 and 10000000, got 0" in msg
+
+
+def test_every_numeric_parameter_declares_bounds():
+    from mlbuild.pipeline import params as P
+    from mlbuild.pipeline import registry
+    from mlbuild.recipe.load import DatasetSpec, OutputSpec
+
+    classes = [(f"{k}:{n}", c.Params) for k in ("source", "step", "report") for n, c in registry.known(k).items()]
+    classes += [("dataset", DatasetSpec), ("output", OutputSpec)]
+    missing = []
+    for name, cls in classes:
+        hints = P.hints(cls)
+        for f in P.fields(cls):
+            if P.is_numeric(hints[f.name]) and not P.bounds_text(f.metadata):
+                missing.append(f"{name}.{f.name}")
+    assert not missing, f"numeric parameters without declared bounds: {missing}"
+
+
+@pytest.mark.parametrize(
+    "key,value,msg",
+    [
+        ("name", '"t\\n"', "dataset -> name"),
+        ("version", '"1.0.0\\n"', "dataset -> version"),
+        ("version", '"01.0.0"', "dataset -> version"),
+        ("license", "3", "dataset -> license: expected str, got 3"),
+        ("pretty_name", "[1]", "dataset -> pretty_name: expected str | none"),
+        ("card", "true", "dataset -> card: expected str"),
+        ("seed", "-1", "dataset -> seed: expected between 0 and"),
+    ],
+)
+def test_dataset_table_is_typed(write_recipe, key, value, msg):
+    text = GOOD.replace('name = "t"\nversion = "1.0.0"\n', 'name = "t"\nversion = "1.0.0"\n').replace(
+        "[dataset]\n", "[dataset]\n" if key in ("name", "version") else f"[dataset]\n{key} = {value}\n"
+    )
+    if key in ("name", "version"):
+        text = text.replace(f'{key} = "{"t" if key == "name" else "1.0.0"}"', f"{key} = {value}")
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(text, DATA))
+    assert msg in str(ei.value)
+
+
+def test_output_table_is_typed(write_recipe):
+    text = GOOD + '\n[output]\nsplits = {train = 0.5, test = "x"}\nmax_rows_per_file = 0\nformat = ["hf", "parquet"]\n'
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(text, DATA))
+    msg = str(ei.value)
+    assert "output -> max_rows_per_file: expected between 1 and" in msg
+    assert "unknown format 'parquet'" in msg
+    assert "output -> splits" in msg
+
+
+def test_vars_use_vars_and_lists_do_not_go_into_text(write_recipe):
+    text = GOOD.replace('lang = "en"', 'base = "data"\nlang = "en"\nfile = "${vars.base}/rows.jsonl"').replace(
+        'path = "data/rows.jsonl"', 'path = "${vars.file}"'
+    )
+    r = load_recipe(write_recipe(text, DATA))
+    assert r.source.params.path.endswith("data/rows.jsonl")
+    assert r.resolved["vars"]["file"] == "data/rows.jsonl"
+    bad = GOOD.replace('lang = "en"', 'lang = "en"\nlangs = ["en", "pt"]').replace(
+        'expect = "${vars.lang}"', 'expect = "x-${vars.langs}"'
+    )
+    with pytest.raises(
+        RecipeError, match=r"\$\{vars.langs\} is a list: it can stand alone as a value, not inside text"
+    ):
+        load_recipe(write_recipe(bad, DATA, name="bad.toml"))
+    cyc = GOOD.replace('lang = "en"', 'lang = "${vars.other}"\nother = "${vars.lang}"')
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(write_recipe(cyc, DATA, name="cyc.toml"))
+
+
+def test_validate_a_folder_is_a_clean_error(write_recipe, capsys):
+    path = write_recipe(GOOD, DATA)
+    assert main(["validate", str(path.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give a recipe file (recipes there: recipe.toml)" in err
+    assert "Traceback" not in err
+
+
+def test_beir_format_needs_a_beir_source_at_validate(write_recipe):
+    text = GOOD + '\n[output]\nformat = ["hf", "beir"]\n'
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(text, DATA))
+    assert "the beir format needs query rows (query_id, query) or document rows" in str(ei.value)
+
+
+def test_loader_keys_refused_in_free_form_tables(write_recipe):
+    text = TRANSLATE + "generation = { trust_remote_code = true, length_penalty = 1.0 }\n"
+    with pytest.raises(RecipeError, match="generation: 'trust_remote_code': model loading settings"):
+        load_recipe(write_recipe(text, DATA))

@@ -275,5 +275,5 @@ def test_recipe_validation_of_params(write_recipe):
     with pytest.raises(RecipeError) as e:
         load_recipe(path)
     msg = str(e.value)
-    assert "min_sentences: expected at least 2" in msg and "unknown language code 'xx1'" in msg
+    assert "min_sentences: expected between 2 and 10000000, got 1" in msg and "unknown language code 'xx1'" in msg
     assert "no column for the pivot" in msg

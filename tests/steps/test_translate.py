@@ -244,7 +244,15 @@ def test_check_reports_problems():
     assert not problems(target_langs=["pt"], engine="bergamot")
     assert "model" in problems(target_langs=["pt"], engine="transformers")
     assert "prompt" in problems(target_langs=["pt"], engine="openai", model="m", prompt="no slot")
-    assert "gates" in problems(target_langs=["pt"], model="m", gates=["langauge"])
+    _, errs = parse(
+        tr.TranslateParams, {"columns": ["q"], "source_lang": "en", "target_langs": ["pt"], "gates": ["langauge"]}, "s"
+    )
+    assert errs == [
+        (
+            "s -> gates",
+            "unknown value 'langauge'; did you mean 'language'? (known: language, copy, length, repetition, truncation)",
+        )
+    ]
     assert "target_langs" in problems(target_langs=["en"], model="m")
     assert "references.pt.q" in problems(target_langs=["pt"], model="m", references={"pt": {"q": "nope"}})
     assert "length_ratios.en-pt" in problems(target_langs=["pt"], model="m", length_ratios={"en-pt": [3, 1]})
