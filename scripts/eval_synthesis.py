@@ -85,7 +85,7 @@ def main() -> None:
     rejects = out.rejects if out.rejects is not None else pl.DataFrame()
     kept.write_ndjson(args.out / "kept.jsonl")
     rejects.write_ndjson(args.out / "rejects.jsonl")
-    report = json.loads((args.out / "reports" / "synthesis.json").read_text())
+    report = json.loads((args.out / "reports" / "synthesize.json").read_text())
     metrics = {
         "model": args.model,
         "passages": table.height,

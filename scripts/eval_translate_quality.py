@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             for _, ok, why in by_id.values():
                 if not ok:
                     flagged[why] = flagged.get(why, 0) + 1
-            report = json.loads((res.dataset_dir / "reports" / "translate_text.json").read_text())
+            report = json.loads((res.dataset_dir / "reports" / "translate.json").read_text())
             ref_scores = report["per_lang"]["por_Latn"].get("reference_scores", {}).get("text")
             result["systems"][f"mlbuild_{segment}"] = {
                 **corpus_scores(hyp, refs, "por_Latn"),

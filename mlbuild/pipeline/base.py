@@ -47,6 +47,18 @@ class StepOutput:
     stats: dict[str, Any] = field(default_factory=dict)  # summable numbers, nested dicts allowed
 
 
+@dataclass
+class StepReport:
+    """What a step tells about its run, returned by :meth:`Step.finalize`; the writer files it under
+    ``reports/<step id>.json`` (``data``), ``reports/<step id>.md`` (``markdown``) and
+    ``reports/<step id>.<name>.png`` (``plots``: name -> PNG bytes), and puts ``summary`` in the card."""
+
+    summary: str = ""
+    data: dict[str, Any] | None = None
+    markdown: str | None = None
+    plots: dict[str, bytes] = field(default_factory=dict)
+
+
 def reject(df: pl.DataFrame, reason: str | pl.Expr, detail: str | pl.Expr | None = None) -> pl.DataFrame:
     """Mark rows of ``df`` as rejected with a reason (and an optional detail)."""
     r = pl.lit(reason) if isinstance(reason, str) else reason
@@ -141,9 +153,9 @@ class Step(Component):
     def process_table(self, table: pl.DataFrame) -> StepOutput:
         return self.process(table)
 
-    def finalize(self, stats: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
-        """Write this step's report files from its merged stats; return a summary for the card."""
-        return {}
+    def finalize(self, stats: dict[str, Any]) -> StepReport | None:
+        """This step's report from its merged stats (the writer names and places the files)."""
+        return None
 
 
 class Report(Component):

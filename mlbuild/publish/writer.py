@@ -21,7 +21,7 @@ import tomli_w
 from .. import langs
 from ..errors import RecipeError
 from ..pipeline import checkpoint as ck
-from ..pipeline.base import ROW_ID
+from ..pipeline.base import ROW_ID, StepReport
 from . import card as cardmod
 from . import manifest as man
 
@@ -181,9 +181,9 @@ def write_dataset(
     for st in stages[1:]:
         step = getattr(st, "step", None)
         if step is not None:
-            summary = step.finalize(st.stats, tmp / "reports")
-            if summary:
-                step_summaries[st.id] = summary
+            report = step.finalize(st.stats)
+            if report is not None:
+                step_summaries[st.id] = file_report(report, st.id, tmp / "reports")
     report_summaries: dict[str, Any] = {}
     models: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -322,6 +322,29 @@ def write_dataset(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(target)
     return RunResult(dataset_dir=target, fingerprint=fingerprint, manifest=manifest, up_to_date=up_to_date)
+
+
+def file_report(report: StepReport, step_id: str, reports_dir: Path) -> dict[str, Any]:
+    """Write a step's report as ``reports/<step id>.json|md|<plot>.png``; return its card summary."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    if report.data is not None:
+        p = reports_dir / f"{step_id}.json"
+        p.write_text(json.dumps(report.data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        files.append(p.name)
+    if report.markdown:
+        p = reports_dir / f"{step_id}.md"
+        p.write_text(report.markdown.rstrip("\n") + "\n", encoding="utf-8")
+        files.append(p.name)
+    for name, png in sorted(report.plots.items()):
+        p = reports_dir / f"{step_id}.{name}.png"
+        p.write_bytes(png)
+        files.append(p.name)
+    links = ", ".join(f"`reports/{n}`" for n in files)
+    return {
+        "markdown": report.summary + (f" (see {links})" if links else ""),
+        "files": [f"reports/{n}" for n in files],
+    }
 
 
 def _toml_safe(obj: Any) -> Any:

@@ -40,7 +40,7 @@ import polars as pl
 from .. import langs
 from ..models.lid import DEFAULT_CONFUSABLE, FastTextLID, check_languages, families_index
 from ..pipeline import filters
-from ..pipeline.base import Step, StepOutput
+from ..pipeline.base import Step, StepOutput, StepReport
 from ..pipeline.filters import ON_FAIL_DOC, OnFail
 from ..pipeline.params import param
 from ..pipeline.registry import register
@@ -154,7 +154,7 @@ class LangId(Step):
         )
         return StepOutput(rows, rejects, stats)
 
-    def finalize(self, stats: dict[str, Any], reports_dir) -> dict[str, Any]:
+    def finalize(self, stats: dict[str, Any]) -> StepReport:
         det = stats.get("detected", {})
         top = sorted(det.items(), key=lambda kv: -kv[1])[:10]
         md = "Detected languages (top 10): " + ", ".join(f"`{c}` {n}" for c, n in top)
@@ -163,4 +163,4 @@ class LangId(Step):
                 f". Accepted through the confusable-family rule: {stats.get('confusable_accepted', 0)}; "
                 f"through the short-text rule: {stats.get('short_text_accepted', 0)}"
             )
-        return {"markdown": md + ". " + filters.summary(stats)}
+        return StepReport(summary=md + ". " + filters.summary(stats))

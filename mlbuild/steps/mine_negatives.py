@@ -51,7 +51,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +60,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import StepError
-from ..pipeline.base import ROW_ID, Step, StepOutput, reject
+from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport, reject
 from ..pipeline.cache import SEP, cached_map
 from ..pipeline.params import param
 from ..pipeline.registry import register
@@ -906,12 +905,10 @@ class MineNegatives(Step):
         return out.with_columns(cols), None
 
     # -------------------------------------------------------------------- report
-    def finalize(self, stats: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
+    def finalize(self, stats: dict[str, Any]) -> StepReport | None:
         p = self.params
         if not stats:
-            return {}
-        reports_dir = Path(reports_dir)
-        reports_dir.mkdir(parents=True, exist_ok=True)
+            return None
         report = {
             "step": self.name,
             "params": {
@@ -933,16 +930,14 @@ class MineNegatives(Step):
             },
             **stats,
         }
-        (reports_dir / "mining.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         md = _markdown(stats, p)
-        (reports_dir / "mining.md").write_text(md, encoding="utf-8")
         summary = (
             f"Hard negatives: {stats.get('negatives', 0)} for {stats.get('queries', 0)} queries; "
             f"{stats.get('short_queries', 0)} queries got fewer than {p.num_negatives}. "
             f"Positive score median {stats.get('positive_score', {}).get('q50', 'n/a')}, negative median "
-            f"{stats.get('negative_score', {}).get('q50', 'n/a')}. See `reports/mining.md`."
+            f"{stats.get('negative_score', {}).get('q50', 'n/a')}."
         )
-        return {"markdown": summary}
+        return StepReport(summary=summary, data=report, markdown=md)
 
 
 def _markdown(stats: dict[str, Any], p: MineNegativesParams) -> str:

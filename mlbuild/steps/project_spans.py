@@ -49,7 +49,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ import polars as pl
 from .. import langs
 from .. import spans as S
 from ..metrics.projection import prf, span_counts
-from ..pipeline.base import ROW_ID, Step, StepOutput
+from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport
 from ..pipeline.cache import cached_map
 from ..pipeline.params import param
 from ..pipeline.registry import register
@@ -491,10 +490,10 @@ class ProjectSpans(Step):
         frames.append(part)
 
     # --------------------------------------------------------------------------------- report
-    def finalize(self, stats: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
+    def finalize(self, stats: dict[str, Any]) -> StepReport | None:
         per = stats.get("projection", {})
         if not per:
-            return {}
+            return None
         report = {
             "method": self.params.method,
             "marker_style": self.style.name if self.params.method != "align" else None,
@@ -527,14 +526,11 @@ class ProjectSpans(Step):
                 f"| {s['review_queued']} | {reps} | {score} |"
             )
         md = "\n".join(lines)
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        (reports_dir / "projection.json").write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
-        (reports_dir / "projection.md").write_text(
+        page = (
             "# Span projection\n\n" + md + "\n\nRows not `ok` form the review "
-            "queue: `mlbuild review export OUTDIR --to queue.jsonl`.\n",
-            encoding="utf-8",
+            "queue: `mlbuild review export OUTDIR --to queue.jsonl`.\n"
         )
-        return {"markdown": "Span projection (`reports/projection.md`):\n\n" + md, "projection": report}
+        return StepReport(summary="Span projection:\n\n" + md, data=report, markdown=page)
 
 
 def _new_stats() -> dict[str, Any]:

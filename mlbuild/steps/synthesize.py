@@ -61,7 +61,7 @@ import polars as pl
 from .. import langs
 from ..errors import RecipeError, StepError
 from ..models.lid import DEFAULT_CONFUSABLE, check_languages, families_index
-from ..pipeline.base import ROW_ID, Step, StepOutput, concat_rejects
+from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport, concat_rejects
 from ..pipeline.cache import cached_map, hash_text
 from ..pipeline.params import param
 from ..pipeline.registry import register
@@ -806,15 +806,10 @@ class SynthesizeQueries(Step):
                 reasons[j], details[j] = "roundtrip_failed", f"own passage ranked {rank} > {k}"
 
     # -- report
-    def finalize(self, stats: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
+    def finalize(self, stats: dict[str, Any]) -> StepReport:
         report = synthesis_report(stats)
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        (reports_dir / "synthesis.json").write_text(
-            json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
         md = synthesis_markdown(report)
-        (reports_dir / "synthesis.md").write_text(md + "\n", encoding="utf-8")
-        return {"markdown": md}
+        return StepReport(summary=md, data=report, markdown=md + "\n")
 
 
 def synthesis_report(stats: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ from .. import langs
 from ..errors import StepError
 from ..models.lid import DEFAULT_CONFUSABLE, FastTextLID, check_languages, families_index
 from ..models.mt import BERGAMOT_PAIRS, ENGINES
-from ..pipeline.base import ROW_ID, Step, StepOutput
+from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport
 from ..pipeline.cache import cached_map
 from ..pipeline.params import param
 from ..pipeline.registry import register
@@ -536,7 +535,7 @@ class Translate(Step):
         return self._ref_files[key]
 
     # ------------------------------------------------------------------------------------ report
-    def finalize(self, stats: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
+    def finalize(self, stats: dict[str, Any]) -> StepReport:
         from ..metrics.mt import corpus_scores
 
         p = self.params
@@ -570,18 +569,8 @@ class Translate(Step):
             "gates": p.gates,
             "per_lang": per_lang,
         }
-        name = "translate_" + "-".join(p.columns)
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        (reports_dir / f"{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         md = _markdown(report)
-        (reports_dir / f"{name}.md").write_text(md, encoding="utf-8")
-        return {
-            "markdown": md,
-            "per_lang": {
-                k: {"rows_in": v["rows_in"], "rows_out": v["rows_out"], "dropped": v["dropped"]}
-                for k, v in per_lang.items()
-            },
-        }
+        return StepReport(summary=md, data=report, markdown=md)
 
 
 def _zero_counters() -> dict[str, Any]:

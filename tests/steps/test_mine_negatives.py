@@ -173,10 +173,10 @@ def test_group_by_mines_within_each_group_and_reports_per_group(tmp_path):
     assert all(glang[n] == lg for n, lg in out.rows.select("negative", "lang").iter_rows())
     assert set(out.stats["by_group"]) == {"en", "pt"} and out.stats["by_group"]["en"]["queries"] == 30
     step = MineNegatives(MineNegativesParams(engine="precomputed", group_by="lang"), RunContext())
-    summary = step.finalize(out.stats, tmp_path)
-    md = (tmp_path / "mining.md").read_text()
-    assert "| en |" in md and "| pt |" in md and "Hard negatives" in summary["markdown"]
-    rep = json.loads((tmp_path / "mining.json").read_text())
+    report = step.finalize(out.stats)
+    md = report.markdown
+    assert "| en |" in md and "| pt |" in md and "Hard negatives" in report.summary
+    rep = report.data
     assert rep["positive_score"]["count"] == 60 and "q50" in rep["negative_score"]
 
 
@@ -469,7 +469,7 @@ def test_recipe_run_with_tiny_encoder(tiny_models, write_recipe, tmp_path):
     pid = {r["passage"]: r["pid"] for r in lines}
     for p, n1, n2 in df.select("passage", "negative_1", "negative_2").iter_rows():
         assert pid[n1] != pid[p] and pid[n2] != pid[p]
-    assert (res.dataset_dir / "reports" / "mining.md").exists()
+    assert (res.dataset_dir / "reports" / "mine_negatives.md").exists()
     assert "Hard negatives" in (res.dataset_dir / "README.md").read_text()
     assert list((out / ".mlbuild" / "embeddings").rglob("*.keys"))
     man = json.loads((res.dataset_dir / "manifest.json").read_text())

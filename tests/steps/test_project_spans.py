@@ -236,11 +236,11 @@ def test_align_on_existing_translation_with_gold_and_bio(tmp_path):
     assert rows["b"]["projection_status"] == "unaligned"  # "Jack" has no link (not in the lexicon)
     assert _spans_text(rows["b"], text="pt") == ["Mary"]
     assert rows["c"]["projection_status"] == "unaligned"
-    summary = step.finalize(out.stats, tmp_path)
-    rep = json.loads((tmp_path / "projection.json").read_text())
+    report = step.finalize(out.stats)
+    rep = report.data
     g = rep["languages"]["por_Latn"]["gold"]
     assert (g["tp"], g["fp"], g["fn"]) == (2, 0, 2) and g["precision"] == 1.0 and g["recall"] == 0.5
-    assert "| `por_Latn`" in summary["markdown"] and (tmp_path / "projection.md").exists()
+    assert "| `por_Latn`" in report.summary and "review queue" in report.markdown
 
 
 def test_check_reports_every_problem():
@@ -297,7 +297,7 @@ def test_recipe_run_writes_report_and_card(write_recipe, tmp_path, monkeypatch):
     path = write_recipe(RECIPE.format(method="fallback"), {"rows.jsonl": _jsonl()})
     res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
     d = res.dataset_dir
-    rep = json.loads((d / "reports" / "projection.json").read_text())
+    rep = json.loads((d / "reports" / "project.json").read_text())
     assert rep["languages"]["por_Latn"]["projected"] == 4
     assert rep["languages"]["por_Latn"]["recovered_by_align"] == 1
     card = (d / "README.md").read_text()
@@ -417,7 +417,7 @@ def test_projection_recipe_with_real_bergamot(tmp_path):
 
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "projection.toml"
     res = Runner(load_recipe(recipe), tmp_path / "out", quiet=True).run()
-    rep = json.loads((res.dataset_dir / "reports" / "projection.json").read_text())["languages"]["por_Latn"]
+    rep = json.loads((res.dataset_dir / "reports" / "project.json").read_text())["languages"]["por_Latn"]
     assert rep["rows_in"] == 16 and rep["projected"] >= 10
     assert rep["projected"] + rep["low_confidence"] + sum(rep["failed"].values()) == 16
     df = pl.read_parquet(next((res.dataset_dir / "data").rglob("*.parquet")))

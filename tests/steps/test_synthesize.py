@@ -327,13 +327,13 @@ def test_report_files(monkeypatch, tmp_path):
         passage_lang="en",
     )
     out = step.process_table(passages([P_RIVER, P_BEES]))
-    summary = step.finalize(out.stats, tmp_path / "reports")
-    rep = json.loads((tmp_path / "reports" / "synthesis.json").read_text())
+    report = step.finalize(out.stats)
+    rep = report.data
     en = rep["languages"]["eng_Latn"]
     assert en["generated"] == 2 and en["kept"] == 2 and en["kept_rate"] == 1.0
     assert en["mean_query_words"] == 6.0 and en["tokens_per_s"] > 0
-    assert "| eng_Latn | 2 | 2 |" in summary["markdown"]
-    assert (tmp_path / "reports" / "synthesis.md").exists()
+    assert "| eng_Latn | 2 | 2 |" in report.summary
+    assert report.markdown.startswith("Query synthesis")
     assert step.ctx.extra["template"]["version"] == "v1"
     assert len(step.ctx.extra["template"]["sha256"]) == 64
 
@@ -396,7 +396,7 @@ def test_recipe_with_http_engine_runs_and_resumes(write_recipe, tiny_lid, tmp_pa
         assert any(v["id"] == "test-model" for v in m["models"].values())
         files = [p for p in res.dataset_dir.rglob("*") if p.is_file()]
         assert not any("sk-never-in-files" in p.read_text(errors="ignore") for p in files)
-        assert (res.dataset_dir / "reports" / "synthesis.md").exists()
+        assert (res.dataset_dir / "reports" / "synthesize_queries.md").exists()
         df = pl.concat([pl.read_parquet(p) for p in res.dataset_dir.glob("data/*/*.parquet")])
         assert df.height == 6
         assert {"query", "summary", "lang", "query_id", "doc_id", "generator", "passage"} <= set(df.columns)

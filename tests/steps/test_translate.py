@@ -226,12 +226,12 @@ def test_round_trip_scores_and_threshold(tmp_path, tiny_lid, fake):
 def test_references_give_chrf_bleu_with_signature(tmp_path, tiny_lid, fake):
     step = make_step(tmp_path, tiny_lid, references={"pt": {"query": "query_ref"}}, gates=[])
     out = step.process(frame(EN[:3], query_ref=[PT[0], PT[1], "algo completamente diferente"]))
-    summary = step.finalize(out.stats, tmp_path / "reports")
-    rep = json.loads((tmp_path / "reports" / "translate_query.json").read_text())
+    rep = step.finalize(out.stats).data
     sc = rep["per_lang"]["por_Latn"]["reference_scores"]["query"]
     assert sc["n"] == 3 and 0 < sc["chrf"] < 100 and sc["chrf_signature"].startswith("nrefs:1|")
     assert "tok:13a" in sc["bleu_signature"]
-    assert "chrF" in summary["markdown"] and "por_Latn" in summary["markdown"]
+    md = step.finalize(out.stats).summary
+    assert "chrF" in md and "por_Latn" in md
 
 
 def test_check_reports_problems():
@@ -306,7 +306,7 @@ def test_recipe_run_resume_translates_nothing_twice(tmp_path, tiny_lid, fake, wr
     assert sorted(res.manifest["configs"]) == ["kir_Cyrl", "por_Latn"]
     assert res.manifest["configs"]["por_Latn"]["train"] == 6
     card = (res.dataset_dir / "README.md").read_text()
-    assert (res.dataset_dir / "reports" / "translate_query-passage.json").exists()
+    assert (res.dataset_dir / "reports" / "translate.json").exists()
     assert "translation" in card
     # a killed run: drop the step's checkpoints, keep the model-call cache -> nothing is translated again
     for d in (out / ".mlbuild" / "tr-test" / "0.1.0").glob("01-*"):
