@@ -138,11 +138,21 @@ class Step(Component):
     task_categories: ClassVar[tuple[str, ...]] = ()
     multilinguality: ClassVar[str | None] = None  # e.g. "translation"
 
+    # engines that run a model on an accelerator when there is one (a step's ``engine`` parameter)
+    gpu_engines: ClassVar[tuple[str, ...]] = ("transformers",)
+
     def input_columns(self) -> list[str]:
         return []
 
     def output_columns(self, columns: list[str]) -> list[str]:
         return list(columns)
+
+    def resources(self) -> dict[str, float]:
+        """What one worker of this step asks a cluster for (``num_gpus``, ``num_cpus``) unless the recipe's
+        ``[resources.<id>]`` says otherwise: one GPU when the step's ``engine`` runs a model on one
+        (see :attr:`gpu_engines`); the packaged CPU engines and HTTP endpoints need none."""
+        engine = getattr(self.params, "engine", None)
+        return {"num_gpus": 1.0} if engine in self.gpu_engines else {}
 
     def setup(self) -> None:
         """Load models. Called once, just before the first shard that needs work."""

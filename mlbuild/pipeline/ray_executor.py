@@ -23,7 +23,7 @@ loses nor duplicates rows. An exception raised by a step is not retried: it is r
 ids that fail.
 
 Resources per actor: ``num_gpus`` from the executor's ``resources`` table (keyed by step id or
-registered name), else the step's ``num_gpus`` (a class attribute or a property; asked only when the
+registered name), else what :meth:`~mlbuild.pipeline.base.Step.resources` asks for (only when the
 cluster has GPUs and the run's device is not ``cpu``), else none; ``num_cpus`` defaults to 1.
 """
 
@@ -345,7 +345,7 @@ class RayExecutor:
 
     def _step_resources(self, step: Step, label: str) -> dict[str, Any]:
         """Ray resources of one worker of this step: the ``resources`` table (by step id, then by name),
-        else the step's ``num_gpus`` (a class attribute, or a property that reads the params) when the
+        else what the step's :meth:`~mlbuild.pipeline.base.Step.resources` asks for when the
         cluster has GPUs and the run's device is not ``cpu``. CPUs, unless the table says: one per row
         worker; for a global step (one task doing the whole table) every CPU of the largest node that
         has the GPUs it needs, capped by the CPUs free now. Ray limits a task's BLAS/OpenMP threads to
@@ -354,7 +354,7 @@ class RayExecutor:
         res = dict(self.resources.get(sid) or self.resources.get(type(step).name) or {})
         cluster_gpus = self._ray.cluster_resources().get("GPU", 0)
         if "num_gpus" not in res:
-            want = float(getattr(step, "num_gpus", 0) or 0)
+            want = float(step.resources().get("num_gpus", 0))
             res["num_gpus"] = want if want and cluster_gpus and step.ctx.device != "cpu" else 0
         elif res["num_gpus"] and not cluster_gpus:
             log.warning(

@@ -273,12 +273,6 @@ class MineNegatives(Step):
     kind = "global"
     Params = MineNegativesParams
 
-    @property
-    def num_gpus(self) -> float:
-        """GPUs one Ray worker of this step asks for (when the cluster has GPUs and the device is not cpu):
-        transformers models want one; the packaged CPU engines and HTTP endpoints want none."""
-        return 1.0 if self.params.engine == "transformers" else 0.0
-
     machine_generated_annotations = True
     task_categories = ("text-retrieval", "sentence-similarity")
 

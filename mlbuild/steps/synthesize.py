@@ -365,12 +365,6 @@ class SynthesizeQueries(Step):
     name = "synthesize_queries.v1"
     Params = SynthesizeParams
 
-    @property
-    def num_gpus(self) -> float:
-        """GPUs one Ray worker of this step asks for (when the cluster has GPUs and the device is not cpu):
-        transformers models want one; the packaged CPU engines and HTTP endpoints want none."""
-        return 1.0 if self.params.engine == "transformers" else 0.0
-
     kind = "global"
     machine_generated_text = True
     task_categories = ("text-retrieval",)

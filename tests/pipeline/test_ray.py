@@ -387,9 +387,8 @@ def test_worker_resources_from_step_table_and_device():
             return [{"Alive": True, "Resources": gpu_node}, {"Alive": True, "Resources": {"CPU": 8}}]
 
     class GpuStep(RaySample):
-        @property
-        def num_gpus(self):  # a step may decide from its params
-            return 0.5 if self.params.rate < 1 else 0
+        def resources(self):  # a step may decide from its params
+            return {"num_gpus": 0.5} if self.params.rate < 1 else {}
 
     ex = RayExecutor(resources={"other": {"num_gpus": 2}, "raytest_rank.v1": {"num_cpus": 4}})
     ex._ray = FakeRay()
@@ -597,5 +596,5 @@ def test_model_steps_declare_gpus_by_engine():
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
         assert "engine" in fields
-        assert cls(cls.Params(**{**base, **gpu})).num_gpus == 1.0
-        assert cls(cls.Params(**{**base, **cpu})).num_gpus == 0.0
+        assert cls(cls.Params(**{**base, **gpu})).resources() == {"num_gpus": 1.0}
+        assert cls(cls.Params(**{**base, **cpu})).resources() == {}
