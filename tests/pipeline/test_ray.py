@@ -101,15 +101,16 @@ class RayRank(Step):
     def output_columns(self, columns):
         return [*columns, "rank"]
 
-    def process_table(self, table: pl.DataFrame) -> StepOutput:
+    def run_global(self, table, emit) -> dict:
         if self.params.fail:
             raise RuntimeError("no ranking today")
-        t = table.sort("row_id")
+        t = table.read().sort("row_id")
         dup = t.select(pl.col("passage").is_duplicated() & ~pl.col("passage").is_first_distinct()).to_series()
         kept = t.filter(~dup).sort([self.params.column, "row_id"])
         kept = kept.with_columns(pl.int_range(0, kept.height, dtype=pl.Int64).alias("rank"))
         rej = reject(t.filter(dup), "duplicate")
-        return StepOutput(kept, rej if rej.height else None, {"duplicates": int(dup.sum())})
+        emit(StepOutput(kept, rej if rej.height else None, {"duplicates": int(dup.sum())}))
+        return {}
 
 
 # ---------------------------------------------------------------- fixtures and helpers
