@@ -194,6 +194,14 @@ class Step(Component):
         engine = getattr(self.params, "engine", None)
         return {"num_gpus": 1.0} if engine in self.gpu_engines else {}
 
+    def stages(self) -> list[tuple[str, Step]]:
+        """The stages this step runs as, in order: ``[("", self)]`` for one stage. A step whose work has
+        a cheap part that streams and a part that needs the whole table (generation on every worker,
+        then a global filter) returns several named sub-steps, e.g. ``[("generate", Gen(...)),
+        ("roundtrip", RoundTrip(...))]``: each is a stage of its own (own kind, setup, checkpoints
+        and fingerprint), and :meth:`finalize` of this step sees their stats merged."""
+        return [("", self)]
+
     def setup(self) -> None:
         """Load models. Called once, just before the first shard that needs work."""
 

@@ -28,7 +28,7 @@ from ..recipe import Recipe
 from ..recipe.load import _check_columns
 from . import checkpoint as ck
 from . import store
-from .base import ROW_ID, RunContext, Source, Step
+from .base import ROW_ID, RunContext, Source, Step, merge_stats
 from .build import BuildRecord, StageRecord
 from .cache import hash_text, open_cache, stable_json
 from .checkpoint import ShardTarget
@@ -41,6 +41,7 @@ from .tables import TableRef
 log = logging.getLogger(__name__)
 
 SHARD_ROWS = 50_000
+COUNTS = ("rows_in", "rows_out", "dropped", "seconds", "by_lang")
 SHARD_BYTES = 64 << 20
 
 
@@ -58,7 +59,7 @@ class Plan:
 
     source: str
     tables: dict[str, str]
-    steps: list[str]
+    steps: list[list[str]]  # per recipe step, the fingerprint of each of its stages
     dataset: str
     checksums: dict[str, str]
 
@@ -143,9 +144,13 @@ class Runner:
         up = hash_text(src_fp, hash_text(*tables.values()))
         steps = []
         for spec in rc.steps:
-            # the dataset seed reaches every step (ctx.seed); files its params point to are hashed by content
-            up = component_fingerprint(up, spec.uses, spec.params, {"seed": rc.dataset.seed})
-            steps.append(up)
+            fps = []
+            for name, _ in spec.cls(spec.params, self._ctx()).stages():
+                # the dataset seed reaches every step (ctx.seed); files its params point to are hashed by content
+                uses = f"{spec.uses}#{name}" if name else spec.uses
+                up = component_fingerprint(up, uses, spec.params, {"seed": rc.dataset.seed})
+                fps.append(up)
+            steps.append(fps)
         return Plan(src_fp, tables, steps, dataset_fingerprint(rc, up), checksums)
 
     # ---------------------------------------------------------------- helpers
@@ -237,11 +242,46 @@ class Runner:
                 tasks.append(RowTask(s, s, 0, None, n))
         return tasks
 
-    def _run_step(self, index: int, spec, upstream: TableRef, fp: str) -> StageRecord:
-        sdir = self._stage_dir(f"{index:02d}-{spec.id}-{fp[:16]}")
-        label = f"{spec.id} ({spec.uses})"
+    def _run_step(self, index: int, spec, upstream: TableRef, fps: list[str]) -> list[StageRecord]:
+        """Run one recipe step (each of its stages in turn); its report comes from all their stats."""
         ctx = dataclasses.replace(self._ctx(), models={}, extra={})
         step: Step = spec.cls(spec.params, ctx)
+        records = []
+        for (name, sub), fp in zip(step.stages(), fps):
+            sid = f"{spec.id}.{name}" if name else spec.id
+            folder = f"{index:02d}-{spec.id}{'.' + name if name else ''}-{fp[:16]}"
+            table, stats, meta = self._run_stage(sub, sid, f"{sid} ({spec.uses})", folder, upstream)
+            records.append(
+                StageRecord(
+                    sid,
+                    spec.uses,
+                    sub.kind,
+                    fp,
+                    table,
+                    stats,
+                    meta.get("models", {}),
+                    meta.get("extra", {}),
+                    machine_generated_text=step.machine_generated_text,
+                    machine_generated_annotations=step.machine_generated_annotations,
+                    task_categories=tuple(step.task_categories),
+                    multilinguality=step.multilinguality,
+                )
+            )
+            upstream = table
+        merged: dict[str, Any] = {}
+        for r in records:
+            merged = merge_stats(merged, {k: v for k, v in r.stats.items() if k not in COUNTS})
+        merged.update({k: records[-1].stats.get(k) for k in COUNTS if k in records[-1].stats})
+        merged["rows_in"] = records[0].stats.get("rows_in", 0)
+        report = step.finalize(merged)
+        records[-1] = dataclasses.replace(records[-1], report=report)
+        return records
+
+    def _run_stage(
+        self, step: Step, sid: str, label: str, folder: str, upstream: TableRef
+    ) -> tuple[TableRef, dict[str, Any], dict[str, Any]]:
+        sdir = self._stage_dir(folder)
+        ctx = step.ctx
         meta_path = sdir / "meta.json"
         setup_done = False
 
@@ -266,38 +306,21 @@ class Runner:
 
         if ck.stage_done(sdir) is None:
             if step.kind == "global":
-                self.executor.run_global_stage(
-                    GlobalStage(step, spec.id, label, upstream, sdir, self.target, on_setup)
-                )
+                self.executor.run_global_stage(GlobalStage(step, sid, label, upstream, sdir, self.target, on_setup))
             else:
                 tasks = self._tasks(step, upstream)
                 try:
-                    self.executor.run_row_stage(RowStage(step, spec.id, label, upstream.dir, sdir, tasks, on_setup))
+                    self.executor.run_row_stage(RowStage(step, sid, label, upstream.dir, sdir, tasks, on_setup))
                 except MlbuildError:
                     raise
                 except Exception as e:
                     raise StepError(label, f"{type(e).__name__}: {e}") from e
                 shards = [t.out for t in tasks]
                 ck.mark_stage_done(sdir, shards, {"rows": sum(ck.shard_rows(sdir, s) for s in shards)})
-        table = TableRef.of_stage(sdir, spec.id)
+        table = TableRef.of_stage(sdir, sid)
         stats = ck.stage_stats(sdir, list(table.shards))
         meta = ck.read_json(meta_path) if meta_path.exists() else {"models": ctx.models, "extra": ctx.extra}
-        report = step.finalize(stats)
-        return StageRecord(
-            spec.id,
-            spec.uses,
-            step.kind,
-            fp,
-            table,
-            stats,
-            meta.get("models", {}),
-            meta.get("extra", {}),
-            report,
-            machine_generated_text=step.machine_generated_text,
-            machine_generated_annotations=step.machine_generated_annotations,
-            task_categories=tuple(step.task_categories),
-            multilinguality=step.multilinguality,
-        )
+        return table, stats, meta
 
     # ---------------------------------------------------------------- reports
     def _run_reports(self, final: TableRef, fp: str) -> tuple[Path | None, dict[str, Any], dict[str, Any]]:
@@ -366,7 +389,7 @@ class Runner:
         self._check_split_values(src.table)
         stages = [src]
         for i, spec in enumerate(rc.steps, start=1):
-            stages.append(self._run_step(i, spec, stages[-1].table, plan.steps[i - 1]))
+            stages += self._run_step(i, spec, stages[-1].table, plan.steps[i - 1])
         reports_dir, summaries, report_models = self._run_reports(stages[-1].table, plan.dataset)
         main = rc.source.cls(rc.source.params, self._ctx())
         return BuildRecord(
