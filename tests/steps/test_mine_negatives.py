@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mlbuild.mining import run_on_frame  # noqa: E402
 from mlbuild.pipeline.base import RunContext  # noqa: E402
 from mlbuild.pipeline.params import parse  # noqa: E402
 from mlbuild.steps.mine_negatives import MineNegatives, MineNegativesParams  # noqa: E402
@@ -56,7 +57,7 @@ def mine(table: pl.DataFrame, corpus: pl.DataFrame | None = None, **kw):
     assert not problems, problems
     step = MineNegatives(p, RunContext(tables={"corpus": corpus} if corpus is not None else {}, seed=3))
     step.setup()
-    return step.process_table(table)
+    return run_on_frame(step, table)
 
 
 # ------------------------------------------------------------------------------ vs sentence-transformers
@@ -250,7 +251,7 @@ def test_list_positives_include_positives_and_rejects():
     p = MineNegativesParams(engine="precomputed", corpus="corpus", num_negatives=2, output_format="n-tuple")
     step = MineNegatives(p, RunContext(tables={"corpus": corpus}))
     step.setup()
-    out = step.process_table(table).rows  # the list of positives (and of their vectors) is split
+    out = run_on_frame(step, table).rows  # the list of positives (and of their vectors) is split
     assert out["row_id"].to_list() == ["a/p1", "a/p2", "b"]
     negs = set(out.filter(pl.col("row_id") == "a/p1").select("negative_1", "negative_2").rows()[0])
     assert not negs & {"p0", "p5"}
@@ -272,7 +273,7 @@ def test_list_valued_positive_column_splits_rows():
     step = MineNegatives(MineNegativesParams(), RunContext())
     step.embedder = _FakeEmbedder()
     step.teacher = None
-    out = step.process_table(table)
+    out = run_on_frame(step, table)
     assert out.rows["row_id"].to_list() == ["a/p1/n1", "a/p2/n1", "b/n1", "b/n2"]
     assert set(out.rows.filter(pl.col("query") == "x")["negative"]) == {"p3"}
 
@@ -396,7 +397,7 @@ def test_teacher_scores_every_pair(tiny_models):
     )
     step = MineNegatives(p, RunContext())
     step.setup()
-    out = step.process_table(rows).rows
+    out = run_on_frame(step, rows).rows
     assert step.ctx.models["teacher"]["id"] == str(tiny_models["teacher"])
     ce = CrossEncoderScorer(str(tiny_models["teacher"]), device="cpu")
     r = out.row(0, named=True)
@@ -417,7 +418,7 @@ def test_teacher_scores_every_pair(tiny_models):
     )
     s2 = MineNegatives(p2, RunContext())
     s2.setup()
-    o2 = s2.process_table(rows).rows
+    o2 = run_on_frame(s2, rows).rows
     for scores, tscores in o2.select("scores", "teacher_scores").iter_rows():
         assert all(t < tscores[0] for t in tscores[1:])  # the margin held on teacher scores
         assert scores == pytest.approx(tscores, abs=1e-5)
