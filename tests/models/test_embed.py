@@ -193,7 +193,7 @@ def test_cache_index_finds_keys_and_indexes_unindexed_shards(tmp_path):
     ns = EmbeddingCache.namespace_id({"m": "x"})
     rng = np.random.default_rng(0)
     shards = {f"s{j}": rng.standard_normal((50, 4)).astype(np.float32) for j in range(6)}
-    for j, (name, v) in enumerate(shards.items()):
+    for name, v in shards.items():
         c.store(ns, {"m": "x"}, [f"{name}-{i}" for i in range(50)], v)
     got = c.lookup(ns, ["s3-7", "s0-49", "nope", "s3-7"])
     assert set(got) == {"s3-7", "s0-49"}
