@@ -105,14 +105,15 @@ class HostCorpus:
                 out.append(a[lo - base : hi - base])
         return HostCorpus(out or [np.zeros((0, self.shape[1]), np.float32)])
 
-    def block(self, start: int, stop: int, buf: np.ndarray | None = None) -> np.ndarray:
-        """Rows [start, stop) as float32: a view when they lie in one in-memory part, else a copy in ``buf``."""
+    def block(self, start: int, stop: int, buf: np.ndarray | None = None, copy: bool = False) -> np.ndarray:
+        """Rows [start, stop) as float32: a view when they lie in one in-memory part (unless ``copy``), else
+        a copy in ``buf`` (or a new array)."""
         pieces = []
         for a, base in zip(self.parts, self.starts):
             lo, hi = max(start, base), min(stop, base + len(a))
             if lo < hi:
                 pieces.append(a[lo - base : hi - base])
-        if len(pieces) == 1 and not _mapped(pieces[0]) and pieces[0].dtype == np.float32:
+        if not copy and len(pieces) == 1 and not _mapped(pieces[0]) and pieces[0].dtype == np.float32:
             return pieces[0]
         out = buf[: stop - start] if buf is not None else np.empty((stop - start, self.shape[1]), np.float32)
         s = 0
@@ -255,7 +256,7 @@ class _Feeder:
             s, e = spans[j]
             slot = j % 2
             copied[slot].synchronize()  # the staging buffer's last copy to the device is done
-            self.host.block(s, e, stage[slot].numpy())
+            self.host.block(s, e, stage[slot].numpy(), copy=True)  # into the pinned buffer
             side.wait_event(used[slot])  # the scoring of the block that held this device buffer is done
             with torch.cuda.stream(side):
                 on_dev[slot][: e - s].copy_(stage[slot][: e - s], non_blocking=True)
@@ -368,8 +369,12 @@ class ShardSearch:
         return out
 
     def cmax(self) -> float:
+        """The largest corpus row norm (for the rounding bound): from the resident copy when there is one."""
         if self._cmax is None:
-            self._cmax = self.host.max_norm()
+            if self.resident is not None and len(self.resident):
+                self._cmax = float(self.torch.linalg.vector_norm(self.resident, dim=1).max())
+            else:
+                self._cmax = self.host.max_norm()
         return self._cmax
 
     def search(
