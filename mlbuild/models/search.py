@@ -599,6 +599,14 @@ def exact_topk(
     return search.search(_as_array(queries), k, extra=extra, progress=progress)
 
 
+def topk_search(
+    queries: Any, corpus: Any, k: int, *, backend: str = "torch", **kw: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_topk` with ``backend="torch"`` or ``"faiss"`` (faiss candidates, then the same exact
+    rescoring and proof)."""
+    return exact_topk(queries, corpus, k, backend=backend, **kw)
+
+
 def faiss_topk(
     queries: np.ndarray, corpus: np.ndarray, k: int, *, use_gpu: bool = False, query_block: int = 16384
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -637,6 +645,7 @@ __all__ = [
     "HostCorpus",
     "ShardSearch",
     "exact_topk",
+    "topk_search",
     "exact_scores",
     "exact_pair_scores",
     "faiss_topk",

@@ -9,9 +9,8 @@ language). Rows that share a query are one query with several positives; a list-
 several positives too (the row is split, ids ``<row_id>/p<i>``). Scores are cosine similarities.
 
 It streams (:mod:`mlbuild.mining`): pass 1 reads the corpus table and the rows batch by batch into a
-compact index (hashes and ids, texts and vectors on disk); the corpus is embedded chunk by chunk into an
-on-disk array; queries are searched in chunks (``query_chunk``) against it block by block; pass 2 reads
-the rows again and emits output batches. Memory is bounded by chunk and block sizes, not by rows.
+compact index (ids; texts and vectors on disk), the corpus is embedded chunk by chunk into an on-disk array
+and searched block by block, a query chunk at a time; pass 2 reads the rows again and emits output batches.
 
 Reads: ``query_column``, ``positive_column`` (+ ``group_by``, ``exclude_same`` columns; with
 ``engine = "precomputed"`` the embedding columns). Other columns pass through.
@@ -275,15 +274,11 @@ class MineNegatives(Step):
         """Pass 1: the corpus table, then the rows, into the index (texts and vectors to disk)."""
         p = self.params
         pre = p.engine == "precomputed"
+        vecs = (
+            (p.query_embedding_column, p.positive_embedding_column, p.corpus_embedding_column) if pre else (None,) * 3
+        )
         cols = Sources(
-            p.query_column,
-            p.positive_column,
-            p.group_by,
-            list(p.exclude_same),
-            p.corpus_text_column,
-            p.query_embedding_column if pre else None,
-            p.positive_embedding_column if pre else None,
-            p.corpus_embedding_column if pre else None,
+            p.query_column, p.positive_column, p.group_by, list(p.exclude_same), p.corpus_text_column, *vecs
         )
         index = MiningIndex(scratch, cols, self.name)
         if p.corpus:
