@@ -103,12 +103,11 @@ def worker_reference(a) -> None:
     np.save(d / "ref_i.npy", i)
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(q), size=min(len(q), a.brute), replace=False))
-    bi = []
-    for j in sample:
-        sc = np.empty(len(corpus), np.float32)
-        for c0 in range(0, len(corpus), 1 << 18):
-            sc[c0 : c0 + (1 << 18)] = corpus[c0 : c0 + (1 << 18)].astype(np.float64) @ q[j].astype(np.float64)
-        bi.append(np.lexsort((np.arange(len(sc)), -sc))[: a.k])
+    sc = np.empty((len(sample), len(corpus)), np.float32)  # float64 dot products rounded to float32
+    qs64 = q[sample].astype(np.float64).T
+    for c0 in range(0, len(corpus), 1 << 16):
+        sc[:, c0 : c0 + (1 << 16)] = (corpus[c0 : c0 + (1 << 16)].astype(np.float64) @ qs64).T
+    bi = [np.lexsort((np.arange(sc.shape[1]), -row))[: a.k] for row in sc]
     np.save(d / "brute_rows.npy", sample)
     np.save(d / "brute_i.npy", np.array(bi))
 
