@@ -121,7 +121,7 @@ def unfinished(query: str, lang: str) -> str | None:
     return None
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--passages", type=Path, default=RECIPES_DIR / "data/demo/passages.jsonl")
@@ -132,7 +132,58 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is faster on a busy machine)")
     ap.add_argument("--set", action="append", default=[], help="extra step parameter line, e.g. 'max_new_tokens = 64'")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def write_recipe(args: argparse.Namespace, targets: list[str], passages: list[dict]) -> Path:
+    rdir = args.out / "recipe"
+    rdir.mkdir(parents=True, exist_ok=True)
+    (rdir / "passages.jsonl").write_text("".join(json.dumps(r) + "\n" for r in passages), encoding="utf-8")
+    recipe = RECIPE.format(
+        targets=json.dumps(targets),
+        model=args.model,
+        embed=f'embed_model = "{args.embed_model}"' if args.embed_model else "",
+        batch_size=args.batch_size,
+        extra="\n".join(args.set),
+    )
+    (rdir / "recipe.toml").write_text(recipe, encoding="utf-8")
+    return rdir / "recipe.toml"
+
+
+def read_build(ds: Path) -> tuple[dict, list[dict]]:
+    """The step's report and the kept queries of a built dataset."""
+    import polars as pl
+
+    # reports/<step id>.json; a step that runs as stages files it under its last stage's id
+    (report_file,) = [p for p in (ds / "reports").glob("synthesize*.json")]
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    kept = []
+    for p in sorted(ds.glob("data/**/*.parquet")):
+        kept += pl.read_parquet(p).select("doc_id", "lang", "query", "summary").to_dicts()
+    return report, kept
+
+
+def language_metrics(lang: str, kept: list[dict], report: dict, n_passages: int) -> dict:
+    ks = [q for q in kept if q["lang"] == lang]
+    r = report["languages"].get(lang, {})
+    docs = {q["doc_id"] for q in ks}
+    right = sum(q["right_lang"] for q in ks)
+    return {
+        "passages": n_passages,
+        "prompts": r.get("generated", 0),
+        "kept_queries": len(ks),
+        "passages_with_a_query": len(docs),
+        "passage_keep_rate": round(len(docs) / n_passages, 4) if n_passages else None,
+        "right_language": right,
+        "right_language_rate": round(right / len(ks), 4) if ks else None,
+        "unfinished": [q["query"] for q in ks if q["unfinished"]],
+        "dropped": r.get("dropped", {}),
+        "tokens_per_s": r.get("tokens_per_s"),
+    }
+
+
+def main() -> None:
+    args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         import torch
@@ -143,29 +194,12 @@ def main() -> None:
     from mlbuild.recipe import load_recipe
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    rdir = args.out / "recipe"
-    rdir.mkdir(parents=True, exist_ok=True)
     passages = read_passages(args.passages, args.n)
-    (rdir / "passages.jsonl").write_text("".join(json.dumps(r) + "\n" for r in passages), encoding="utf-8")
-    embed = f'embed_model = "{args.embed_model}"' if args.embed_model else ""
-    recipe = RECIPE.format(
-        targets=json.dumps(targets),
-        model=args.model,
-        embed=embed,
-        batch_size=args.batch_size,
-        extra="\n".join(args.set),
-    )
-    (rdir / "recipe.toml").write_text(recipe, encoding="utf-8")
+    recipe_path = write_recipe(args, targets, passages)
     t0 = time.perf_counter()
-    res = Runner(load_recipe(rdir / "recipe.toml"), args.out / "run", quiet=False, overwrite=True).run()
+    res = Runner(load_recipe(recipe_path), args.out / "run", quiet=False, overwrite=True).run()
     seconds = time.perf_counter() - t0
-    ds = res.dataset_dir
-    report = json.loads((ds / "reports" / "synthesize.json").read_text(encoding="utf-8"))
-    kept = []
-    for p in sorted(ds.glob("data/**/*.parquet")):
-        import polars as pl
-
-        kept += pl.read_parquet(p).select("doc_id", "lang", "query", "summary").to_dicts()
+    report, kept = read_build(res.dataset_dir)
     judge = Judge(targets)
     for q in kept:
         q["judged_lang"] = judge(q["query"])
@@ -174,23 +208,8 @@ def main() -> None:
     (args.out / "queries.jsonl").write_text(
         "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in kept), encoding="utf-8"
     )
-    per_lang = {}
-    for lang in [langs.normalize("en")] + [langs.normalize(t) for t in targets]:
-        ks = [q for q in kept if q["lang"] == lang]
-        r = report["languages"].get(lang, {})
-        docs = {q["doc_id"] for q in ks}
-        per_lang[lang] = {
-            "passages": len(passages),
-            "prompts": r.get("generated", 0),
-            "kept_queries": len(ks),
-            "passages_with_a_query": len(docs),
-            "passage_keep_rate": round(len(docs) / len(passages), 4) if passages else None,
-            "right_language": sum(q["right_lang"] for q in ks),
-            "right_language_rate": round(sum(q["right_lang"] for q in ks) / len(ks), 4) if ks else None,
-            "unfinished": [q["query"] for q in ks if q["unfinished"]],
-            "dropped": r.get("dropped", {}),
-            "tokens_per_s": r.get("tokens_per_s"),
-        }
+    codes = [langs.normalize("en")] + [langs.normalize(t) for t in targets]
+    per_lang = {lang: language_metrics(lang, kept, report, len(passages)) for lang in codes}
     metrics = {
         "passages_file": str(args.passages),
         "n": len(passages),
@@ -198,8 +217,10 @@ def main() -> None:
         "embed_model": args.embed_model or None,
         "judge": judge.name,
         "seconds": round(seconds, 1),
+        "up_to_date": res.up_to_date,
+        "summaries": report.get("summaries"),
         "threads": args.threads,
-        "recipe": recipe,
+        "recipe": recipe_path.read_text(encoding="utf-8"),
         "per_language": per_lang,
     }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")

@@ -144,20 +144,6 @@ def single_answer(passage: str, prompt: str) -> str:
     return f" {summary}" if q is None else f" {summary}\nQuestion in {lang}: {q}\n"
 
 
-LABEL_LANG = {"Question": "English", "Pergunta": "Portuguese"}
-
-
-def staged_answer(passage: str, prompt: str) -> str:
-    """Staged answers: the summary (the prompt ends with ``Summary:``) or the question after its header;
-    the same texts as :func:`single_answer` (hashing the matching single prompt is not possible, so a
-    tuple answer picks by the staged prompt's hash)."""
-    if prompt.endswith("Summary:"):
-        return " " + " ".join(passage.split()[:6]) + "\n"
-    label = prompt.rsplit("\n", 1)[-1].rstrip(":")
-    q = _question(passage, LABEL_LANG[label], prompt)
-    return "\n" if q is None else f" {q}\nPassage: more"
-
-
 def outputs_of(out) -> dict[str, Any]:
     """What the golden file holds: kept rows (sorted by row_id) and (row_id, reason) of the rejects."""
     cols = ["row_id", "query", "summary", "lang", "query_id", "doc_id", "passage_lang", "generator", "roundtrip_rank"]

