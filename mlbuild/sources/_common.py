@@ -164,9 +164,10 @@ def _id_text(df: pl.DataFrame, idc: str, rules: RowRules) -> pl.Expr:
 
 # ------------------------------------------------------------------------------------------ JSON Lines
 def line_blocks(
-    path: Path, start: int, end: int, first_line: int, size: int = BATCH_BYTES
+    path: Path, start: int, end: int, first_line: int, size: int | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """``(number of the block's first line, bytes)`` blocks of whole lines of ``path[start:end)``."""
+    size = size or BATCH_BYTES
     with open(path, "rb") as f:
         f.seek(start)
         pos, line = start, first_line
@@ -210,7 +211,8 @@ def parse_json_lines(texts: list[bytes], nums: list[int], file: str) -> tuple[pl
         import pyarrow.json as pj
 
         data = b"\n".join(texts)
-        data.decode("utf-8")  # Arrow would pass bad bytes on; the slow path names the line
+        if not data.isascii():
+            data.decode("utf-8")  # Arrow would pass bad bytes on; the slow path names the line
         table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
         if table.num_rows == len(texts):
             return pl.from_arrow(table), []
