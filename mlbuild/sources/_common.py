@@ -288,8 +288,16 @@ def _plain(v: Any) -> Any:
     return v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, ensure_ascii=False)
 
 
-def line_parts(path: Path, target: int = 256 << 20) -> list[tuple[int, int, int]]:
+def part_bytes() -> int:
+    """How big a part of a text input a cluster worker reads alone ($MLBUILD_SOURCE_PART_MB, default 256)."""
+    import os
+
+    return max(1, int(float(os.environ.get("MLBUILD_SOURCE_PART_MB", "256")) * 2**20))
+
+
+def line_parts(path: Path, target: int | None = None) -> list[tuple[int, int, int]]:
     """``(start, end, first line)`` byte ranges of about ``target`` bytes, cut at line starts."""
+    target = target or part_bytes()
     size = path.stat().st_size
     if size <= target:
         return [(0, size, 1)]
