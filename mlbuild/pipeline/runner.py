@@ -24,7 +24,7 @@ import polars as pl
 
 from ..errors import EmptyBuildError, InputError, MlbuildError, RecipeError, StepError
 from ..recipe import Recipe
-from ..recipe.load import check_columns
+from ..recipe.load import check_chain
 from . import checkpoint as ck
 from . import store
 from .base import ROW_ID, RunContext, Source, Step, merge_stats
@@ -460,7 +460,7 @@ class Runner:
         if not columns:
             return
         rc = self.recipe
-        problems = check_columns(rc.source, rc.tables, rc.steps, rc.reports, rc.output, columns=columns)
+        problems = check_chain(rc.source, rc.tables, rc.steps, rc.reports, rc.output, columns=columns)
         if problems:
             raise RecipeError(problems, path=str(rc.path))
 
