@@ -3,7 +3,7 @@ back in as a new dataset version.
 
 Export (:func:`export_queue`) reads a built dataset (``OUT/<name>/<version>``): rows of the data files
 whose ``projection_status`` is not ``ok`` (failed or ``low_confidence``), and rows ``project_spans.v1``
-sent to ``rejects/`` (``on_failure = "drop"``). Each becomes one JSON line a person can fix in a text
+sent to ``rejects/`` (``on_fail = "drop"``). Each becomes one JSON line a person can fix in a text
 editor: ``source`` and ``target`` hold the texts with numbered markers ``[1]..[/1]`` around the spans
 (the attempted target spans; missing ones are absent), ``labels`` names each number. The person edits
 ``target`` (moves, adds or removes markers, fixes the translation) or sets ``"reviewed": true`` to accept

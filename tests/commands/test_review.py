@@ -42,7 +42,7 @@ spans_column = "spans"
 source_lang = "en"
 target_langs = ["pt"]
 engine = "bergamot"
-on_failure = "{on_failure}"
+on_fail = "{on_fail}"
 bio = true
 """
 
@@ -61,12 +61,12 @@ class FakeMT:
 def built(write_recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: FakeMT())
 
-    def build(on_failure="keep", extra=""):
+    def build(on_fail="keep", extra=""):
         rows = "".join(
             json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]}) + "\n"
             for t, sp, _ in ROWS
         )
-        path = write_recipe(RECIPE.format(on_failure=on_failure) + extra, {"rows.jsonl": rows})
+        path = write_recipe(RECIPE.format(on_fail=on_fail) + extra, {"rows.jsonl": rows})
         return Runner(load_recipe(path), tmp_path / "out", quiet=True).run().dataset_dir
 
     return build
