@@ -64,8 +64,8 @@ def write_dataset(build: BuildRecord) -> WriteResult:
             format_summaries[fm] = formats.module(fm).write(build, tmp) or {}
     manifest = make_manifest(build, data, reject_counts, report_files, step_summaries, format_summaries)
     ck.write_json(tmp / "manifest.json", manifest)
-    custom_card = rc.dir / rc.dataset.card
-    if custom_card.is_file():  # a recipe's own card template travels with the version (the lock points to it)
+    custom_card = cardmod.user_template(rc.dataset.card, rc.dir)  # never a file outside the recipe folder
+    if custom_card is not None:  # a recipe's own card template travels with the version (the lock points to it)
         shutil.copyfile(custom_card, tmp / CARD_COPY)
     write_lock(build, tmp / "recipe.lock.toml", target)
     (tmp / "README.md").write_text(render_card(build, data, manifest), encoding="utf-8")

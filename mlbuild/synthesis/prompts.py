@@ -168,17 +168,15 @@ def topic_words(pool: list[Exemplar]) -> dict[str, set[str]]:
 
 
 class PromptBuilder:
-    """Renders the template (in jinja2's sandbox: templates may come from user files) with exemplars;
-    ``version`` comes from the file name (``name.v2.j2``)."""
+    """Renders the template (in jinja2's sandbox, :mod:`mlbuild.templating`: templates may come from user
+    files) with exemplars; ``version`` comes from the file name (``name.v2.j2``)."""
 
     def __init__(self, template_path: Path, exemplars: list[Exemplar], max_passage_words: int = 250):
-        import jinja2
-        from jinja2.sandbox import SandboxedEnvironment
+        from ..templating import compile_file
 
         self.path = template_path
         self.source = template_path.read_text(encoding="utf-8")
-        env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
-        self.template = env.from_string(self.source)
+        self.template = compile_file(template_path, "template")  # sandboxed: the file may come from anyone
         stem = template_path.name.removesuffix(".j2")
         m = _TEMPLATE_VERSION.search(stem)
         self.name = stem

@@ -116,10 +116,8 @@ def test_question_labels_and_template_sandbox(tmp_path):
     assert question_label("kir_Cyrl") == "Question in Kyrgyz"
     evil = tmp_path / "evil.v1.j2"
     evil.write_text("{{ passage.__class__.__mro__[1].__subclasses__() }}", encoding="utf-8")
-    import jinja2.exceptions
-
-    with pytest.raises(jinja2.exceptions.SecurityError):
-        PromptBuilder(evil, []).render("p", "eng_Latn", "eng_Latn")
+    with pytest.raises(RecipeError, match="evil.v1.j2"):
+        PromptBuilder(evil, [])
 
 
 def test_exemplar_choice_prefers_passage_language_then_others():
