@@ -211,7 +211,9 @@ def load_mteb(folder: Path, split: str | None = None) -> list[RetrievalSet]:
         elif name == "corpus":
             subsets.append("default")
     if not subsets:
-        raise InputError(str(folder / "README.md"), "no '<subset>-corpus' or 'corpus' config: not an MTEB retrieval layout")
+        raise InputError(
+            str(folder / "README.md"), "no '<subset>-corpus' or 'corpus' config: not an MTEB retrieval layout"
+        )
     out = []
     corpora: dict[tuple[str, ...], Corpus] = {}
     where = str(folder / "README.md")
@@ -223,7 +225,9 @@ def load_mteb(folder: Path, split: str | None = None) -> list[RetrievalSet]:
                 raise InputError(where, f"subset {sub!r} has no config {cfg!r}")
         cfiles = _files(folder, _pick_split(configs[f"{prefix}corpus"], split, where), f"{sub} corpus")
         corpus = corpora.setdefault(cfiles, Corpus(cfiles))
-        qdf = _read_parquet(_files(folder, _pick_split(configs[f"{prefix}queries"], split, where), "queries"), ["id", "text"])
+        qdf = _read_parquet(
+            _files(folder, _pick_split(configs[f"{prefix}queries"], split, where), "queries"), ["id", "text"]
+        )
         rdf = _read_parquet(
             _files(folder, _pick_split(configs[qrels_cfg], split, where), "qrels"), ["query-id", "corpus-id", "score"]
         )
@@ -283,7 +287,7 @@ def load_sets(path: str | Path, split: str | None = None, subsets: list[str] | N
     else:
         raise InputError(
             str(path),
-            "no retrieval layout here: expected a built dataset with format = [\"mteb\"] (or \"beir\"), "
+            'no retrieval layout here: expected a built dataset with format = ["mteb"] (or "beir"), '
             "a folder in MTEB's retrieval layout, or a BEIR folder",
         )
     if subsets:

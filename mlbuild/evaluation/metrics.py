@@ -111,6 +111,8 @@ class Evaluator:
         return {n: s / len(judged) for n, s in sums.items()}
 
 
-def evaluate(qrels: Qrels, run: Run, metrics: Iterable[str] = DEFAULT_METRICS, missing: str = "zero") -> dict[str, float]:
+def evaluate(
+    qrels: Qrels, run: Run, metrics: Iterable[str] = DEFAULT_METRICS, missing: str = "zero"
+) -> dict[str, float]:
     """Mean of each metric of ``run`` against ``qrels``."""
     return Evaluator(qrels, metrics, missing).aggregate(run)

@@ -111,7 +111,10 @@ def evaluate_sets(
                 res.results[name][s.name] = evaluators[s.name].aggregate(run)
                 res.subsets[s.name]["documents"] = len(ids)
                 if progress:
-                    progress(f"{name} / {s.name}: " + ", ".join(f"{m} {v:.4f}" for m, v in res.results[name][s.name].items()))
+                    progress(
+                        f"{name} / {s.name}: "
+                        + ", ".join(f"{m} {v:.4f}" for m, v in res.results[name][s.name].items())
+                    )
         res.systems[name] = {"spec": spec, **(retriever.describe() if retriever else {})}
     return res
 

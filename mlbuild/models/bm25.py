@@ -229,9 +229,7 @@ class BM25:
         for toks in self.analyzer(list(queries)):
             ids = [self._vocab[t] for t in toks if t in self._vocab]
             qids.append(ids or [empty])
-        docs, scores = self._index.retrieve(
-            qids, k=kk, show_progress=False, n_threads=self.threads, return_as="tuple"
-        )
+        docs, scores = self._index.retrieve(qids, k=kk, show_progress=False, n_threads=self.threads, return_as="tuple")
         docs = np.asarray(docs, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
         order = np.lexsort((docs, -scores), axis=1)  # score desc, then index asc

@@ -52,13 +52,15 @@ def check(columns: list[str], tables: set[str]) -> list[str]:
     cols = set(columns)
     if {"query_id", "query"} <= cols:
         out = []
-        if "corpus" not in tables:
+        if "corpus" not in tables and not ("doc_id" in cols and cols & {"passage", "text"}):
             out.append(
-                "the mteb format needs a corpus: read a beir.v1 source or add a [sources.corpus] table "
-                "(doc_id, title, passage)"
+                "the mteb format needs a corpus: read a beir.v1 source, add a [sources.corpus] table "
+                "(doc_id, title, passage), or give each query row its document (doc_id, passage)"
             )
         if "qrels" not in tables and "doc_ids" not in cols:
-            out.append("the mteb format needs judgements: a beir.v1 source, a [sources.qrels] table, or a 'doc_ids' column")
+            out.append(
+                "the mteb format needs judgements: a beir.v1 source, a [sources.qrels] table, or a 'doc_ids' column"
+            )
         return out
     if "doc_id" in cols and cols & {"passage", "text"}:
         if not {"queries", "qrels"} <= tables:
@@ -139,7 +141,10 @@ def write(build: BuildRecord, dataset_dir: Path) -> dict[str, Any]:
         subsets = _write_document_rows(build, root, split, max_rows)
     configs = _configs(subsets, split)
     (root / "README.md").write_text(_readme(build, configs, subsets, split), encoding="utf-8")
-    index = {"split": split, "subsets": {s: {k: v for k, v in m.items() if k != "folders"} for s, m in subsets.items()}}
+    index = {
+        "split": split,
+        "subsets": {s: {k: v for k, v in m.items() if k != "folders"} for s, m in subsets.items()},
+    }
     (root / "index.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     # configs as seen from the dataset root (for a card that lists them beside the Hub layout's)
     index["configs"] = [
@@ -184,10 +189,15 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
             if keep is not None:
                 keep.update(d for _, d, _ in rows)
     subsets: dict[str, dict[str, Any]] = {}
-    corpus = tables["corpus"]
-    per_lang = "lang" in corpus.columns
+    if "corpus" in tables:
+        corpus = tables["corpus"]
+        per_lang = "lang" in corpus.columns
+        frames: Any = corpus.iter_batches()
+    else:  # paired rows (fields_to_retrieval.v1): each query row carries its document
+        per_lang = False
+        frames = _RowDocuments(final)
     docs_by: dict[str, _Series] = {}
-    for df in corpus.iter_batches():
+    for df in frames:
         if keep is not None:
             df = df.filter(pl.col("doc_id").cast(pl.Utf8).is_in(list(keep)))
         if per_lang:
@@ -199,6 +209,7 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
             docs_by.setdefault("", _Series(root / "corpus", split, CORPUS_SCHEMA, max_rows)).write(_docs(df))
     for s in docs_by.values():
         s.finish()
+    corpus_lang = frames.lang if isinstance(frames, _RowDocuments) else None
     for lang in sorted(queries):
         if per_lang and lang not in docs_by:
             raise RecipeError([("output -> format", f"the mteb format: the corpus table has no documents in {lang}")])
@@ -216,10 +227,39 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
             "documents": cs.rows if cs else 0,
             "qrels": rs.rows,
             "query_lang": None if lang == "default" else lang,
-            "corpus_lang": lang if per_lang else None,
-            "folders": {"corpus": cs.folder.name if cs else "corpus", "queries": qs.folder.name, "qrels": rs.folder.name},
+            "corpus_lang": lang if per_lang else corpus_lang,
+            "folders": {
+                "corpus": cs.folder.name if cs else "corpus",
+                "queries": qs.folder.name,
+                "qrels": rs.folder.name,
+            },
         }
     return subsets
+
+
+class _RowDocuments:
+    """The distinct documents of paired query rows, streamed (the first text of each ``doc_id`` wins);
+    ``lang`` is their language once read, when a ``doc_lang`` column holds one value."""
+
+    def __init__(self, final) -> None:
+        self.final = final
+        self.text = next(c for c in ("passage", "text") if c in final.columns)
+        self.langs: set[str] = set()
+
+    def __iter__(self):
+        cols = ["doc_id", self.text, *[c for c in ("title", "doc_lang") if c in self.final.columns]]
+        seen: set[str] = set()
+        for df in self.final.iter_batches(cols):
+            df = df.with_columns(pl.col("doc_id").cast(pl.Utf8)).filter(pl.col("doc_id").is_not_null())
+            df = df.unique("doc_id", keep="first", maintain_order=True).filter(~pl.col("doc_id").is_in(list(seen)))
+            seen.update(df["doc_id"].to_list())
+            if "doc_lang" in df.columns:
+                self.langs.update(df["doc_lang"].cast(pl.Utf8).drop_nulls().unique().to_list())
+            yield df
+
+    @property
+    def lang(self) -> str | None:
+        return next(iter(self.langs)) if len(self.langs) == 1 else None
 
 
 def _write_document_rows(build: BuildRecord, root: Path, split: str, max_rows: int) -> dict[str, dict[str, Any]]:
