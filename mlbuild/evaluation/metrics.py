@@ -89,26 +89,24 @@ class Evaluator:
         self._evaluator = irm.evaluator([m for _, m in self.metrics], qrels)
 
     def per_query(self, run: Run) -> dict[str, dict[str, float]]:
-        """query id -> metric -> value, for the judged queries the run has."""
+        """query id -> metric -> value, for the judged queries the run has (as trec_eval -q reports them)."""
         names = {m: n for n, m in self.metrics}
         out: dict[str, dict[str, float]] = {}
         for r in self._evaluator.iter_calc(run):
-            out.setdefault(str(r.query_id), {})[names[r.measure]] = float(r.value)
+            q = str(r.query_id)
+            if q in run:
+                out.setdefault(q, {})[names[r.measure]] = float(r.value)
         return out
 
     def aggregate(self, run: Run) -> dict[str, float]:
         """metric -> mean over queries (see the module doc for which queries count)."""
-        if self.missing == "skip":
-            agg = self._evaluator.calc_aggregate(run)
-            return {n: float(agg[m]) for n, m in self.metrics}
-        judged = [q for q in self.qrels]
-        if not judged:
-            return {n: 0.0 for n, _ in self.metrics}
-        sums = {n: 0.0 for n, _ in self.metrics}
-        for _q, vals in self.per_query({q: d for q, d in run.items() if d}).items():
-            for n, v in vals.items():
-                sums[n] += v
-        return {n: s / len(judged) for n, s in sums.items()}
+        per_q = self.per_query(run)
+        n = len(per_q) if self.missing == "skip" else len(self.qrels)
+        sums = {name: 0.0 for name, _ in self.metrics}
+        for vals in per_q.values():
+            for name, v in vals.items():
+                sums[name] += v
+        return {name: (s / n if n else 0.0) for name, s in sums.items()}
 
 
 def evaluate(
