@@ -93,7 +93,10 @@ class FieldsToRetrieval(Step):
 
     def _texts(self, col: pl.Series) -> list[str]:
         if isinstance(col.dtype, pl.List):
-            return [self.params.join.join(str(x).strip() for x in (v or []) if x is not None and str(x).strip()) for v in col.to_list()]
+            return [
+                self.params.join.join(str(x).strip() for x in (v or []) if x is not None and str(x).strip())
+                for v in col.to_list()
+            ]
         return [(v or "").strip() for v in col.cast(pl.Utf8).to_list()]
 
     def _side(self, texts: list[str], lang: str, min_chars: int, side: str) -> Verdict:
@@ -153,4 +156,6 @@ class FieldsToRetrieval(Step):
 
     def finalize(self, stats: dict[str, Any]) -> StepReport | None:
         text = filters.summary(stats)
-        return StepReport(summary=f"Query/document pairs from `{self.params.query_column}` -> `{self.params.doc_column}`. {text}")
+        return StepReport(
+            summary=f"Query/document pairs from `{self.params.query_column}` -> `{self.params.doc_column}`. {text}"
+        )

@@ -49,7 +49,10 @@ def test_layout_per_language_with_the_corpus_written_once(built):
     }
     manifest = json.loads((built / "manifest.json").read_text())
     configs = manifest["formats"]["mteb"]["configs"]
-    assert {"config_name": "por_Latn-corpus", "data_files": [{"split": "test", "path": "mteb/corpus/test-*.parquet"}]} in configs
+    assert {
+        "config_name": "por_Latn-corpus",
+        "data_files": [{"split": "test", "path": "mteb/corpus/test-*.parquet"}],
+    } in configs
 
 
 def _vec(text: str) -> np.ndarray:
@@ -60,13 +63,12 @@ def _vec(text: str) -> np.ndarray:
 
 
 def test_mteb_loader_and_evaluate_read_the_folder(built):
+    import mteb
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalDatasetLoader
     from mteb.abstasks.task_metadata import TaskMetadata
     from mteb.models.abs_encoder import AbsEncoder
     from mteb.models.model_meta import ModelMeta
-
-    import mteb
 
     path = str(built / "mteb")
     split = RetrievalDatasetLoader(path, revision=None, split="test", config="por_Latn").load()

@@ -38,7 +38,13 @@ RECORDS = pl.DataFrame(
     {
         "row_id": ["1", "2", "3", "4", "5"],
         "rid": ["r1", "r2", "r3", "r4", "r5"],
-        "title_pt": ["onde fica a estação de trem", "este é um bom livro para ler", "", "o gato está no tapete", "o tempo está bom hoje"],
+        "title_pt": [
+            "onde fica a estação de trem",
+            "este é um bom livro para ler",
+            "",
+            "o gato está no tapete",
+            "o tempo está bom hoje",
+        ],
         "title_en": ["Stations", "Books", "Nothing", "Cats", "Weather"],
         "abstract_en": [
             "where is the train station in this city",
@@ -80,7 +86,9 @@ def test_shipped_recipe_builds_an_mteb_layout_that_eval_scores(tmp_path, capsys)
     index = json.loads((ds / "mteb" / "index.json").read_text())
     sub = index["subsets"]["fra_Latn"]
     assert sub["query_lang"] == "fra_Latn" and sub["corpus_lang"] == "eng_Latn" and sub["queries"] == 18
-    rejects = [json.loads(x) for x in next((ds / "rejects").glob("*fields_to_retrieval.jsonl")).read_text().splitlines()]
+    rejects = [
+        json.loads(x) for x in next((ds / "rejects").glob("*fields_to_retrieval.jsonl")).read_text().splitlines()
+    ]
     assert {r["row_id"]: r["reason"] for r in rejects} == {"r17": "doc_lang_mismatch", "r18": "empty_query"}
     capsys.readouterr()
     assert main(["eval", "retrieval", str(ds), "--metrics", "nDCG@10", "--json", "--no-card"]) == 0
