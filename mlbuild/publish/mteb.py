@@ -153,8 +153,9 @@ def write(build: BuildRecord, dataset_dir: Path) -> dict[str, Any]:
     return index
 
 
-def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int) -> dict[str, dict[str, Any]]:
-    final, tables = build.final, build.tables
+def _collect_queries(final, tables) -> tuple[dict[str, dict[str, str]], dict[str, list], set[str] | None]:
+    """Queries per language (first text of an id wins), judgements per language, and the documents to
+    keep (judged + pooled) when the rows carry ``pool_ids`` (None: keep the whole corpus)."""
     has_lang = "lang" in final.columns
     want = [c for c in ("query_id", "query", "lang", "doc_ids", "doc_scores", POOL) if c in final.columns]
     queries: dict[str, dict[str, str]] = {}
@@ -188,6 +189,12 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
             qrels[lang] = rows
             if keep is not None:
                 keep.update(d for _, d, _ in rows)
+    return queries, qrels, keep
+
+
+def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int) -> dict[str, dict[str, Any]]:
+    final, tables = build.final, build.tables
+    queries, qrels, keep = _collect_queries(final, tables)
     subsets: dict[str, dict[str, Any]] = {}
     if "corpus" in tables:
         corpus = tables["corpus"]

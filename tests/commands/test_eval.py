@@ -85,3 +85,23 @@ def test_eval_errors_exit_2(tmp_path, capsys):
     assert main(["eval", "retrieval", "--run", str(bad), "--qrels", str(TREC / "qrels.test")]) == 2
     assert "bad.run:1" in capsys.readouterr().err
     assert main(["eval"]) == 2
+
+
+@pytest.mark.slow
+def test_benchmark_extension_recipe_then_eval(tmp_path, capsys):
+    """The how-to: recipes/benchmark-extension.toml (a tiny random NLLB instead of the Hub one, so most
+    translations fail the gates and go to rejects/), then BM25 and the packaged e5 per language."""
+    from helpers_mt import build_tiny_mt
+
+    recipe = Path(__file__).resolve().parent.parent.parent / "recipes" / "benchmark-extension.toml"
+    mt = build_tiny_mt(tmp_path / "nllb", "nllb")
+    bench = write_benchmark(tmp_path / "bench")
+    argv = ["run", str(recipe), "--out", str(tmp_path / "out"), "--quiet"]
+    assert main([*argv, "--set", f"vars.mt_model={mt}", "--set", f"vars.benchmark={bench}"]) == 0
+    ds = tmp_path / "out" / "benchmark-extension" / "0.1.0"
+    assert (ds / "mteb" / "corpus").is_dir() and (ds / "beir" / "index.json").is_file()
+    capsys.readouterr()
+    argv = ["eval", "retrieval", str(ds), "--retriever", "bm25", "--retriever", "multilingual-e5-small"]
+    assert main([*argv, "--corpus-lang", "en", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["multilingual-e5-small"]["eng_Latn"]["nDCG@10"] > 0.8
