@@ -136,13 +136,48 @@ def test_markers_ok_repaired_and_failed_rows():
     assert out.rejects is None
 
 
-def test_on_failure_drop_sends_rows_to_rejects():
-    step = _step(on_failure="drop")
+def test_on_fail_drop_sends_rows_to_rejects():
+    step = _step(on_fail="drop")
     step.mt = FakeMT(_marked_table())
     out = step.process(_batch())
     assert out.rows.height == 3
     assert out.rejects.height == 1 and out.rejects["reason"].to_list() == ["missing_marker"]
     assert out.rejects["target_text"].to_list() == ["Eu conheci João e Mary no aeroporto de Paris."]
+    assert out.rejects["detail"].to_list() == out.rejects["projection_detail"].to_list()
+    assert out.stats["checks"] == {"checked": 4, "failed": {"missing_marker": 1}, "on_fail": {"drop": 1}}
+
+
+def test_on_fail_flag_and_keep():
+    step = _step(on_fail="flag")
+    step.mt = FakeMT(_marked_table())
+    out = step.process(_batch())
+    assert out.rejects is None and out.rows.height == 4
+    assert out.rows["projection_ok"].to_list() == [True, False, True, True]
+    assert "projection_ok" in step.output_columns(["row_id", "text", "spans"])
+    step = _step()  # keep: the rows stay with their status, nothing added; the failures are counted
+    step.mt = FakeMT(_marked_table())
+    out = step.process(_batch())
+    assert "projection_ok" not in out.rows.columns and "projection_ok" not in step.output_columns(["text"])
+    assert out.stats["checks"]["failed"] == {"missing_marker": 1} and out.stats["checks"]["on_fail"] == {"keep": 1}
+
+
+def test_low_confidence_rows_stay_whatever_on_fail_says():
+    rows = [("Pedro told Sofia about Rome.", [(0, 5, "PER"), (11, 16, "PER")], "[1]Pedro[/1] disse [2]Sfia[/2].")]
+    table = {**_marked_table(rows), "Pedro told Sofia about Rome.": "Pedro contou a Sofia sobre Roma."}
+    step = _step(verify_plain=True, on_fail="drop")
+    step.mt = FakeMT(table)
+    out = step.process(_batch(rows))
+    assert out.rows["projection_status"].to_list() == ["low_confidence"] and out.rejects is None
+
+
+def test_old_on_failure_name_points_to_on_fail(write_recipe):
+    path = write_recipe(RECIPE.format(method="markers") + 'on_failure = "drop"\n', {"rows.jsonl": _jsonl()})
+    with pytest.raises(RecipeError, match="on_failure: unknown parameter; did you mean 'on_fail'"):
+        load_recipe(path)
+
+
+def test_model_step_asks_for_small_shards():
+    assert ProjectSpans.rows_per_shard == 2048
 
 
 @pytest.mark.parametrize(
