@@ -25,6 +25,7 @@ from pathlib import Path
 from ..cli import echo
 from ..errors import InputError, RecipeError
 from ..pipeline.params import param
+from ._flags import add_param_flags, params_from_args
 
 
 def register(sub) -> None:
@@ -39,9 +40,18 @@ def register(sub) -> None:
     p.set_defaults(func=missing)
 
 
+LOC = "eval retrieval"
+
+
 @dataclass
 class EvalRetrievalParams:
+    metrics: list[str] = param(
+        ["nDCG@10", "R@100", "RR@10"], doc="ir-measures names (nDCG@10, R@100, RR@10, AP, P@10, RR)", min_items=1
+    )
     depth: int = param(1000, doc="documents retrieved per query", ge=1, le=100_000)
+    split: str | None = param(None, doc="split to evaluate (default: test, or the only one)")
+    corpus_lang: str | None = param(None, doc="BM25 analyzer language when the layout does not record it", kind="lang")
+    device: str = param("auto", doc="auto | cpu | cuda")
     batch_size: int = param(64, doc="texts per embedding batch", ge=1, le=100_000)
 
 
@@ -59,63 +69,55 @@ def _add_retrieval(kinds) -> None:
         metavar="SPEC",
         help="repeatable: bm25, multilingual-e5-small, or an embedding model folder / Hub id (default: bm25)",
     )
-    p.add_argument("--metrics", nargs="+", default=["nDCG@10", "R@100", "RR@10"], metavar="METRIC")
     p.add_argument("--out", default=None, metavar="DIR", help="where the JSON, Markdown, PNG and runs go")
     p.add_argument("--json", action="store_true", help="print {system: {subset: {metric: value}}} on stdout")
     p.add_argument("--run", action="append", metavar="RUN", help="TREC run file (repeatable); needs --qrels")
     p.add_argument("--qrels", default=None, help="TREC qrels (or BEIR qrels TSV) for --run")
-    p.add_argument("--split", default=None, help="split to evaluate (default: test, or the only one)")
     p.add_argument("--subset", action="append", metavar="NAME", help="evaluate only these subsets (repeatable)")
-    p.add_argument("--depth", type=int, default=1000, help="documents retrieved per query (default 1000)")
-    p.add_argument("--corpus-lang", default=None, help="BM25 analyzer language when the layout does not say it")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--work-dir", default=None, help="embedding cache and vectors (default: DIR/.cache, or a temp dir)")
     p.add_argument("--no-card", action="store_true", help="do not write into the dataset (reports/, README.md)")
     p.add_argument("--no-runs", action="store_true", help="do not write the TREC run files")
     p.add_argument("--quiet", action="store_true")
+    add_param_flags(p.add_argument_group("evaluation parameters"), EvalRetrievalParams)
     p.set_defaults(func=run_retrieval)
 
 
-def _check(args) -> None:
-    from ..pipeline import params as P
+def _check(args) -> EvalRetrievalParams:
+    from ..evaluation.metrics import parse_metric
 
-    problems: list[tuple[str, str]] = []
-    _, found = P.parse(EvalRetrievalParams, {"depth": args.depth, "batch_size": args.batch_size}, "eval retrieval")
-    problems += [(w.replace("eval retrieval -> ", "--").replace("_", "-"), m) for w, m in found]
+    params, problems = params_from_args(args, EvalRetrievalParams, LOC, Path.cwd())
     if args.run and args.dataset:
-        problems.append(("eval retrieval", "give a dataset or --run/--qrels, not both"))
+        problems.append((LOC, "give a dataset or --run/--qrels, not both"))
     if args.run and not args.qrels:
         problems.append(("--run", "needs --qrels"))
     if args.qrels and not args.run:
         problems.append(("--qrels", "needs --run"))
     if not args.run and not args.dataset:
-        problems.append(("eval retrieval", "give a dataset folder, or --run RUN --qrels QRELS"))
+        problems.append((LOC, "give a dataset folder, or --run RUN --qrels QRELS"))
     if args.run and args.retriever:
         problems.append(("--retriever", "retrievers run on a dataset; --run files are scored as they are"))
-    from ..evaluation.metrics import parse_metric
-
-    for m in args.metrics:
+    for m in params.metrics if params is not None else []:
         try:
             parse_metric(m)
         except ValueError as e:
-            problems.append(("--metrics", str(e)))
-    if problems:
+            problems.append((f"{LOC} -> metrics (--metrics)", str(e)))
+    if problems or params is None:
         raise RecipeError(problems)
+    return params
 
 
 def run_retrieval(args) -> int:
     from ..evaluation import runner
     from ..evaluation.data import load_sets
 
-    _check(args)
+    params = _check(args)
     say = (lambda msg: None) if (args.quiet or args.json) else (lambda msg: echo(msg, err=True))
     out = Path(args.out) if args.out else None
     if args.run:
-        res = runner.evaluate_runs(args.run, args.qrels, args.metrics)
+        res = runner.evaluate_runs(args.run, args.qrels, params.metrics)
     else:
         dataset = Path(args.dataset)
-        sets = load_sets(dataset, args.split, args.subset)
+        sets = load_sets(dataset, params.split, args.subset)
         if not sets:
             raise InputError(str(dataset), "no retrieval subset found")
         with tempfile.TemporaryDirectory(prefix="mlbuild-eval-") as tmp:
@@ -123,11 +125,11 @@ def run_retrieval(args) -> int:
             res = runner.evaluate_sets(
                 sets,
                 args.retriever or ["bm25"],
-                args.metrics,
-                depth=args.depth,
-                corpus_lang=args.corpus_lang,
-                device=args.device,
-                batch_size=args.batch_size,
+                params.metrics,
+                depth=params.depth,
+                corpus_lang=params.corpus_lang,
+                device=params.device,
+                batch_size=params.batch_size,
                 work_dir=work,
                 base_dir=Path.cwd(),
                 progress=say,
