@@ -83,6 +83,8 @@ def main() -> int:
     ap.add_argument("--max-queries", type=int, default=200, help="downsampling: queries kept per language")
     ap.add_argument("--top-k", type=int, default=20, help="downsampling: documents pooled per query and retriever")
     ap.add_argument("--retrievers", nargs="*", default=["bm25", "multilingual-e5-small"])
+    ap.add_argument("--pool", nargs="*", default=None, help="downsampling: pooled retrievers (default: --retrievers)")
+    ap.add_argument("--skip-eval", action="store_true", help="only the downsampling part")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.data.is_dir():
@@ -90,14 +92,17 @@ def main() -> int:
         return 0
     langs = write_mteb(args.data, args.langs, args.out / "mteb", args.limit)
     sets = load_sets(args.out / "mteb")
+    pooled = args.pool if args.pool is not None else args.retrievers
+    held_out = [r for r in args.retrievers if r not in pooled]
     t0 = time.perf_counter()
-    res = runner.evaluate_sets(
-        sets, args.retrievers, ["nDCG@10", "R@100", "RR@10"], depth=100, work_dir=args.out / ".cache"
-    )
-    res.source = str(args.data)
-    runner.write_outputs(res, args.out, runs=False)
-    print(f"evaluation ({time.perf_counter() - t0:.1f}s), {len(langs)} languages, 1000 queries each unless fewer")
-    print(runner.markdown(res))
+    if not args.skip_eval:
+        res = runner.evaluate_sets(
+            sets, args.retrievers, ["nDCG@10", "R@100", "RR@10"], depth=100, work_dir=args.out / ".cache"
+        )
+        res.source = str(args.data)
+        runner.write_outputs(res, args.out, runs=False)
+        print(f"evaluation ({time.perf_counter() - t0:.1f}s), {len(langs)} languages, 1000 queries each unless fewer")
+        print(runner.markdown(res))
 
     # downsampling, per language
     rows, full, down = [], [], []
@@ -108,10 +113,10 @@ def main() -> int:
         queries = {q: s.queries[q] for q in kept}
         qrels = {q: s.qrels[q] for q in kept}
         size = s.corpus.size()
-        pools, runs = ds.pool(queries, qrels, s.corpus.batches, size, args.retrievers, args.top_k, "eng_Latn", **kw)
+        pools, runs = ds.pool(queries, qrels, s.corpus.batches, size, pooled, args.top_k, "eng_Latn", **kw)
         keep = {d for q in qrels.values() for d in q} | {d for p in pools.values() for d in p}
         cmp = ds.compare(
-            queries, qrels, s.corpus.batches, size, keep, args.retrievers, runs, "nDCG@10", "eng_Latn", **kw
+            queries, qrels, s.corpus.batches, size, keep, [*pooled, *held_out], runs, "nDCG@10", "eng_Latn", **kw
         )
         for name, v in cmp["systems"].items():
             full.append(v["full"])
@@ -126,10 +131,13 @@ def main() -> int:
         "spearman_rho_all": float(spearmanr(full, down).statistic),
         "max_queries": args.max_queries,
         "top_k": args.top_k,
+        "pooled": pooled,
+        "held_out": held_out,
     }
-    (args.out / "downsample.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"downsample-top{args.top_k}-{'+'.join(pooled)}.json").write_text(json.dumps(report, indent=2))
     print(
-        f"downsampling: {args.max_queries} queries per language, judged + top {args.top_k} of {', '.join(args.retrievers)}"
+        f"downsampling: {args.max_queries} queries per language, judged + top {args.top_k} of {', '.join(pooled)}"
+        + (f"; held out: {', '.join(held_out)}" if held_out else "")
     )
     print("| lang | corpus before -> after | " + " | ".join(f"{r} full / down" for r in args.retrievers) + " |")
     print("|---|---|" + "---|" * len(args.retrievers))
