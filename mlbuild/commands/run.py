@@ -52,9 +52,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline.runner import Runner
-
     from ..errors import RecipeError
+    from ..pipeline.runner import Runner
 
     if args.limit is not None and args.limit < 0:
         raise RecipeError(f"--limit {args.limit}: expected 0 or more input records")

@@ -305,8 +305,8 @@ def test_sampling_and_global_step_same_for_any_worker_count_and_resume(ray_clust
     runner2, two = run(recipe, tmp_path / "w2", "ray", num_workers=2)
     assert_same(local, one)
     assert_same(local, two)
-    assert [x.kind for x in runner2.executor.timings] == ["row", "global"]
-    assert runner1.executor.timings[0].workers == 1 and runner2.executor.timings[0].workers == 2
+    assert [x.kind for x in runner2.executor.timings] == ["source", "row", "global"]
+    assert runner1.executor.timings[1].workers == 1 and runner2.executor.timings[1].workers == 2
     # resume: forget two finished shards of the row stage (as if the run died there) and the dataset;
     # the rerun redoes exactly those two shards
     stage = next((tmp_path / "w2" / ".mlbuild" / "raytest" / "1.0.0").glob("01-sample-*"))
@@ -534,7 +534,7 @@ def test_translate_and_mine_same_as_local(ray_cluster, tiny_models, write_recipe
     # with a reason, compared above); the English rows get theirs
     assert local.manifest["configs"]["eng_Latn"] and steps["mine"]["rows_out"] >= 20
     assert {"negative_1", "negative_2", "negative_scores"} <= set(rows_of(local).columns)
-    assert [t.kind for t in runner.executor.timings] == ["row", "global"]
+    assert [t.kind for t in runner.executor.timings] == ["source", "row", "global"]
     assert set(local.manifest["models"]) >= {"translate.mt", "mine.embedder"}
 
 
