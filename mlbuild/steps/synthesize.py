@@ -285,12 +285,11 @@ class PromptBuilder:
     """Renders the template with exemplars; ``version`` comes from the file name (``name.v1.j2``)."""
 
     def __init__(self, template_path: Path, exemplars: list[Exemplar], max_passage_words: int = 250):
-        import jinja2
+        from ..templating import compile_file
 
         self.path = template_path
         self.source = template_path.read_text(encoding="utf-8")
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
-        self.template = env.from_string(self.source)
+        self.template = compile_file(template_path, "template")  # sandboxed: the file may come from anyone
         stem = template_path.name.removesuffix(".j2")
         m = _TEMPLATE_VERSION.search(stem)
         self.name = stem
