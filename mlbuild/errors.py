@@ -49,6 +49,12 @@ class InputError(MlbuildError):
         super().__init__(f"{where}:{what} {message}")
 
 
+class EmptyBuildError(MlbuildError):
+    """Every row was dropped: there is no dataset to write (exit 2; the rejects say why)."""
+
+    exit_code = 2
+
+
 class StepError(MlbuildError):
     """A step failed while running."""
 

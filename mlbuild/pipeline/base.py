@@ -1,15 +1,15 @@
-"""Base classes: a source yields rows, a step maps rows (row step) or tables (global step), a report
-reads the final table and writes files under ``reports/``.
+"""Base classes: a source streams rows, a step maps rows (row step, shard by shard) or streams over the
+whole table (global step), a report reads the final table and writes files under ``reports/``.
 
-Rows flow as polars DataFrames with a stable string ``row_id`` column. A step declares the columns
-it reads (:meth:`Step.input_columns`) and the columns it leaves (:meth:`Step.output_columns`), so the
-whole chain is checked before any model loads.
+Rows flow as polars DataFrames with a stable string ``row_id`` column, in batches: no stage holds a
+whole dataset in memory. A step declares the columns it reads (:meth:`Step.input_columns`) and the
+columns it leaves (:meth:`Step.output_columns`), so the whole chain is checked before any model loads.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +31,7 @@ class RunContext:
     device: str = "auto"
     quiet: bool = True
     seed: int = 0
-    tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # named side tables (e.g. 'corpus')
+    tables: dict[str, Any] = field(default_factory=dict)  # named side tables: tables.TableRef (e.g. 'corpus')
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # model id -> {revision, ...} for manifest
     reports_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # manifest extras (template hashes, seeds...)
@@ -57,6 +57,19 @@ class StepReport:
     data: dict[str, Any] | None = None
     markdown: str | None = None
     plots: dict[str, bytes] = field(default_factory=dict)
+
+
+def collect(outputs: Iterable[StepOutput]) -> StepOutput:
+    """All batches of a stream in one output (for small inputs: tests, scripts)."""
+    rows, rejects, stats = [], [], {}
+    for out in outputs:
+        if out.rows.width:
+            rows.append(out.rows)
+        if out.rejects is not None and out.rejects.height:
+            rejects.append(out.rejects)
+        stats = merge_stats(stats, out.stats)
+    frame = pl.concat(rows, how="diagonal_relaxed") if rows else pl.DataFrame(schema={ROW_ID: pl.Utf8})
+    return StepOutput(frame, pl.concat(rejects, how="diagonal_relaxed") if rejects else None, stats)
 
 
 def reject(df: pl.DataFrame, reason: str | pl.Expr, detail: str | pl.Expr | None = None) -> pl.DataFrame:
@@ -97,7 +110,10 @@ class Component:
 
 
 class Source(Component):
-    """Reads the recipe's input. ``read`` returns the rows and the rows rejected while reading."""
+    """Reads the recipe's input as a stream of batches (:meth:`read`), never the whole input at once.
+
+    A source may split its input into independent :meth:`parts` (byte ranges of a file, files of a
+    folder) that executors read in parallel; the rows come out in the same order either way."""
 
     kind: ClassVar[str] = "source"
 
@@ -117,11 +133,35 @@ class Source(Component):
         """Files whose checksums define the input (for the fingerprint and manifest)."""
         return []
 
-    def read(self) -> StepOutput:
+    def parts(self) -> list[Any]:
+        """Independent, ordered parts of the input (picklable descriptors); one part by default."""
+        return [None]
+
+    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
+        """Batches of rows (with ``row_id``) and of rejected rows, in input order. ``limit``: stop after
+        this many input records (lines, rows, sentences), counted before parsing. Each batch's
+        ``stats["rows_in"]`` is the number of input records it consumed."""
         raise NotImplementedError
 
-    def side_tables(self) -> dict[str, pl.DataFrame]:
-        """Extra named tables the source provides (a BEIR corpus, for example)."""
+    def read_all(self, limit: int | None = None) -> StepOutput:
+        """Every part read and checked, in one output: for small inputs (tests, scripts) only."""
+        parts = self.parts() if limit is None else [None]
+        out = collect(o for part in parts for o in self.read(part, limit))
+        self.check_read(out.stats)
+        return out
+
+    def check_read(self, stats: dict[str, Any]) -> None:
+        """Called once every part is read, with the merged stats of the stage: raise an InputError for
+        problems only the whole input shows (a field the recipe names that no record has)."""
+
+    def check_unique_ids(self) -> bool:
+        """Whether row ids come from the data (an id column) and must be checked for duplicates; a
+        duplicate becomes a reject (``duplicate_id``) naming the id."""
+        return False
+
+    def side_tables(self) -> dict[str, Callable[[], Iterator[pl.DataFrame]]]:
+        """Extra named tables the source provides (a BEIR corpus, for example): name -> a function that
+        streams the table's batches."""
         return {}
 
     def source_datasets(self) -> list[str]:
@@ -154,14 +194,28 @@ class Step(Component):
         engine = getattr(self.params, "engine", None)
         return {"num_gpus": 1.0} if engine in self.gpu_engines else {}
 
+    def stages(self) -> list[tuple[str, Step]]:
+        """The stages this step runs as, in order: ``[("", self)]`` for one stage. A step whose work has
+        a cheap part that streams and a part that needs the whole table (generation on every worker,
+        then a global filter) returns several named sub-steps, e.g. ``[("generate", Gen(...)),
+        ("roundtrip", RoundTrip(...))]``: each is a stage of its own (own kind, setup, checkpoints
+        and fingerprint), and :meth:`finalize` of this step sees their stats merged."""
+        return [("", self)]
+
     def setup(self) -> None:
         """Load models. Called once, just before the first shard that needs work."""
+
+    # A row step's preferred shard size in rows, by the work per row: a model step asks for small shards
+    # (a resume repeats less, a cluster spreads the work); None keeps the upstream shards (cheap steps).
+    rows_per_shard: ClassVar[int | None] = None
 
     def process(self, batch: pl.DataFrame) -> StepOutput:
         raise NotImplementedError
 
-    def process_table(self, table: pl.DataFrame) -> StepOutput:
-        return self.process(table)
+    def run_global(self, table: Any, emit: Callable[[StepOutput], None]) -> dict[str, Any]:
+        """A global step: read ``table`` (a :class:`~mlbuild.pipeline.tables.TableRef`, batch by batch) and
+        ``emit`` output batches in order; return stats about the stage as a whole."""
+        raise NotImplementedError(f"{type(self).__name__} is a global step without run_global()")
 
     def finalize(self, stats: dict[str, Any]) -> StepReport | None:
         """This step's report from its merged stats (the writer names and places the files)."""
@@ -176,7 +230,8 @@ class Report(Component):
     def input_columns(self) -> list[str]:
         return []
 
-    def run(self, table: pl.DataFrame, reports_dir: Path) -> dict[str, Any]:
+    def run(self, table: Any, reports_dir: Path) -> dict[str, Any]:
+        """``table``: the final rows as a :class:`~mlbuild.pipeline.tables.TableRef`."""
         raise NotImplementedError
 
 
@@ -195,7 +250,3 @@ def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def params_to_dict(params: Any) -> dict[str, Any]:
-    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params or {})

@@ -1,16 +1,20 @@
 """Run a recipe's steps on Ray: ``mlbuild run RECIPE --executor ray [--ray-address auto|ray://...]``.
 
-The runner stays on the driver (validation, fingerprints, source, writer); this executor runs
+The runner stays on the driver (validation, fingerprints, the plan, the writer), which never holds
+the dataset: this executor runs
 
-- a **row step** as Ray Data ``map_batches`` over the list of its pending shards, with an actor pool
+- a **source** as one Ray task per part of the input (byte ranges of a JSONL file, files of a parquet
+  folder), each reading its own part and writing its own shards with the same
+  :func:`~mlbuild.pipeline.executors.write_source_part` the local executor calls;
+- a **row step** as Ray Data ``map_batches`` over the list of its pending tasks, with an actor pool
   (:class:`ShardUDF`): each actor rebuilds the step once (``cls(params, ctx)`` + ``setup()``, so a
-  model loads once per actor) and then processes whole upstream shards, one per call, with the same
-  :func:`~mlbuild.pipeline.executors.run_shard` the local executor calls: the same parquet, rejects,
-  stats and marker files come out, only written by another process. Shard boundaries are fixed by
-  the runner, so the result does not depend on how many actors there are or in which order they
-  finish. (Ray Data batches of rows would re-cut the shards by block sizes, which vary with the
+  model loads once per actor) and then processes one task (an upstream shard or a slice of one) per
+  call, with the same :func:`~mlbuild.pipeline.executors.run_task` the local executor calls: the same
+  parquet, rejects, stats and marker files come out, only written by another process. Tasks are
+  fixed by the runner, so the result does not depend on how many actors there are or in which order
+  they finish. (Ray Data batches of rows would re-cut the shards by block sizes, which vary with the
   cluster; the marker per fixed shard is what makes a retry or a resume exact.)
-- a **global step** as one Ray task (with the step's GPUs) that reads the upstream shard files and
+- a **global step** as one Ray task (with the step's GPUs) that streams the upstream shard files and
   writes the stage through :func:`~mlbuild.pipeline.executors.run_global`.
 
 Checkpoints and the model-call cache live in the run's work dir: ``OUT/.mlbuild`` (every node must
@@ -36,14 +40,24 @@ import os
 import time
 import traceback
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MlbuildError, RecipeError, StepError, requires
 from . import checkpoint as ck
 from .base import ROW_ID, RunContext, Step
-from .executors import pending_shards, run_global, run_shard, stage_bar
+from .executors import (
+    GlobalStage,
+    RowStage,
+    RowTask,
+    SourceStage,
+    pending_tasks,
+    read_task_input,
+    run_global,
+    run_task,
+    stage_bar,
+    write_source_part,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +96,7 @@ def build_step(spec: StepSpec) -> Step:
         step.setup()
     except MlbuildError:
         raise
-    except Exception as e:  # noqa: BLE001 - reported with the step's name
+    except Exception as e:  # reported with the step's name
         raise StepError(spec.label, f"setup failed: {type(e).__name__}: {e}") from e
     return step
 
@@ -123,7 +137,7 @@ def locate_failing_rows(
             probes += 1
             try:
                 step.process(part)
-            except Exception:  # noqa: BLE001 - any failure narrows the search
+            except Exception:  # any failure narrows the search
                 todo.append(part)
     return found
 
@@ -147,32 +161,33 @@ class ShardUDF:
             spec = spec_box[0]
             self.spec = ray.get(spec) if isinstance(spec, ray.ObjectRef) else spec
             self.step = build_step(self.spec)
-        except Exception as e:  # noqa: BLE001 - every shard of this actor reports it
+        except Exception as e:  # every shard of this actor reports it
             self.error = _error_payload(e, phase="setup")
         self.setup_seconds = time.perf_counter() - t0
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {"result": [json.dumps(self.run(str(s)), default=str) for s in batch["shard"]]}
+        return {"result": [json.dumps(self.run(RowTask(**json.loads(str(t)))), default=str) for t in batch["task"]]}
 
-    def run(self, shard: str) -> dict[str, Any]:
+    def run(self, task: RowTask) -> dict[str, Any]:
         t0 = time.perf_counter()
+        shard = task.out
         info = {"shard": shard, "pid": os.getpid(), "node": _node_id(), "setup_seconds": self.setup_seconds}
         if self.error is not None:
             return {**info, "error": {**self.error["error"], "shard": shard}}
         if ck.is_done(self.out_dir, shard):  # a retry after the files were complete
             return {**info, "skipped": True, "seconds": 0.0}
         try:
-            run_shard(self.step, self.spec.label, self.in_dir, self.out_dir, shard)
-        except Exception as e:  # noqa: BLE001 - reported with the shard and rows
+            run_task(self.step, self.spec.label, self.in_dir, self.out_dir, task)
+        except Exception as e:  # reported with the shard and rows
             payload = _error_payload(e, phase="process", shard=shard)
             try:
-                batch = ck.read_shard(self.in_dir, shard)
+                batch = read_task_input(self.in_dir, task)
                 ids = batch[ROW_ID].cast(str).to_list() if ROW_ID in batch.columns else []
                 payload["error"]["shard_rows"] = len(ids)
                 payload["error"]["first_row"] = ids[0] if ids else None
                 payload["error"]["last_row"] = ids[-1] if ids else None
                 payload["error"]["failing_rows"] = locate_failing_rows(self.step, batch) if ids else []
-            except Exception:  # noqa: BLE001 - the report of the first error matters more
+            except Exception:  # the report of the first error matters more
                 pass
             return {**info, **payload}
         return {
@@ -184,15 +199,23 @@ class ShardUDF:
         }
 
 
-def _global_task(
-    spec: StepSpec, in_dir: ck.Loc, in_shards: list[str], out_dir: ck.Loc, shard_rows: int
-) -> dict[str, Any]:
-    """A Ray task: set up a global step, run it over the whole table and write its stage."""
+def _source_task(stage: SourceStage, k: int) -> dict[str, Any]:
+    """A Ray task: read part ``k`` of a source and write its shards."""
+    try:
+        t0 = time.perf_counter()
+        shards = write_source_part(stage, k)
+        return {"shards": shards, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
+    except Exception as e:  # returned as data, raised on the driver
+        return _error_payload(e, phase="source", part=k)
+
+
+def _global_task(spec: StepSpec, table: Any, out_dir: ck.Loc, target: Any) -> dict[str, Any]:
+    """A Ray task: set up a global step, stream it over its upstream table and write its stage."""
     step = None
     try:
         step = build_step(spec)
         t0 = time.perf_counter()
-        shards = run_global(step, spec.label, in_dir, in_shards, out_dir, shard_rows)
+        shards = run_global(step, spec.label, table, out_dir, target)
         return {
             "shards": shards,
             "models": step.ctx.models,
@@ -200,7 +223,7 @@ def _global_task(
             "pid": os.getpid(),
             "seconds": time.perf_counter() - t0,
         }
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return _error_payload(e, phase="process_table")
     finally:
         if step is not None and step.ctx.cache is not None:
@@ -212,7 +235,7 @@ def _node_id() -> str | None:
         import ray
 
         return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - only informative
+    except Exception:  # only informative
         return None
 
 
@@ -322,7 +345,7 @@ class RayExecutor:
                 kw["runtime_env"] = env
             try:
                 ray.init(**kw)
-            except Exception as e:  # noqa: BLE001 - one clean line for the CLI
+            except Exception as e:  # one clean line for the CLI
                 where = self.address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
                 raise MlbuildError(f"cannot start or join Ray ({where}): {type(e).__name__}: {_first_line(e)}") from e
             self._started = True
@@ -343,14 +366,14 @@ class RayExecutor:
         self._started = False
         self._ray = None
 
-    def _step_resources(self, step: Step, label: str) -> dict[str, Any]:
+    def _step_resources(self, step: Step, label: str, sid: str | None = None) -> dict[str, Any]:
         """Ray resources of one worker of this step: the ``resources`` table (by step id, then by name),
         else what the step's :meth:`~mlbuild.pipeline.base.Step.resources` asks for when the
         cluster has GPUs and the run's device is not ``cpu``. CPUs, unless the table says: one per row
         worker; for a global step (one task doing the whole table) every CPU of the largest node that
         has the GPUs it needs, capped by the CPUs free now. Ray limits a task's BLAS/OpenMP threads to
         its CPUs, so a global step given one CPU would embed or search with a single thread."""
-        sid = label.split(" ", 1)[0]
+        sid = sid if sid is not None else label.split(" ", 1)[0]
         res = dict(self.resources.get(sid) or self.resources.get(type(step).name) or {})
         cluster_gpus = self._ray.cluster_resources().get("GPU", 0)
         if "num_gpus" not in res:
@@ -398,22 +421,55 @@ class RayExecutor:
         return lo, max(lo, n_shards)
 
     # ------------------------------------------------------------------ stages
-    def run_row_stage(
-        self,
-        step: Step,
-        step_label: str,
-        in_dir: ck.Loc,
-        out_dir: ck.Loc,
-        shards: list[str],
-        shard_rows: dict[str, int],
-        on_setup: Callable[..., None],
-    ) -> None:
-        todo = pending_shards(step_label, out_dir, shards)
+    def run_source(self, stage: SourceStage) -> list[str]:
+        """Each part of the input is read by a Ray task of its own (the driver holds none of it)."""
+        ray = self._connect()
+        t0 = time.perf_counter()
+        task = ray.remote(_source_task).options(max_retries=self.max_retries, num_cpus=1)
+        refs = [task.remote(stage, k) for k in range(len(stage.parts))]
+        shards: list[str] = []
+        try:
+            outs = ray.get(refs)
+        except ray.exceptions.RayError as e:
+            raise StepError(
+                stage.label, f"a Ray worker died reading the input: {type(e).__name__}: {_first_line(e)}"
+            ) from e
+        for out in outs:
+            if "error" in out:
+                err = out["error"]
+                if err.get("type") == "InputError":
+                    from ..errors import InputError
+
+                    raise InputError(stage.label, err["message"])
+                _raise_payload(stage.label, err)
+            shards += out["shards"]
+        self.timings.append(
+            StageTiming(
+                stage.label,
+                "source",
+                workers=len({o["pid"] for o in outs}),
+                shards=len(shards),
+                total_seconds=time.perf_counter() - t0,
+                pids=sorted({o["pid"] for o in outs}),
+            )
+        )
+        return shards
+
+    def run_row_stage(self, stage: RowStage) -> None:
+        step, step_label, in_dir, out_dir, on_setup = (
+            stage.step,
+            stage.label,
+            stage.in_dir,
+            stage.out_dir,
+            stage.on_setup,
+        )
+        todo = pending_tasks(step_label, out_dir, stage.tasks)
+        rows_of = {t.out: t.rows for t in stage.tasks}
         if not todo:
             return
         ray = self._connect()
         t_start = time.perf_counter()
-        res = self._step_resources(step, step_label)
+        res = self._step_resources(step, step_label, stage.step_id)
         free_before = dict(ray.available_resources())
         lo, hi = self._pool(res, len(todo))
         timing = StageTiming(step_label, "row", workers=hi, shards=len(todo))
@@ -428,7 +484,8 @@ class RayExecutor:
             # Ray Data has no named parameter for an actor's restarts yet; the generic remote args it
             # still takes (until Ray 2.64, hence the pin in pyproject.toml) warn that they are deprecated
             warnings.filterwarnings("ignore", message=r".*ray_remote_args.*deprecated", category=Warning)
-            ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo)).map_batches(
+            items = [{"task": json.dumps(dataclasses.asdict(t))} for t in todo]
+            ds = ray.data.from_items(items, override_num_blocks=len(todo)).map_batches(
                 ShardUDF,
                 batch_size=1,
                 batch_format="numpy",
@@ -444,7 +501,7 @@ class RayExecutor:
         setup_reported = False
         batches = ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0)
         try:
-            with stage_bar(step_label, sum(shard_rows.get(s, 0) for s in todo), self.quiet) as bar:
+            with stage_bar(step_label, sum(t.rows for t in todo), self.quiet) as bar:
                 for batch in batches:
                     for text in batch["result"]:
                         out = json.loads(text)
@@ -459,10 +516,10 @@ class RayExecutor:
                                 on_setup({"models": out["models"], "extra": out["extra"]})
                                 setup_reported = True
                         timing.shard_seconds.append(out["seconds"])
-                        bar.update(shard_rows.get(out["shard"], 0))
+                        bar.update(rows_of.get(out["shard"], 0))
         except MlbuildError:
             raise
-        except Exception as e:  # noqa: BLE001 - Ray Data gave up on a worker
+        except Exception as e:  # Ray Data gave up on a worker
             raise StepError(
                 step_label,
                 f"a Ray worker died and was retried {self.max_retries} times: {type(e).__name__}: {_first_line(e)}",
@@ -477,33 +534,21 @@ class RayExecutor:
         timing.run_seconds = time.perf_counter() - t_start - timing.start_seconds
         timing.total_seconds = time.perf_counter() - t_start
         self.timings.append(timing)
-        missing = [s for s in shards if s not in ck.done_shards(out_dir)]
+        missing = [t.out for t in stage.tasks if t.out not in ck.done_shards(out_dir)]
         if missing:  # never expected: every shard returned without error
             raise StepError(step_label, f"{len(missing)} shards have no completion marker: {', '.join(missing[:5])}")
 
-    def run_global_stage(
-        self,
-        step: Step,
-        step_label: str,
-        in_dir: ck.Loc,
-        in_shards: list[str],
-        out_dir: ck.Loc,
-        shard_rows: int,
-        on_setup: Callable[..., None],
-    ) -> list[str]:
+    def run_global_stage(self, stage: GlobalStage) -> list[str]:
         ray = self._connect()
         t0 = time.perf_counter()
-        res = self._step_resources(step, step_label)
+        step_label = stage.label
+        res = self._step_resources(stage.step, step_label, stage.step_id)
         opts = {k: v for k, v in res.items() if k != "num_workers"}
         task = ray.remote(_global_task).options(max_retries=self.max_retries, **opts)
         try:
             out = ray.get(
                 task.remote(
-                    step_spec(step, step_label, self.cache == "shared"),
-                    in_dir,
-                    list(in_shards),
-                    out_dir,
-                    shard_rows,
+                    step_spec(stage.step, step_label, self.cache == "shared"), stage.table, stage.out_dir, stage.target
                 )
             )
         except ray.exceptions.RayError as e:
@@ -513,7 +558,7 @@ class RayExecutor:
             ) from e
         if "error" in out:
             _raise_payload(step_label, out["error"])
-        on_setup({"models": out["models"], "extra": out["extra"]})
+        stage.on_setup({"models": out["models"], "extra": out["extra"]})
         total = time.perf_counter() - t0
         self.timings.append(
             StageTiming(

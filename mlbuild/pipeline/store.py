@@ -164,22 +164,35 @@ def write_bytes_atomic(path: Path | RemotePath, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_parquet(path: Path | RemotePath):
+def read_parquet(path: Path | RemotePath, columns: list[str] | None = None):
     import polars as pl
 
     if isinstance(path, RemotePath):
-        return pl.read_parquet(io.BytesIO(path.read_bytes()))
-    return pl.read_parquet(path)
+        return pl.read_parquet(io.BytesIO(path.read_bytes()), columns=columns)
+    return pl.read_parquet(path, columns=columns)
 
 
-def write_parquet(path: Path | RemotePath, df) -> None:
+def parquet_schema(path: Path | RemotePath) -> dict:
+    """Column name -> polars dtype of a parquet file, from its footer (no data read)."""
+    import polars as pl
+
+    if isinstance(path, RemotePath):
+        return dict(pl.read_parquet_schema(io.BytesIO(path.read_bytes())))
+    return dict(pl.read_parquet_schema(path))
+
+
+# checkpoints are written once and read once or twice: a fast codec; the published files use zstd
+CHECKPOINT_CODEC = "lz4"
+
+
+def write_parquet(path: Path | RemotePath, df, compression: str = CHECKPOINT_CODEC) -> None:
     if isinstance(path, RemotePath):
         buf = io.BytesIO()
-        df.write_parquet(buf, compression="zstd", statistics=False)
+        df.write_parquet(buf, compression=compression, statistics=False)
         path.write_bytes(buf.getvalue())
         return
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.write_parquet(tmp, compression="zstd", statistics=False)
+    df.write_parquet(tmp, compression=compression, statistics=False)
     os.replace(tmp, path)
 
 

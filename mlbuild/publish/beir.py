@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from ..errors import RecipeError
-
-if TYPE_CHECKING:
-    from ..pipeline.runner import Runner
+from ..pipeline.build import BuildRecord
 
 log = logging.getLogger(__name__)
 
@@ -65,149 +65,153 @@ def check(columns: list[str], tables: set[str]) -> list[str]:
     ]
 
 
-def _jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+class _Jsonl:
+    """Append-only JSONL files, opened on first use."""
+
+    def __init__(self) -> None:
+        self.files: dict[Path, Any] = {}
+        self.counts: dict[Path, int] = {}
+
+    def write(self, path: Path, rec: dict[str, Any]) -> None:
+        if path not in self.files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.files[path] = open(path, "w", encoding="utf-8")
+            self.counts[path] = 0
+        self.files[path].write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self.counts[path] += 1
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
 
 
-def _qrels_tsv(path: Path, qrels: pl.DataFrame) -> None:
+def _qrels_tsv(path: Path, rows) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
     with open(path, "w", encoding="utf-8") as f:
         f.write("query-id\tcorpus-id\tscore\n")
-        for q, d, s in qrels.select("query_id", "doc_id", "score").iter_rows():
+        for q, d, s in rows:
             f.write(f"{q}\t{d}\t{s}\n")
+            n += 1
+    return n
 
 
-def _text_col(df: pl.DataFrame) -> str | None:
-    return next((c for c in ("passage", "text") if c in df.columns), None)
+def _text_col(columns) -> str | None:
+    return next((c for c in ("passage", "text") if c in columns), None)
 
 
-def _corpus_records(df: pl.DataFrame) -> list[dict[str, Any]]:
-    tc = _text_col(df)
-    if tc is None or "doc_id" not in df.columns:
-        raise RecipeError([("output -> format", "the beir format needs a corpus with 'doc_id' and 'passage' columns")])
+def _docs(df: pl.DataFrame) -> pl.DataFrame:
+    tc = _text_col(df.columns)
     title = pl.col("title").cast(pl.Utf8).fill_null("") if "title" in df.columns else pl.lit("")
-    rows = df.select(pl.col("doc_id").cast(pl.Utf8), title.alias("title"), pl.col(tc).cast(pl.Utf8).alias("text"))
-    rows = rows.unique(subset="doc_id", keep="first", maintain_order=True)
-    return [{"_id": d, "title": t, "text": x} for d, t, x in rows.iter_rows()]
-
-
-def _split_name(runner: Runner) -> str:
-    src = runner.recipe.source
-    return getattr(src.params, "split", None) if src.uses == "beir.v1" else "test"
-
-
-def _qrels_from_rows(rows: pl.DataFrame) -> pl.DataFrame:
-    if not {"doc_ids", "doc_scores"} <= set(rows.columns):
-        raise RecipeError(
-            [
-                (
-                    "output -> format",
-                    "the beir format needs qrels: a beir.v1 source, a [sources.qrels] "
-                    "table, or 'doc_ids' and 'doc_scores' columns",
-                )
-            ]
-        )
-    return (
-        rows.select(pl.col("query_id").cast(pl.Utf8), "doc_ids", "doc_scores")
-        .explode(["doc_ids", "doc_scores"])
-        .rename({"doc_ids": "doc_id", "doc_scores": "score"})
-        .drop_nulls("doc_id")
+    return df.select(
+        pl.col("doc_id").cast(pl.Utf8).alias("_id"), title.alias("title"), pl.col(tc).cast(pl.Utf8).alias("text")
     )
 
 
-def write(runner: Runner, final: pl.DataFrame, dataset_dir: Path) -> dict[str, Any]:
-    split = _split_name(runner) or "test"
-    tables = getattr(runner, "tables", {}) or {}
+def _split_name(build: BuildRecord) -> str:
+    src = build.recipe.source
+    return (getattr(src.params, "split", None) if src.uses == "beir.v1" else None) or "test"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def write(build: BuildRecord, dataset_dir: Path) -> dict[str, Any]:
+    """Stream the final rows (and side tables) into one BEIR folder per language."""
+    split = _split_name(build)
+    tables = build.tables
+    final = build.final
     root = dataset_dir / "beir"
     cols = set(final.columns)
-    by_lang: list[tuple[str, pl.DataFrame]]
-    if "lang" in cols:
-        by_lang = [
-            (str(lang), final.filter(pl.col("lang") == lang))
-            for lang in sorted(final["lang"].drop_nulls().unique().to_list())
-        ]
-    else:
-        by_lang = [("default", final)]
+    has_lang = "lang" in cols
+    out = _Jsonl()
     index: dict[str, Any] = {"split": split, "languages": {}}
-    if {"query_id", "query"} <= cols:
-        corpus = tables.get("corpus")
-        if corpus is None:
-            raise RecipeError(
-                [
-                    (
-                        "output -> format",
-                        "the beir format needs a corpus: read a beir.v1 source or add "
-                        "a [sources.corpus] table (doc_id, title, passage)",
-                    )
-                ]
-            )
-        all_qrels = tables.get("qrels")
-        for lang, rows in by_lang:
-            q = rows.select(pl.col("query_id").cast(pl.Utf8), pl.col("query").cast(pl.Utf8)).unique(
-                subset="query_id", keep="first", maintain_order=True
-            )
-            conflicts = rows.select("query_id", "query").unique().height - q.height
-            if conflicts > 0:
-                log.warning("beir/%s: %d queries have several texts; the first is written", lang, conflicts)
-            qrels = all_qrels if all_qrels is not None else _qrels_from_rows(rows)
-            qrels = qrels.filter(pl.col("query_id").is_in(q["query_id"].implode()))
-            if "lang" in corpus.columns:
-                part = corpus.filter(pl.col("lang") == lang)
-                if part.height == 0:
-                    raise RecipeError(
-                        [
-                            (
-                                "output -> format",
-                                f"the corpus table has no documents in {lang} "
-                                f"(languages: {sorted(corpus['lang'].unique().to_list())})",
-                            )
-                        ]
-                    )
-            else:
-                part = corpus
-            d = root / lang
-            _jsonl(d / "corpus.jsonl", _corpus_records(part))
-            _jsonl(d / "queries.jsonl", [{"_id": i, "text": t} for i, t in q.iter_rows()])
-            _qrels_tsv(d / "qrels" / f"{split}.tsv", qrels)
-            index["languages"][lang] = {"queries": q.height, "documents": part.height, "qrels": qrels.height}
-    elif "doc_id" in cols and _text_col(final) is not None:
-        queries, qrels = tables.get("queries"), tables.get("qrels")
-        if queries is None or qrels is None:
-            raise RecipeError(
-                [
-                    (
-                        "output -> format",
-                        "a corpus written as beir needs 'queries' and 'qrels' tables "
-                        '(the beir.v1 source with rows = "corpus" provides them)',
-                    )
-                ]
-            )
-        for lang, rows in by_lang:
-            d = root / lang
-            docs = _corpus_records(rows)
-            _jsonl(d / "corpus.jsonl", docs)
-            _jsonl(
-                d / "queries.jsonl",
-                [
-                    {"_id": i, "text": t}
-                    for i, t in queries.select(pl.col("query_id").cast(pl.Utf8), "query").iter_rows()
-                ],
-            )
-            _qrels_tsv(d / "qrels" / f"{split}.tsv", qrels)
-            index["languages"][lang] = {"queries": queries.height, "documents": len(docs), "qrels": qrels.height}
-    else:
-        raise RecipeError(
-            [
-                (
-                    "output -> format",
-                    "the beir format needs query rows (query_id, query) or document rows "
-                    f"(doc_id, passage); the final table has {', '.join(final.columns)}",
-                )
-            ]
-        )
+    try:
+        if {"query_id", "query"} <= cols:
+            _write_queries(final, tables, root, split, has_lang, out, index)
+        else:
+            _write_corpus_rows(final, tables, root, split, has_lang, out, index)
+    finally:
+        out.close()
     root.mkdir(parents=True, exist_ok=True)
     (root / "index.json").write_text(json.dumps(index, indent=2, ensure_ascii=False), encoding="utf-8")
     return index
+
+
+def _write_queries(final, tables, root, split, has_lang, out: _Jsonl, index) -> None:
+    want = [c for c in ("query_id", "query", "lang", "doc_ids", "doc_scores") if c in final.columns]
+    seen: dict[str, dict[str, str]] = {}  # lang -> query id -> text (first wins)
+    own_qrels: dict[str, list[tuple[str, str, Any]]] = {}
+    conflicts: dict[str, int] = {}
+    for df in final.iter_batches(want):
+        langs_ = df["lang"].cast(pl.Utf8).to_list() if has_lang else ["default"] * df.height
+        ds = df["doc_ids"].to_list() if "doc_ids" in df.columns else [None] * df.height
+        ss = df["doc_scores"].to_list() if "doc_scores" in df.columns else [None] * df.height
+        for lang, qid, q, d, sc in zip(langs_, df["query_id"].cast(pl.Utf8), df["query"].cast(pl.Utf8), ds, ss):
+            if lang is None:
+                continue
+            qs = seen.setdefault(lang, {})
+            if qid in qs:
+                conflicts[lang] = conflicts.get(lang, 0) + (qs[qid] != q)
+                continue
+            qs[qid] = q
+            out.write(root / lang / "queries.jsonl", {"_id": qid, "text": q})
+            if "qrels" not in tables and d is not None:
+                own_qrels.setdefault(lang, []).extend((qid, x, y) for x, y in zip(d, sc or []) if x is not None)
+    for lang, n in conflicts.items():
+        if n:
+            log.warning("beir/%s: %d queries have several texts; the first is written", lang, n)
+    corpus = tables["corpus"]
+    first_file: Path | None = None
+    by_lang_corpus = "lang" in corpus.columns
+    if by_lang_corpus:
+        for df in corpus.iter_batches():
+            for lang, part in df.partition_by("lang", as_dict=True).items():
+                lang = str(lang[0])
+                if lang in seen:
+                    for rec in _docs(part).iter_rows(named=True):
+                        out.write(root / lang / "corpus.jsonl", rec)
+    for lang in sorted(seen):
+        path = root / lang / "corpus.jsonl"
+        if by_lang_corpus:
+            if path not in out.counts:
+                raise RecipeError([("output -> format", f"the corpus table has no documents in {lang}")])
+        elif first_file is None:
+            for df in corpus.iter_batches():
+                for rec in _docs(df).iter_rows(named=True):
+                    out.write(path, rec)
+            out.files[path].flush()
+            first_file = path
+        else:
+            _link_or_copy(first_file, path)
+        if "qrels" in tables:
+            ids = seen[lang]
+            q = tables["qrels"].read(["query_id", "doc_id", "score"])
+            rows = [r for r in q.iter_rows() if r[0] in ids]
+        else:
+            rows = own_qrels.get(lang, [])
+        n = _qrels_tsv(root / lang / "qrels" / f"{split}.tsv", rows)
+        docs = out.counts.get(path) or out.counts.get(first_file, 0)
+        index["languages"][lang] = {"queries": len(seen[lang]), "documents": docs, "qrels": n}
+
+
+def _write_corpus_rows(final, tables, root, split, has_lang, out: _Jsonl, index) -> None:
+    queries = tables["queries"].read(["query_id", "query"])
+    qrels = tables["qrels"].read(["query_id", "doc_id", "score"])
+    for df in final.iter_batches():
+        parts = df.partition_by("lang", as_dict=True) if has_lang else {("default",): df}
+        for lang, part in parts.items():
+            lang = str(lang[0])
+            for rec in _docs(part).iter_rows(named=True):
+                out.write(root / lang / "corpus.jsonl", rec)
+    for path in sorted(out.files):
+        lang = path.parent.name
+        for qid, q in queries.select(pl.col("query_id").cast(pl.Utf8), "query").iter_rows():
+            out.write(root / lang / "queries.jsonl", {"_id": qid, "text": q})
+        n = _qrels_tsv(root / lang / "qrels" / f"{split}.tsv", qrels.iter_rows())
+        index["languages"][lang] = {"queries": queries.height, "documents": out.counts[path], "qrels": n}

@@ -45,7 +45,13 @@ def metadata(ctx: dict[str, Any]) -> dict[str, Any]:
     configs = []
     for cfg, splits in ctx["configs"].items():
         configs.append(
-            {"config_name": cfg, "data_files": [{"split": sp, "path": f"data/{cfg}/{sp}-*.parquet"} for sp in splits]}
+            {
+                "config_name": cfg,
+                # datasets caches a local folder by its name, config and this YAML: the fingerprint here
+                # keeps two builds that share a version folder name (or a rebuilt version) apart
+                "description": f"{ds['name']} {ds['version']}, mlbuild fingerprint {ctx['fingerprint']}",
+                "data_files": [{"split": sp, "path": f"data/{cfg}/{sp}-*.parquet"} for sp in splits],
+            }
         )
     if len(configs) == 1:
         configs[0]["default"] = True

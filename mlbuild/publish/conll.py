@@ -10,61 +10,52 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-import polars as pl
+from ..pipeline.build import BuildRecord
+from .layout import CONFIG, SPLIT, assign_configs, assign_splits
 
-from ..errors import RecipeError
-from ..sources.conll import write_conll
-from .writer import _config_name, assign_splits
-
-if TYPE_CHECKING:
-    from ..pipeline.runner import Runner
+PAIRS = (("target_tokens", "target_tags"), ("tokens", "tags"))
 
 
 def check(columns: list[str], tables: set[str]) -> list[str]:
     cols = set(columns)
-    if {"target_tokens", "target_tags"} <= cols or {"tokens", "tags"} <= cols:
+    if any({t, g} <= cols for t, g in PAIRS):
         return []
     return ["'conll' needs target_tokens/target_tags (project_spans.v1 with bio = true) or tokens/tags (conll.v1)"]
 
 
-def write(runner: Runner, final: pl.DataFrame, out_dir: Path) -> None:
-    cols = next(
-        ((t, g) for t, g in (("target_tokens", "target_tags"), ("tokens", "tags")) if {t, g} <= set(final.columns)),
-        None,
-    )
-    if cols is None:
-        raise RecipeError(
-            [
-                (
-                    "output -> format",
-                    "'conll' needs target_tokens/target_tags (project_spans.v1 with bio = true) "
-                    "or tokens/tags (conll.v1)",
-                )
-            ]
-        )
-    tok, tag = cols
-    output = runner.recipe.output
-    table = assign_splits(final, output)
-    cfg_col = output.config_by
-    configs = (
-        table[cfg_col].map_elements(_config_name, return_dtype=pl.Utf8, skip_nulls=False).to_list()
-        if cfg_col
-        else ["default"] * table.height
-    )
-    groups: dict[tuple[str, str], list[tuple[list[str], list[str]]]] = {}
+def write(build: BuildRecord, out_dir: Path) -> dict[str, Any]:
+    """Stream the final rows into ``conll/<config>/<split>.conll`` (one open file per config and split)."""
+    final = build.final
+    tok, tag = next((t, g) for t, g in PAIRS if {t, g} <= set(final.columns))
+    output = build.recipe.output
+    root = out_dir / "conll"
+    root.mkdir(parents=True, exist_ok=True)
+    handles: dict[tuple[str, str], Any] = {}
+    counts: dict[str, int] = {}
     skipped = 0
-    for cfg, split, toks, tags in zip(configs, table["__split"].to_list(), table[tok].to_list(), table[tag].to_list()):
-        if not toks or tags is None or len(tags) != len(toks):
-            skipped += 1
-            continue
-        groups.setdefault((cfg, split), []).append((toks, tags))
-    index = {"columns": [tok, tag], "skipped_without_tags": skipped, "files": {}}
-    for (cfg, split), sents in sorted(groups.items()):
-        d = out_dir / "conll" / cfg
-        d.mkdir(parents=True, exist_ok=True)
-        write_conll(d / f"{split}.conll", sents)
-        index["files"][f"conll/{cfg}/{split}.conll"] = len(sents)
-    (out_dir / "conll").mkdir(exist_ok=True)
-    (out_dir / "conll" / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True), encoding="utf-8")
+    cols = [c for c in {"row_id", tok, tag, output.config_by, output.split_column, "parallel_id"} if c]
+    try:
+        for df in final.iter_batches([c for c in cols if c in final.columns]):
+            df = assign_configs(assign_splits(df, output), output.config_by)
+            for cfg, split, toks, tags in zip(df[CONFIG], df[SPLIT], df[tok].to_list(), df[tag].to_list()):
+                if not toks or tags is None or len(tags) != len(toks):
+                    skipped += 1
+                    continue
+                key = (cfg, split)
+                if key not in handles:
+                    (root / cfg).mkdir(parents=True, exist_ok=True)
+                    handles[key] = open(root / cfg / f"{split}.conll", "w", encoding="utf-8")
+                f = handles[key]
+                for t, g in zip(toks, tags):
+                    f.write(f"{t} {g}\n")
+                f.write("\n")
+                name = f"conll/{cfg}/{split}.conll"
+                counts[name] = counts.get(name, 0) + 1
+    finally:
+        for f in handles.values():
+            f.close()
+    index = {"columns": [tok, tag], "skipped_without_tags": skipped, "files": dict(sorted(counts.items()))}
+    (root / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True), encoding="utf-8")
+    return index

@@ -313,14 +313,16 @@ def _apply(df: pl.DataFrame, fixes: dict, cols: Columns) -> tuple[pl.DataFrame, 
 
 
 def _restore_rejects(tmp: Path, cols: Columns, ids: set[str], lock: dict[str, Any]) -> None:
-    from .writer import _config_name, _split_of
+    from ..pipeline.params import parse
+    from ..recipe.load import OutputSpec
+    from .layout import config_name, split_of
 
-    out = lock.get("output", {})
-    cfg_col = out.get("config_by")
-    splits = out.get("splits", {"train": 1.0})
-    split_col = out.get("split_column")
+    out, _ = parse(OutputSpec, lock.get("output", {}), "output", ignore=())
+    out = out or OutputSpec()
+    cfg_col = out.config_by
+    split_col = out.split_column
     cuts, acc = [], 0.0
-    for name, frac in splits.items():
+    for name, frac in (out.fractions or {}).items():
         acc += frac
         cuts.append((acc, name))
     rows_by_place: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -330,14 +332,14 @@ def _restore_rejects(tmp: Path, cols: Columns, ids: set[str], lock: dict[str, An
             r = json.loads(line)
             if r["row_id"] in ids:
                 rec = {ROW_ID: r["row_id"], **r["row"]}
-                cfg = _config_name(rec.get(cfg_col)) if cfg_col else "default"
+                cfg = config_name(rec.get(cfg_col)) if cfg_col else "default"
                 split = (
                     str(rec.get(split_col))
                     if split_col
                     else (
                         cuts[0][1]
                         if len(cuts) == 1
-                        else _split_of(rec.get("parallel_id") or rec[ROW_ID], out.get("split_seed", 0), cuts)
+                        else split_of(rec.get("parallel_id") or rec[ROW_ID], out.split_seed, cuts)
                     )
                 )
                 rec.pop(split_col, None) if split_col else None

@@ -1,327 +1,97 @@
-"""Write the final table as a versioned Hub-layout folder:
+"""Write a build as a versioned Hub-layout folder, from the :class:`~mlbuild.pipeline.build.BuildRecord`
+alone (the writer never reaches back into the runner):
 
 ``OUT/<name>/<version>/`` = ``data/<config>/<split>-NNNNN-of-NNNNN.parquet``, ``README.md`` (card),
-``manifest.json``, ``recipe.lock.toml``, ``reports/``, ``rejects/``. The folder is built beside the
-target and renamed into place, so a killed run never leaves half a dataset."""
+``manifest.json``, ``recipe.lock.toml``, ``reports/``, ``rejects/``, and any extra output formats.
+Everything streams shard by shard. The folder is built beside the target and swapped into place
+atomically, so a killed run never leaves half a dataset, or no dataset where a version was."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import shutil
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import polars as pl
-import tomli_w
+from typing import Any
 
 from .. import langs
-from ..errors import RecipeError
 from ..pipeline import checkpoint as ck
-from ..pipeline.base import ROW_ID, StepReport
+from ..pipeline.base import StepReport
+from ..pipeline.build import BuildRecord, StageRecord
 from . import card as cardmod
+from . import formats
 from . import manifest as man
-
-if TYPE_CHECKING:
-    from ..pipeline.runner import Runner, RunResult, StageResult
+from .layout import DataSummary, write_data
+from .lock import CARD_COPY, write_lock
+from .swap import recover, swap_into_place
 
 log = logging.getLogger(__name__)
 
 
-def _split_of(row_id: str, seed: int, cuts: list[tuple[float, str]]) -> str:
-    h = hashlib.blake2b(f"{seed}\x1f{row_id}".encode(), digest_size=8).digest()
-    u = int.from_bytes(h, "big") / 2**64
-    for cut, name in cuts:
-        if u < cut:
-            return name
-    return cuts[-1][1]
+@dataclass
+class WriteResult:
+    dataset_dir: Path
+    fingerprint: str
+    manifest: dict[str, Any]
 
 
-def assign_splits(table: pl.DataFrame, output) -> pl.DataFrame:
-    if output.split_column:
-        col = pl.col(output.split_column).cast(pl.Utf8)
-        allowed = output.declared_splits
-        bad = table.filter(col.is_null() | (~col.is_in(allowed) if allowed is not None else pl.lit(False)))
-        if bad.height:
-            vals = sorted(set(bad[output.split_column].cast(pl.Utf8).fill_null("null").to_list()))[:5]
-            raise RecipeError(
-                [("output -> split_column", f"values {vals} are not in splits {allowed} (row {bad[ROW_ID][0]})")]
-            )
-        return table.with_columns(col.alias("__split"))
-    fractions = output.fractions
-    names = list(fractions)
-    if len(names) == 1:
-        return table.with_columns(pl.lit(names[0]).alias("__split"))
-    cuts, acc = [], 0.0
-    for name in names:
-        acc += fractions[name]
-        cuts.append((acc, name))
-    seed = output.split_seed
-    # rows that are translations of one another share a parallel_id: keep them in the same split
-    key = "parallel_id" if "parallel_id" in table.columns else ROW_ID
-    return table.with_columns(
-        pl.coalesce(pl.col(key).cast(pl.Utf8), pl.col(ROW_ID))
-        .map_elements(lambda r: _split_of(r, seed, cuts), return_dtype=pl.Utf8)
-        .alias("__split")
-    )
+def read_manifest(dataset_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(dataset_dir) / "manifest.json").read_text(encoding="utf-8"))
 
 
-def _config_name(v: Any) -> str:
-    if v is None:
-        return "und"
-    s = str(v)
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s) or "und"
-
-
-def languages_of(table: pl.DataFrame, config_by: str | None) -> list[str]:
-    """Languages present: the ``lang`` column, else the ``config_by`` column when it holds codes, else
-    every detected ``*_lang`` column."""
-    found: set[str] = set()
-    if "lang" in table.columns:
-        cols = ["lang"]
-    elif config_by and config_by.endswith("lang"):
-        cols = [config_by]
-    else:
-        cols = [c for c in table.columns if c.endswith("_lang")]
-    for c in cols:
-        if table.schema[c] != pl.Utf8:
-            continue
-        for v in table[c].drop_nulls().unique().to_list():
-            if langs.is_valid(v):
-                found.add(langs.normalize(v))
-    return sorted(found)
-
-
-def write_dataset(
-    runner: Runner, stages: list[StageResult], final: pl.DataFrame, fingerprint: str, seconds: float
-) -> RunResult:
-    from ..pipeline.runner import RunResult
-
-    rc = runner.recipe
-    target = runner.dataset_dir
-    old_manifest = target / "manifest.json"
-    up_to_date = False
-    if old_manifest.exists():
-        old_fp = json.loads(old_manifest.read_text()).get("fingerprint")
-        if old_fp != fingerprint and not runner.overwrite:
-            raise RecipeError(
-                [
-                    (
-                        "dataset -> version",
-                        f"{target} already holds version {rc.dataset.version} built from a different recipe "
-                        f"or input (fingerprint {old_fp[:12]}, now {fingerprint[:12]}); bump dataset.version "
-                        "or pass --overwrite",
-                    )
-                ],
-                path=str(rc.path),
-            )
-        up_to_date = old_fp == fingerprint
+def write_dataset(build: BuildRecord) -> WriteResult:
+    target = build.dataset_dir
+    recover(target)
     tmp = target.parent / f".{target.name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
-    (tmp / "data").mkdir(parents=True)
-    (tmp / "reports").mkdir()
-    (tmp / "rejects").mkdir()
-
-    # ---- data files
-    table = assign_splits(final, rc.output)
-    cfg_col = rc.output.config_by
-    if cfg_col:
-        table = table.with_columns(
-            pl.col(cfg_col).map_elements(_config_name, return_dtype=pl.Utf8, skip_nulls=False).alias("__config")
-        )
-    else:
-        table = table.with_columns(pl.lit("default").alias("__config"))
-    drop_cols = ["__split", "__config"]
-    if rc.output.split_column:
-        drop_cols.append(rc.output.split_column)
-    configs: dict[str, dict[str, int]] = {}
-    for cfg in sorted(table["__config"].unique().to_list()):
-        part = table.filter(pl.col("__config") == cfg)
-        configs[cfg] = {}
-        for split in sorted(part["__split"].unique().to_list()):
-            rows = part.filter(pl.col("__split") == split).drop([c for c in drop_cols if c in part.columns])
-            if rows.height == 0:
-                continue
-            configs[cfg][split] = rows.height
-            d = tmp / "data" / cfg
-            d.mkdir(parents=True, exist_ok=True)
-            m = rc.output.max_rows_per_file
-            n = max(1, -(-rows.height // m))
-            for i in range(n):
-                rows.slice(i * m, m).write_parquet(d / f"{split}-{i:05d}-of-{n:05d}.parquet", compression="zstd")
-    configs = {k: v for k, v in configs.items() if v}
-    if not configs:
-        log.warning("the dataset is empty: every row was dropped (see rejects/)")
-
-    # ---- rejects
-    reject_counts: dict[str, int] = {}
-    src = stages[0]
-    src_rej = ck.read_jsonl(src.dir / "rejects.jsonl")
-    if src_rej:
-        ck.write_jsonl(tmp / "rejects" / "00-source.jsonl", src_rej)
-        reject_counts["source"] = len(src_rej)
-    for name, df in runner.table_rejects.items():
-        recs = ck.rejects_to_records(df, f"sources.{name}")
-        ck.write_jsonl(tmp / "rejects" / f"00-sources.{name}.jsonl", recs)
-        reject_counts[f"sources.{name}"] = len(recs)
-    for i, st in enumerate(stages[1:], start=1):
-        recs = []
-        for s in st.shards:
-            recs.extend(ck.read_rejects(st.dir, s))
-        if recs:
-            ck.write_jsonl(tmp / "rejects" / f"{i:02d}-{st.id}.jsonl", recs)
-            reject_counts[st.id] = len(recs)
-
-    # ---- step reports and recipe reports
-    step_summaries: dict[str, Any] = {}
-    for st in stages[1:]:
-        step = getattr(st, "step", None)
-        if step is not None:
-            report = step.finalize(st.stats)
-            if report is not None:
-                step_summaries[st.id] = file_report(report, st.id, tmp / "reports")
-    report_summaries: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for st in stages[1:]:
-        for role, info in st.models.items():
-            models[f"{st.id}.{role}"] = info
-        if st.extra:
-            extra[st.id] = st.extra
-    t_reports = time.perf_counter()
-    for spec in rc.reports:
-        ctx = runner._step_ctx()
-        rep = spec.cls(spec.params, ctx)
-        report_summaries[spec.id] = rep.run(final, tmp / "reports") or {}
-        for role, info in ctx.models.items():
-            models[f"reports.{spec.id}.{role}"] = info
-    seconds += time.perf_counter() - t_reports
+    for d in ("data", "reports", "rejects"):
+        (tmp / d).mkdir(parents=True)
+    rc = build.recipe
+    data = write_data(build.final, rc.output, tmp / "data")
+    reject_counts = write_rejects(build, tmp / "rejects")
+    step_summaries = {
+        st.id: file_report(st.report, st.id, tmp / "reports") for st in build.stages[1:] if st.report is not None
+    }
+    if build.reports_dir is not None and Path(build.reports_dir).exists():
+        shutil.copytree(build.reports_dir, tmp / "reports", dirs_exist_ok=True)
     report_files = sorted(str(p.relative_to(tmp)) for p in (tmp / "reports").rglob("*") if p.is_file())
-
-    # ---- manifest
-    step_rows = []
-    for st in stages:
-        s = st.stats
-        step_rows.append(
-            {
-                "id": st.id,
-                "uses": st.uses,
-                "fingerprint": st.fingerprint,
-                "rows_in": s.get("rows_in", 0),
-                "rows_out": s.get("rows_out", 0),
-                "dropped": dict(sorted(s.get("dropped", {}).items())),
-                "seconds": round(s.get("seconds", 0.0), 3),
-                "by_lang": s.get("by_lang", {}),
-            }
-        )
-    languages = languages_of(final, cfg_col)
-    ds = rc.dataset
-    manifest = {
-        "name": ds.name,
-        "version": ds.version,
-        "fingerprint": fingerprint,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mlbuild": man.environment(),
-        "git": man.git_commit(),
-        "packages": man.package_versions(),
-        "recipe": rc.path.name,
-        "inputs": {
-            Path(p).name
-            if len({Path(q).name for q in runner.input_checksums}) == len(runner.input_checksums)
-            else p: c
-            for p, c in sorted(runner.input_checksums.items())
-        },
-        "seeds": {"dataset": ds.seed, "split": rc.output.split_seed},
-        "models": models,
-        "extra": extra,
-        "steps": step_rows,
-        "configs": configs,
-        "languages": languages,
-        "rows": final.height,
-        "rejects": reject_counts,
-        "reports": report_files,
-        "step_summaries": step_summaries,
-        "report_summaries": report_summaries,
-        "seconds": round(seconds, 3),
-    }
+    format_summaries = {}
+    for fm in rc.output.format:
+        if fm != "hf":
+            format_summaries[fm] = formats.module(fm).write(build, tmp) or {}
+    manifest = make_manifest(build, data, reject_counts, report_files, step_summaries, format_summaries)
     ck.write_json(tmp / "manifest.json", manifest)
+    custom_card = rc.dir / rc.dataset.card
+    if custom_card.is_file():  # a recipe's own card template travels with the version (the lock points to it)
+        shutil.copyfile(custom_card, tmp / CARD_COPY)
+    write_lock(build, tmp / "recipe.lock.toml", target)
+    (tmp / "README.md").write_text(render_card(build, data, manifest), encoding="utf-8")
+    swap_into_place(tmp, target)
+    return WriteResult(dataset_dir=target, fingerprint=build.fingerprint, manifest=manifest)
 
-    # ---- resolved recipe
-    lock = {k: v for k, v in rc.resolved.items()}
-    lock.setdefault("dataset", {})
-    header = (
-        f"# Resolved recipe of {ds.name} {ds.version} (fingerprint {fingerprint}).\n"
-        "# --set overrides and ${vars} are applied; run it again with `mlbuild run recipe.lock.toml`.\n"
-    )
-    (tmp / "recipe.lock.toml").write_text(header + tomli_w.dumps(_toml_safe(lock)), encoding="utf-8")
 
-    # ---- card
-    machine_text = any(getattr(getattr(st, "step", None), "machine_generated_text", False) for st in stages[1:])
-    machine_ann = any(getattr(getattr(st, "step", None), "machine_generated_annotations", False) for st in stages[1:])
-    multi = [getattr(getattr(st, "step", None), "multilinguality", None) for st in stages[1:]]
-    if "translation" in multi:
-        multilinguality = "translation"
-    elif len(languages) > 1:
-        multilinguality = "multilingual"
-    else:
-        multilinguality = "monolingual"
-    task_categories = list(
-        dict.fromkeys(
-            [
-                *ds.task_categories,
-                *(t for st in stages[1:] for t in getattr(getattr(st, "step", None), "task_categories", ())),
-            ]
-        )
-    )
-    src_obj = rc.source.cls(rc.source.params)
-    card_ctx = {
-        "dataset": {
-            "name": ds.name,
-            "version": ds.version,
-            "license": ds.license,
-            "description": ds.description,
-            "pretty_name": ds.pretty_name,
-            "tags": ds.tags,
-        },
-        "fingerprint": fingerprint,
-        "configs": configs,
-        "languages": languages,
-        "language_names": {c: langs.display_name(c) for c in languages},
-        "total_rows": final.height,
-        "columns": [c for c in final.columns],
-        "multilinguality": multilinguality,
-        "annotations_creators": ["machine-generated"] if machine_ann else ["no-annotation"],
-        "language_creators": (["found", "machine-generated"] if machine_text else ["found"]),
-        "source_datasets": ds.source_datasets or src_obj.source_datasets() or ["original"],
-        "task_categories": task_categories,
-        "steps": step_rows,
-        "models": models,
-        "reports": report_files,
-        "step_summaries": step_summaries,
-        "report_summaries": report_summaries,
-        "rejects": reject_counts,
-        "manifest": manifest,
-    }
-    template = cardmod.find_template(ds.card, rc.dir)
-    (tmp / "README.md").write_text(cardmod.render(card_ctx, template), encoding="utf-8")
-
-    # ---- extra output formats (BEIR folders per language, ...)
-    for fmt in rc.output.format:
-        if fmt == "hf":
-            continue
-        from importlib import import_module
-
-        import_module(f"mlbuild.publish.{fmt}").write(runner, final, tmp)
-
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(target)
-    return RunResult(dataset_dir=target, fingerprint=fingerprint, manifest=manifest, up_to_date=up_to_date)
+def write_rejects(build: BuildRecord, rejects_dir: Path) -> dict[str, int]:
+    """Every stage's rejects, streamed shard by shard into ``rejects/NN-<id>.jsonl``."""
+    counts: dict[str, int] = {}
+    named = [("00-source", build.stages[0])]
+    named += [(f"00-{st.id}", st) for st in build.table_stages]
+    named += [(f"{i:02d}-{st.id}", st) for i, st in enumerate(build.stages[1:], start=1)]
+    for fname, st in named:
+        n = 0
+        path = rejects_dir / f"{fname}.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            for s in st.table.shards:
+                for rec in ck.iter_rejects(st.table.dir, s):
+                    f.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+                    n += 1
+        if n:
+            counts[st.id] = n
+        else:
+            path.unlink()
+    return counts
 
 
 def file_report(report: StepReport, step_id: str, reports_dir: Path) -> dict[str, Any]:
@@ -347,9 +117,102 @@ def file_report(report: StepReport, step_id: str, reports_dir: Path) -> dict[str
     }
 
 
-def _toml_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _toml_safe(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, list):
-        return [_toml_safe(v) for v in obj if v is not None]
-    return obj
+def _step_row(st: StageRecord) -> dict[str, Any]:
+    s = st.stats
+    return {
+        "id": st.id,
+        "uses": st.uses,
+        "fingerprint": st.fingerprint,
+        "rows_in": s.get("rows_in", 0),
+        "rows_out": s.get("rows_out", 0),
+        "dropped": dict(sorted(s.get("dropped", {}).items())),
+        "seconds": round(s.get("seconds", 0.0), 3),
+        "by_lang": s.get("by_lang", {}),
+    }
+
+
+def make_manifest(
+    build: BuildRecord,
+    data: DataSummary,
+    reject_counts: dict[str, int],
+    report_files: list[str],
+    step_summaries: dict[str, Any],
+    format_summaries: dict[str, Any],
+) -> dict[str, Any]:
+    rc, ds = build.recipe, build.recipe.dataset
+    models = {f"{st.id}.{role}": info for st in build.stages[1:] for role, info in st.models.items()}
+    models.update(build.report_models)
+    names = {Path(p).name for p in build.input_checksums}
+    unique = len(names) == len(build.input_checksums)
+    return {
+        "name": ds.name,
+        "version": ds.version,
+        "fingerprint": build.fingerprint,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mlbuild": man.environment(),
+        "git": man.git_commit(),
+        "packages": man.package_versions(),
+        "recipe": rc.path.name,
+        "inputs": {(Path(p).name if unique else p): c for p, c in sorted(build.input_checksums.items())},
+        "seeds": {"dataset": ds.seed, "split": rc.output.split_seed},
+        "models": models,
+        "extra": {st.id: st.extra for st in build.stages[1:] if st.extra},
+        "steps": [_step_row(st) for st in build.stages],
+        "tables": {st.id: _step_row(st) for st in build.table_stages},
+        "configs": data.configs,
+        "files": data.files,
+        "languages": data.languages,
+        "rows": data.rows,
+        "rejects": reject_counts,
+        "reports": report_files,
+        "step_summaries": step_summaries,
+        "report_summaries": build.report_summaries,
+        "formats": format_summaries,
+        "seconds": round(build.seconds, 3),
+    }
+
+
+def render_card(build: BuildRecord, data: DataSummary, manifest: dict[str, Any]) -> str:
+    rc, ds = build.recipe, build.recipe.dataset
+    steps = build.stages[1:]
+    if "translation" in [st.multilinguality for st in steps]:
+        multilinguality = "translation"
+    elif len(data.languages) > 1:
+        multilinguality = "multilingual"
+    else:
+        multilinguality = "monolingual"
+    task_categories = list(dict.fromkeys([*ds.task_categories, *(t for st in steps for t in st.task_categories)]))
+    ctx = {
+        "dataset": {
+            "name": ds.name,
+            "version": ds.version,
+            "license": ds.license,
+            "description": ds.description,
+            "pretty_name": ds.pretty_name,
+            "tags": ds.tags,
+        },
+        "fingerprint": build.fingerprint,
+        "configs": data.configs,
+        "languages": data.languages,
+        "language_names": {c: langs.display_name(c) for c in data.languages},
+        "total_rows": data.rows,
+        "columns": data.columns,
+        "multilinguality": multilinguality,
+        "annotations_creators": ["machine-generated"]
+        if any(st.machine_generated_annotations for st in steps)
+        else ["no-annotation"],
+        "language_creators": ["found", "machine-generated"]
+        if any(st.machine_generated_text for st in steps)
+        else ["found"],
+        "source_datasets": ds.source_datasets or list(build.source_datasets) or ["original"],
+        "task_categories": task_categories,
+        "steps": manifest["steps"],
+        "models": manifest["models"],
+        "reports": manifest["reports"],
+        "step_summaries": manifest["step_summaries"],
+        "report_summaries": manifest["report_summaries"],
+        "rejects": manifest["rejects"],
+        "manifest": manifest,
+    }
+    template = cardmod.find_template(ds.card, rc.dir)
+    return cardmod.render(ctx, template)

@@ -697,8 +697,12 @@ class LanguageSimilarity(Report):
             return list(dict.fromkeys(p.columns.values()))
         return [p.id_column, p.text_column]  # the language column may be <text_column>_lang: checked at run time
 
-    def run(self, table: pl.DataFrame, reports_dir: Path) -> dict[str, Any]:
+    def run(self, table: Any, reports_dir: Path) -> dict[str, Any]:
         p = self.params
+        if not isinstance(table, pl.DataFrame):  # the final stage on disk: read what the report needs
+            cols = list(dict.fromkeys([*(p.columns or {}).values(), p.id_column, p.text_column, p.lang_column]))
+            cols += [f"{p.text_column}_lang"]
+            table = table.read([c for c in cols if c in table.columns])
         sets = sets_from_table(
             table,
             p.pivot,

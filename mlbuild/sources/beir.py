@@ -8,7 +8,9 @@ it yields one row per document: ``row_id`` (= ``doc_id``), ``doc_id``, ``title``
 
 Side tables (``ctx.tables``), for later steps and the ``beir`` output format: ``corpus``
 (``doc_id``, ``title``, ``passage``), ``queries`` (``query_id``, ``query``: every query of the file) and
-``qrels`` (``query_id``, ``doc_id``, ``score``: the split's judgements, exactly as in the file).
+``qrels`` (``query_id``, ``doc_id``, ``score``: the split's judgements, exactly as in the file). The
+corpus streams in blocks (a corpus of millions of documents is never held in memory); queries and
+qrels, much smaller, are read whole.
 
 Errors name the file, line and field: malformed JSON, a line without ``_id``, a duplicate id, a qrels
 line that is not ``query-id<TAB>corpus-id<TAB>score`` or has a non-integer score, a qrels query that
@@ -27,17 +29,19 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from ..errors import InputError
 from ..pipeline.base import ROW_ID, Source, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from .jsonl import read_jsonl
+from ._common import DuplicateIds, line_blocks, parse_json_lines, split_lines
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +85,41 @@ def read_qrels(path: Path) -> pl.DataFrame:
     )
 
 
-def _read_ids(path: Path, fields: dict[str, str], what: str) -> pl.DataFrame:
-    records, lines = read_jsonl(path)
-    cols: dict[str, list[Any]] = {out: [] for out in fields.values()}
-    seen: set[str] = set()
-    for rec, n in zip(records, lines):
-        rid = rec.get("_id")
-        if rid is None:
-            raise InputError(str(path), f"{what} without an id", line=n, field="_id")
-        rid = str(rid)
-        if rid in seen:
-            raise InputError(str(path), f"duplicate {what} id {rid!r}", line=n, field="_id")
-        seen.add(rid)
+def _id_frames(path: Path, fields: dict[str, str], what: str) -> Iterator[pl.DataFrame]:
+    """Stream ``_id``-keyed records of a BEIR JSONL file as frames; a line without an id, a non-text
+    field or a duplicate id is an input error naming the line."""
+    dups = DuplicateIds(str(path), what)
+    for line0, block in line_blocks(path, 0, path.stat().st_size, 1):
+        texts, nums = split_lines(block, line0)
+        df, records = parse_json_lines(texts, nums, str(path))
+        if df is None:
+            df = pl.DataFrame(records, infer_schema_length=None, strict=False) if records else pl.DataFrame()
+        if "_id" not in df.columns or df["_id"].null_count():
+            bad = 0 if "_id" not in df.columns else int(df["_id"].is_null().arg_true()[0])
+            raise InputError(str(path), f"{what} without an id", line=nums[bad], field="_id")
+        cols = []
         for src, out in fields.items():
-            v = rid if src == "_id" else rec.get(src)
-            if v is not None and not isinstance(v, str):
-                raise InputError(str(path), f"expected text, got {type(v).__name__}", line=n, field=src)
-            cols[out].append(v if v is not None else ("" if src == "title" else None))
-    return pl.DataFrame(cols, schema={c: pl.Utf8 for c in cols})
+            if src not in df.columns:
+                cols.append(pl.Series(out, ["" if src == "title" else None] * df.height, dtype=pl.Utf8))
+                continue
+            c = df[src]
+            if src == "_id" and c.dtype.is_integer():
+                c = c.cast(pl.Utf8)
+            if c.dtype not in (pl.Utf8, pl.Null):
+                raise InputError(str(path), f"expected text, got {c.dtype}", line=nums[0], field=src)
+            c = c.cast(pl.Utf8)
+            cols.append((c.fill_null("") if src == "title" else c).alias(out))
+        frame = pl.DataFrame(cols)
+        dups.add(frame[fields["_id"]], nums)
+        yield frame
+    dups.finish()
+
+
+def _read_ids(path: Path, fields: dict[str, str], what: str) -> pl.DataFrame:
+    frames = list(_id_frames(path, fields, what))
+    if not frames:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in fields.values()})
+    return pl.concat(frames, how="vertical_relaxed")
 
 
 @register("source")
@@ -133,57 +154,72 @@ class BeirSource(Source):
         self._check_files()
         return list(QUERY_COLUMNS if self.params.rows == "queries" else CORPUS_COLUMNS)
 
-    def _load(self) -> dict[str, pl.DataFrame]:
-        if getattr(self, "_tables", None) is None:
-            self._check_files()
-            f = self._files()
-            corpus = _read_ids(f["corpus"], {"_id": "doc_id", "title": "title", "text": "passage"}, "document")
-            queries = _read_ids(f["queries"], {"_id": "query_id", "text": "query"}, "query")
-            qrels = read_qrels(f["qrels"])
-            missing = qrels.filter(~pl.col("query_id").is_in(queries["query_id"].implode()))
-            if missing.height:
-                q = missing["query_id"][0]
-                raise InputError(
-                    str(f["qrels"]),
-                    f"query {q!r} is judged but not in queries.jsonl ({missing['query_id'].n_unique()} such queries)",
-                    field="query-id",
-                )
-            self._unknown_docs = int((~qrels["doc_id"].is_in(corpus["doc_id"].implode())).sum())
-            if self._unknown_docs:
-                log.warning(
-                    "%s: %d judgements name documents that corpus.jsonl lacks (kept as they are)",
-                    f["qrels"],
-                    self._unknown_docs,
-                )
-            self._tables = {"corpus": corpus, "queries": queries, "qrels": qrels}
-        return self._tables
-
     def side_table_names(self) -> list[str]:
         return ["corpus", "queries", "qrels"]
 
-    def side_tables(self) -> dict[str, pl.DataFrame]:
-        return dict(self._load())
+    def _small(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Queries and qrels, checked against each other."""
+        self._check_files()
+        f = self._files()
+        queries = _read_ids(f["queries"], {"_id": "query_id", "text": "query"}, "query")
+        qrels = read_qrels(f["qrels"])
+        missing = qrels.filter(~pl.col("query_id").is_in(queries["query_id"].implode()))
+        if missing.height:
+            q = missing["query_id"][0]
+            raise InputError(
+                str(f["qrels"]),
+                f"query {q!r} is judged but not in queries.jsonl ({missing['query_id'].n_unique()} such queries)",
+                field="query-id",
+            )
+        return queries, qrels
 
-    def read(self) -> StepOutput:
-        t = self._load()
-        stats: dict[str, Any] = {
-            "corpus_docs": t["corpus"].height,
-            "queries": t["queries"].height,
-            "qrels": t["qrels"].height,
-            "qrels_unknown_docs": self._unknown_docs,
+    def _corpus(self) -> Iterator[pl.DataFrame]:
+        f = self._files()
+        qrels = read_qrels(f["qrels"])
+        known = []
+        for df in _id_frames(f["corpus"], {"_id": "doc_id", "title": "title", "text": "passage"}, "document"):
+            known.append(df["doc_id"].hash(seed=0).to_numpy())
+            yield df
+        if qrels.height:
+            ids = np.concatenate(known) if known else np.zeros(0, dtype=np.uint64)
+            unknown = int((~np.isin(qrels["doc_id"].hash(seed=0).to_numpy(), ids)).sum())
+            if unknown:
+                log.warning(
+                    "%s: %d judgements name documents that corpus.jsonl lacks (kept as they are)", f["qrels"], unknown
+                )
+
+    def side_tables(self) -> dict[str, Callable[[], Iterator[pl.DataFrame]]]:
+        return {
+            "corpus": self._corpus,
+            "queries": lambda: iter([self._small()[0]]),
+            "qrels": lambda: iter([self._small()[1]]),
         }
+
+    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
         if self.params.rows == "corpus":
-            rows = t["corpus"].select(pl.col("doc_id").alias(ROW_ID), *CORPUS_COLUMNS)
-            return StepOutput(rows, None, stats)
-        qrels = t["qrels"].with_row_index("__order")
+            self._check_files()
+            taken = 0
+            for df in self._corpus():
+                if limit is not None:
+                    df = df.head(limit - taken)
+                taken += df.height
+                rows = df.select(pl.col("doc_id").alias(ROW_ID), *CORPUS_COLUMNS)
+                yield StepOutput(rows, None, {"rows_in": df.height})
+                if limit is not None and taken >= limit:
+                    return
+            return
+        queries, qrels = self._small()
+        if limit is not None:
+            queries = queries.head(limit)
+        qrels = qrels.with_row_index("__order")
         judged = qrels.group_by("query_id", maintain_order=True).agg(
             pl.col("doc_id").sort_by("__order").alias("doc_ids"),
             pl.col("score").sort_by("__order").alias("doc_scores"),
         )
-        rows = t["queries"].join(judged, on="query_id", how="inner", maintain_order="left")
-        stats["queries_without_qrels"] = t["queries"].height - rows.height
+        rows = queries.join(judged, on="query_id", how="inner", maintain_order="left")
+        stats: dict[str, Any] = {"rows_in": queries.height, "queries_without_qrels": queries.height - rows.height}
         rows = rows.select(pl.col("query_id").alias(ROW_ID), *QUERY_COLUMNS)
-        return StepOutput(rows, None, stats)
+        yield StepOutput(rows, None, stats)
 
     def source_datasets(self) -> list[str]:
         return []

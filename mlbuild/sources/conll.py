@@ -19,8 +19,10 @@ Example::
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -33,6 +35,7 @@ from ..pipeline.registry import register
 from ._common import existing
 
 COLUMNS = [ROW_ID, "tokens", "tags", "text", "spans"]
+BATCH = 20_000  # sentences per batch
 
 
 @dataclass
@@ -44,30 +47,38 @@ class ConllParams:
     lang: str | None = param(None, doc="language of the file; adds a 'lang' column", kind="lang")
 
 
-def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[tuple[int, list[str], list[str]]]:
-    """Sentences of a CoNLL file as (first line number, tokens, tags)."""
+def iter_conll(path: Path, token_column: int = 0, tag_column: int = -1):
+    """Sentences of a CoNLL file as (first line number, tokens, tags), one at a time. Bytes that are not
+    UTF-8 are an input error naming the line; a byte-order mark before the first token is dropped."""
     opener = gzip.open if path.suffix == ".gz" else open
-    sents: list[tuple[int, list[str], list[str]]] = []
     toks: list[str] = []
     tags: list[str] = []
     first = 0
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
+    with opener(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    str(path), f"not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})", line=n
+                ) from None
+            if n == 1:
+                line = line.lstrip("\ufeff")
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip() or line.startswith("-DOCSTART-"):
                 if toks:
-                    sents.append((first, toks, tags))
+                    yield first, toks, tags
                 toks, tags = [], []
                 continue
             if line.startswith("# ") or line == "#":
                 continue
             cols = line.split()
+            if len(cols) < 2:
+                raise InputError(str(path), f"expected a token and a tag column, got {line!r}", line=n)
             try:
                 tok, tag = cols[token_column], cols[tag_column]
             except IndexError:
                 raise InputError(str(path), f"expected a token and a tag column, got {line!r}", line=n) from None
-            if len(cols) < 2:
-                raise InputError(str(path), f"expected a token and a tag column, got {line!r}", line=n)
             if tag != "O" and (len(tag) < 3 or tag[1] != "-" or tag[0] not in "BIES"):
                 raise InputError(str(path), f"not a BIO tag: {tag!r}", line=n, field=f"column {tag_column}")
             if not toks:
@@ -75,8 +86,12 @@ def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[
             toks.append(tok)
             tags.append(tag)
     if toks:
-        sents.append((first, toks, tags))
-    return sents
+        yield first, toks, tags
+
+
+def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[tuple[int, list[str], list[str]]]:
+    """Every sentence of a (small) CoNLL file."""
+    return list(iter_conll(path, token_column, tag_column))
 
 
 def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> None:
@@ -105,23 +120,35 @@ class ConllSource(Source):
             existing(p)
         return COLUMNS + (["lang"] if self.params.lang else [])
 
-    def read(self) -> StepOutput:
+    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
         p = self.params
-        recs = []
+        lang = langs.normalize(p.lang) if p.lang else None
+        taken = 0
         for path in map(existing, self._paths()):
             stem = path.name.split(".")[0]
-            for k, (_line, toks, tags) in enumerate(read_conll(path, p.token_column, p.tag_column), start=1):
+            recs: list[dict[str, Any]] = []
+            for k, (_line, toks, tags) in enumerate(iter_conll(path, p.token_column, p.tag_column), start=1):
+                if limit is not None and taken >= limit:
+                    break
                 text, offs = S.join_tokens(toks, p.token_sep)
-                spans = S.bio_to_spans(tags, offs)
                 recs.append(
                     {
                         ROW_ID: f"{stem}-{k:07d}",
                         "tokens": toks,
                         "tags": tags,
                         "text": text,
-                        "spans": S.to_records(spans),
+                        "spans": S.to_records(S.bio_to_spans(tags, offs)),
                     }
                 )
+                taken += 1
+                if len(recs) >= BATCH:
+                    yield self._frame(recs, lang)
+                    recs = []
+            if recs:
+                yield self._frame(recs, lang)
+
+    @staticmethod
+    def _frame(recs: list[dict[str, Any]], lang: str | None) -> StepOutput:
         df = pl.DataFrame(
             recs,
             schema={
@@ -132,6 +159,6 @@ class ConllSource(Source):
                 "spans": S.SPANS_DTYPE,
             },
         )
-        if p.lang:
-            df = df.with_columns(pl.lit(langs.normalize(p.lang)).alias("lang"))
-        return StepOutput(df, None, {"sentences": df.height})
+        if lang:
+            df = df.with_columns(pl.lit(lang).alias("lang"))
+        return StepOutput(df, None, {"rows_in": df.height, "sentences": df.height})

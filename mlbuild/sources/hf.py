@@ -1,7 +1,8 @@
 """``hf.v1``: read a Hugging Face dataset (a Hub id for users with the Hub, or a local folder such as
 an mlbuild output) with ``datasets.load_dataset``. Remote code stays off unless the recipe asks.
 
-Output columns: ``row_id`` plus the dataset's columns. The same row checks as ``jsonl.v1``.
+Output columns: ``row_id`` plus the dataset's columns, with their types. The dataset is read in
+record batches from its memory-mapped Arrow files. The same row checks as ``parquet.v1``.
 
 Parameters: ``path``, ``config``, ``split``, ``revision``, ``text_columns``, ``required``,
 ``id_column``, ``columns``, ``trust_remote_code``.
@@ -17,16 +18,20 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from ..errors import InputError
 from ..pipeline.base import Source, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from ._common import check_frame
+from ._common import RowRules, check_frame
+from .parquet import BATCH_ROWS, check_schema
 
 
 @dataclass
@@ -67,7 +72,7 @@ class HfSource(Source):
     def source_datasets(self) -> list[str]:
         return [] if self._local() else [f"extended|{self.params.path}"]
 
-    def read(self) -> StepOutput:
+    def _load(self):
         import datasets
 
         local = self._local()
@@ -79,14 +84,26 @@ class HfSource(Source):
             ds = datasets.load_dataset(
                 where, self.params.config, split=self.params.split, revision=self.params.revision, **kw
             )
-        except Exception as e:  # noqa: BLE001 - datasets raises many kinds
+        except Exception as e:  # datasets raises many kinds
             raise InputError(where, f"cannot load dataset: {type(e).__name__}: {e}") from e
-        df = pl.from_arrow(ds.data.table)
-        return check_frame(
-            df,
-            where,
-            required=self.params.required,
-            text_columns=self.params.text_columns,
-            id_column=self.params.id_column,
-            keep=self.params.columns,
-        )
+        return where, ds
+
+    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
+        p = self.params
+        where, ds = self._load()
+        rules = RowRules(where, p.text_columns, p.required, p.id_column, p.columns, what="row")
+        table = ds.data.table
+        check_schema(Path(where), dict(pl.from_arrow(table.schema.empty_table()).schema), rules)
+        row, taken = 1, 0
+        for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+            df = pl.from_arrow(batch)
+            if limit is not None:
+                df = df.head(limit - taken)
+            yield check_frame(df, np.arange(row, row + df.height, dtype=np.int64), rules)
+            row += df.height
+            taken += df.height
+            if limit is not None and taken >= limit:
+                return
+
+    def check_unique_ids(self) -> bool:
+        return self.params.id_column is not None

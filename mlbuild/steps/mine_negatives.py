@@ -64,6 +64,7 @@ from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport, reject
 from ..pipeline.cache import SEP, cached_map
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ..pipeline.tables import as_frame
 
 log = logging.getLogger(__name__)
 
@@ -459,6 +460,10 @@ class MineNegatives(Step):
         return out
 
     # -------------------------------------------------------------------- main
+    def run_global(self, table, emit) -> dict[str, Any]:
+        emit(self.process_table(table.read()))
+        return {}
+
     def process_table(self, table: pl.DataFrame) -> StepOutput:  # noqa: C901 - one pass, kept in one place
         p = self.params
         qc, pc = p.query_column, p.positive_column
@@ -511,7 +516,7 @@ class MineNegatives(Step):
                 raise StepError(
                     self.name, f"no side table {p.corpus!r} (known: {', '.join(self.ctx.tables) or 'none'})"
                 )
-            ctab = self.ctx.tables[p.corpus]
+            ctab = as_frame(self.ctx.tables[p.corpus])
             need = [p.corpus_text_column, *p.exclude_same, *([gcol] if gcol else [])]
             if p.engine == "precomputed":
                 need.append(p.corpus_embedding_column)

@@ -65,6 +65,7 @@ from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport, concat_rejects
 from ..pipeline.cache import cached_map, hash_text
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ..pipeline.tables import as_frame
 from ..resources import find_file
 
 log = logging.getLogger(__name__)
@@ -503,6 +504,10 @@ class SynthesizeQueries(Step):
             keep[order[:n]] = True
         return keep
 
+    def run_global(self, table, emit) -> dict[str, Any]:
+        emit(self.process_table(table.read()))
+        return {}
+
     def process_table(self, table: pl.DataFrame) -> StepOutput:
         p = self.params
         texts = table[p.passage_column].cast(pl.Utf8).fill_null("").to_list()
@@ -762,7 +767,7 @@ class SynthesizeQueries(Step):
                 raise StepError(
                     self.name, f"no side table {p.corpus!r} (known: {', '.join(self.ctx.tables) or 'none'})"
                 )
-            c = self.ctx.tables[p.corpus]
+            c = as_frame(self.ctx.tables[p.corpus])
             for col in (p.corpus_text_column, p.corpus_id_column):
                 if col not in c.columns:
                     raise StepError(self.name, f"corpus table {p.corpus!r} has no column {col!r}")

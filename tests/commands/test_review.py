@@ -164,8 +164,8 @@ def test_broken_fix_is_reported_or_strict_error(built, tmp_path):
 
 
 def test_restored_rows_land_in_the_split_of_their_source_row(built, tmp_path):
+    from mlbuild.publish.layout import split_of as _split_of
     from mlbuild.publish.review import export_queue, import_corrections
-    from mlbuild.publish.writer import _split_of
 
     d = built("drop", "\n[output]\nsplits = { train = 0.5, test = 0.5 }\nsplit_seed = 3\n")
     queue = tmp_path / "q.jsonl"

@@ -101,15 +101,16 @@ class RayRank(Step):
     def output_columns(self, columns):
         return [*columns, "rank"]
 
-    def process_table(self, table: pl.DataFrame) -> StepOutput:
+    def run_global(self, table, emit) -> dict:
         if self.params.fail:
             raise RuntimeError("no ranking today")
-        t = table.sort("row_id")
+        t = table.read().sort("row_id")
         dup = t.select(pl.col("passage").is_duplicated() & ~pl.col("passage").is_first_distinct()).to_series()
         kept = t.filter(~dup).sort([self.params.column, "row_id"])
         kept = kept.with_columns(pl.int_range(0, kept.height, dtype=pl.Int64).alias("rank"))
         rej = reject(t.filter(dup), "duplicate")
-        return StepOutput(kept, rej if rej.height else None, {"duplicates": int(dup.sum())})
+        emit(StepOutput(kept, rej if rej.height else None, {"duplicates": int(dup.sum())}))
+        return {}
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -258,7 +259,7 @@ def test_demo_recipe_same_as_local(ray_cluster, tmp_path):
     runner, remote = run(recipe, tmp_path / "ray", "ray", num_workers=2)
     assert_same(local, remote)
     assert local.manifest["rows"] > 0 and local.manifest["models"]
-    t = runner.executor.timings
+    t = [x for x in runner.executor.timings if x.kind != "source"]
     assert [x.kind for x in t] == ["row", "row"] and all(x.workers == 2 for x in t)
     assert all(len(x.pids) == 2 and os.getpid() not in x.pids for x in t)  # ran in two worker processes
     # the command line, with the default shard size (one shard): the same dataset again
@@ -270,6 +271,26 @@ def test_demo_recipe_same_as_local(ray_cluster, tmp_path):
     d = tmp_path / "cli" / "mlbuild-demo-lid" / local.dataset_dir.name
     manifest = json.loads((d / "manifest.json").read_text())
     assert_same(local, SimpleNamespace(dataset_dir=d, manifest=manifest, fingerprint=manifest["fingerprint"]))
+
+
+def test_workers_read_their_own_parts_of_the_input(ray_cluster, tmp_path, monkeypatch):
+    """The driver never reads the input: each part (a byte range of the JSONL file) is read by a Ray
+    task that writes its own shards; the dataset is the one the local executor builds from one part."""
+    rows = [{"id": f"r{i:05d}", "text": f"sentence {i} " + "w" * (i % 50)} for i in range(3000)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"id": "r00010", "text": "dup"}\n')
+    recipe = tmp_path / "parts.toml"
+    recipe.write_text(
+        '[dataset]\nname = "parts"\nversion = "1.0.0"\n\n[source]\nuses = "jsonl.v1"\n'
+        f'path = "{data}"\nid_column = "id"\ntext_columns = ["text"]\n'
+    )
+    _, local = run(recipe, tmp_path / "local", shard_rows=50_000)
+    monkeypatch.setenv("MLBUILD_SOURCE_PART_MB", "0.02")
+    runner, remote = run(recipe, tmp_path / "ray", "ray", shard_rows=50_000)
+    assert_same(local, remote)
+    assert local.manifest["steps"][0]["dropped"] == {"duplicate_id": 1}
+    src = [x for x in runner.executor.timings if x.kind == "source"]
+    assert len(src) == 1 and src[0].shards > 5 and os.getpid() not in src[0].pids
 
 
 def test_sampling_and_global_step_same_for_any_worker_count_and_resume(ray_cluster, write_recipe, tmp_path):

@@ -34,6 +34,7 @@ class SlowUpper(Step):
     """slow_upper.v1: uppercase a column through a (counted) fake model call."""
     name = "slow_upper.v1"
     Params = SlowParams
+    rows_per_shard = 200  # a model step asks for small shards: the source's one shard is cut in three
 
     def input_columns(self):
         return [self.params.column]
@@ -94,7 +95,7 @@ def kill_mid_second_shard(proc: subprocess.Popen, done_markers, log: Path) -> No
     deadline = time.time() + 120
     while time.time() < deadline:
         calls = log.read_text().count("\n") if log.exists() else 0
-        if calls > 256 + 8 and done_markers():
+        if calls > 200 + 8 and done_markers():
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
@@ -104,7 +105,7 @@ def kill_mid_second_shard(proc: subprocess.Popen, done_markers, log: Path) -> No
 
 def test_kill_mid_step_then_resume(tmp_path):
     (tmp_path / "slowplugin.py").write_text(PLUGIN)
-    n = 600  # 3 shards of 256 rows
+    n = 600  # one source shard, three shards of 200 rows in the slow step
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(n)))
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(RECIPE.format(delay=0.03))
@@ -117,7 +118,7 @@ def test_kill_mid_step_then_resume(tmp_path):
     kill_mid_second_shard(proc, lambda: list(work.glob("01-slow-*/shard-*.done")), log)
     calls_before = log.read_text().splitlines()
     assert not (out / "resume" / "1.0.0").exists()  # no half-written dataset
-    assert 256 < len(calls_before) < n
+    assert 200 < len(calls_before) < n
 
     proc = _run(tmp_path, recipe, out, env)
     stdout, stderr = proc.communicate(timeout=300)

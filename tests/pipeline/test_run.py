@@ -148,7 +148,7 @@ def test_drop_reasons_reach_rejects_and_card(recipe, tmp_path):
 
 
 def test_translations_of_one_row_share_a_split():
-    from mlbuild.publish.writer import assign_splits
+    from mlbuild.publish.layout import assign_splits
     from mlbuild.recipe.load import OutputSpec
 
     table = pl.DataFrame(

@@ -37,22 +37,22 @@ def make_beir(
 def test_reads_queries_with_judged_docs_in_qrels_order():
     src = BeirSource(BeirParams(path=str(MINI), split="test"))
     assert src.columns() == ["query_id", "query", "doc_ids", "doc_scores"]
-    out = src.read()
+    out = src.read_all()
     rows = out.rows
     assert rows["row_id"].to_list() == ["q1", "q2", "q3", "q4", "q5"]
     assert rows.filter(pl.col("query_id") == "q5")["doc_ids"].to_list() == [["d6", "d8"]]
     assert rows.filter(pl.col("query_id") == "q5")["doc_scores"].to_list() == [[1, 0]]
     assert out.stats["queries_without_qrels"] == 1  # q6 is judged in dev only
-    side = src.side_tables()
+    side = {k: pl.concat(list(v())) for k, v in src.side_tables().items()}
     assert side["corpus"].columns == ["doc_id", "title", "passage"] and side["corpus"].height == 8
     assert side["qrels"].height == 6 and side["queries"].height == 6
 
 
 def test_corpus_rows_and_other_split():
     src = BeirSource(BeirParams(path=str(MINI), split="dev", rows="corpus"))
-    rows = src.read().rows
+    rows = src.read_all().rows
     assert rows.columns == ["row_id", "doc_id", "title", "passage"] and rows.height == 8
-    assert src.side_tables()["qrels"].to_dicts() == [{"query_id": "q6", "doc_id": "d7", "score": 1}]
+    assert pl.concat(list(src.side_tables()["qrels"]())).to_dicts() == [{"query_id": "q6", "doc_id": "d7", "score": 1}]
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_corpus_rows_and_other_split():
 def test_bad_qrels_name_file_and_line(tmp_path, qrels, match):
     make_beir(tmp_path, qrels)
     with pytest.raises(InputError, match=match) as ei:
-        BeirSource(BeirParams(path=str(tmp_path))).read()
+        BeirSource(BeirParams(path=str(tmp_path))).read_all()
     assert "test.tsv" in str(ei.value)
 
 
@@ -75,10 +75,10 @@ def test_missing_files_and_duplicate_ids(tmp_path):
         BeirSource(BeirParams(path=str(tmp_path / "nope"))).columns()
     make_beir(tmp_path, "q1\td1\t1\n", split="dev")
     with pytest.raises(InputError, match=r"file not found \(splits here: dev\)"):
-        BeirSource(BeirParams(path=str(tmp_path), split="test")).read()
+        BeirSource(BeirParams(path=str(tmp_path), split="test")).read_all()
     make_beir(tmp_path, "q1\td1\t1\n", corpus=[{"_id": "d1", "text": "a"}, {"_id": "d1", "text": "b"}])
     with pytest.raises(InputError, match="duplicate document id 'd1'") as ei:
-        BeirSource(BeirParams(path=str(tmp_path))).read()
+        list(BeirSource(BeirParams(path=str(tmp_path))).side_tables()["corpus"]())
     assert ei.value.line == 2
 
 

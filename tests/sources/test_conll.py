@@ -29,7 +29,7 @@ call O
 
 
 def _read(path: Path, **kw):
-    return ConllSource(ConllParams(path=str(path), **kw)).read().rows
+    return ConllSource(ConllParams(path=str(path), **kw)).read_all().rows
 
 
 def test_reads_sentences_as_text_and_spans(tmp_path):

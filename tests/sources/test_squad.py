@@ -40,7 +40,7 @@ NESTED = {
 def test_nested_json(tmp_path):
     f = tmp_path / "dev.json"
     f.write_text(json.dumps(NESTED), encoding="utf-8")
-    df = SquadSource(SquadParams(path=str(f))).read().rows
+    df = SquadSource(SquadParams(path=str(f))).read_all().rows
     r = df.row(0, named=True)
     assert (r["row_id"], r["title"], r["question"]) == ("q1", "Amazon", "Where does it flow?")
     spans = S.to_spans(r["spans"])
@@ -52,9 +52,9 @@ def test_jsonl_and_bad_offset(tmp_path):
     f = tmp_path / "dev.jsonl"
     rec = {"id": "q1", "context": CTX, "question": "?", "answers": {"text": ["Peru"], "answer_start": [42]}}
     f.write_text(json.dumps(rec) + "\n", encoding="utf-8")
-    df = SquadSource(SquadParams(path=str(f))).read().rows
+    df = SquadSource(SquadParams(path=str(f))).read_all().rows
     assert S.to_spans(df["spans"][0])[0].text(CTX) == "Peru"
     rec["answers"]["answer_start"] = [40]
     f.write_text(json.dumps(rec) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"dev.jsonl:1: field 'answers'.*'Peru' is not at offset 40"):
-        SquadSource(SquadParams(path=str(f))).read()
+        SquadSource(SquadParams(path=str(f))).read_all()

@@ -27,7 +27,7 @@ EX = {
 def test_reads_json_and_jsonl(tmp_path, fmt):
     f = tmp_path / f"dev.{fmt}"
     f.write_text(json.dumps([EX]) if fmt == "json" else json.dumps(EX) + "\n", encoding="utf-8")
-    df = TacredSource(TacredParams(path=str(f))).read().rows
+    df = TacredSource(TacredParams(path=str(f))).read_all().rows
     r = df.row(0, named=True)
     assert r["row_id"] == "e1" and r["relation"] == "per:employee_of"
     assert [(r["text"][s["start"] : s["end"]], s["label"]) for s in r["spans"]] == [
@@ -52,4 +52,4 @@ def test_bad_index_is_an_input_error(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_text(json.dumps({**EX, "obj_end": 40}) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.jsonl:1: field 'obj_end'"):
-        TacredSource(TacredParams(path=str(f))).read()
+        TacredSource(TacredParams(path=str(f))).read_all()

@@ -473,7 +473,7 @@ def test_squad_and_tacred_rows_project_with_markers(tmp_path):
         + "\n",
         encoding="utf-8",
     )
-    squad = SquadSource(SquadParams(path=str(tmp_path / "q.jsonl"))).read().rows
+    squad = SquadSource(SquadParams(path=str(tmp_path / "q.jsonl"))).read_all().rows
     step = _step(text_column="context")
     step.mt = FakeMT(
         {"The Amazon river flows through [1]Brazil[/1] and Peru.": "O rio Amazonas corre pelo [1]Brasil[/1] e Peru."}
@@ -496,7 +496,7 @@ def test_squad_and_tacred_rows_project_with_markers(tmp_path):
         "relation": "org:top_members",
     }
     (tmp_path / "t.json").write_text(json.dumps([ex]), encoding="utf-8")
-    tac = TacredSource(TacredParams(path=str(tmp_path / "t.json"))).read().rows
+    tac = TacredSource(TacredParams(path=str(tmp_path / "t.json"))).read_all().rows
     step = _step()
     step.mt = FakeMT({"[1]Tim Cook[/1] leads [2]Apple[/2] .": "[1]Tim Cook[/1] lidera a [2]Apple[/2]."})
     row = step.process(tac).rows.row(0, named=True)
