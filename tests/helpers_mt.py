@@ -101,15 +101,7 @@ LANG_TOKENS = {
 def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import (
-        M2M100Config,
-        M2M100ForConditionalGeneration,
-        MarianConfig,
-        MarianMTModel,
-        PreTrainedTokenizerFast,
-        T5Config,
-        T5ForConditionalGeneration,
-    )
+    from transformers import PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,41 +119,49 @@ def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) ->
         additional_special_tokens=LANG_TOKENS[family] or None,
     )
     fast.save_pretrained(out)
-    v = tok.get_vocab_size()
     torch.manual_seed(seed)
+    model = _tiny_model(family, tok.get_vocab_size())
+    model.generation_config.num_beams = 1
+    model.generation_config.max_length = None
+    model.save_pretrained(out)
+    return out
+
+
+def _tiny_model(family: str, v: int):
+    """A 1-layer, width-16 seq2seq model of ``family`` over a vocabulary of ``v`` tokens (random weights)."""
+    from transformers import (
+        M2M100Config,
+        M2M100ForConditionalGeneration,
+        MarianConfig,
+        MarianMTModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
     common = dict(vocab_size=v, pad_token_id=0, eos_token_id=1, bos_token_id=3)
+    size = dict(
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=256,
+    )
     if family in ("marian", "marian-multi"):
         cfg = MarianConfig(
-            d_model=16,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            max_position_embeddings=256,
+            **size,
             decoder_start_token_id=0,
             forced_eos_token_id=1,
             decoder_vocab_size=v,
             share_encoder_decoder_embeddings=True,
             **common,
         )
-        model = MarianMTModel(cfg)
-    elif family in ("m2m100", "nllb"):
-        cfg = M2M100Config(
-            d_model=16,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            max_position_embeddings=256,
-            decoder_start_token_id=1,
-            **common,
-        )
-        model = M2M100ForConditionalGeneration(cfg)
-    elif family == "t5":
+        return MarianMTModel(cfg)
+    if family in ("m2m100", "nllb"):
+        return M2M100ForConditionalGeneration(M2M100Config(**size, decoder_start_token_id=1, **common))
+    if family == "t5":
         cfg = T5Config(
             d_model=16,
             d_kv=8,
@@ -172,13 +172,8 @@ def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) ->
             decoder_start_token_id=0,
             **{k: common[k] for k in ("vocab_size", "pad_token_id", "eos_token_id")},
         )
-        model = T5ForConditionalGeneration(cfg)
-    else:
-        raise ValueError(family)
-    model.generation_config.num_beams = 1
-    model.generation_config.max_length = None
-    model.save_pretrained(out)
-    return out
+        return T5ForConditionalGeneration(cfg)
+    raise ValueError(family)
 
 
 class ScriptedLID:
