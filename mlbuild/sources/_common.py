@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,21 @@ def split_lines(block: bytes, first_line: int) -> tuple[list[bytes], list[int]]:
     return texts, nums
 
 
+_BLANK_LINE = re.compile(rb"(^|\n)[ \t\r\f\v]*(\n|$)(?!\Z)|\A\s*\Z")
+
+
+def _arrow_block(data: bytes) -> pl.DataFrame | None:
+    """A block of JSON lines parsed by Arrow, or None when it cannot be (the careful path takes over)."""
+    try:
+        import pyarrow.json as pj
+
+        if not data.isascii():
+            data.decode("utf-8")
+        return pl.from_arrow(pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1)))
+    except Exception:  # mixed types, bad bytes, not an object: the careful path says where
+        return None
+
+
 def parse_json_lines(texts: list[bytes], nums: list[int], file: str) -> tuple[pl.DataFrame | None, list[dict]]:
     """A typed frame of JSON objects (Arrow's reader), or, when the lines do not share one schema or one
     is malformed, the records parsed one by one (an error names the bad line)."""
@@ -327,6 +343,13 @@ def read_json_lines(
     start, end, first = part if part is not None else (0, path.stat().st_size, 1)
     taken = 0
     for line0, block in line_blocks(path, start, end, first):
+        if limit is None and not block.startswith(b"\xef\xbb\xbf") and not _BLANK_LINE.search(block):
+            # the common case, no blank line in the block: Arrow parses the block as it is
+            df = _arrow_block(block)
+            n = block.count(b"\n") + (not block.endswith(b"\n"))
+            if df is not None and df.height == n:
+                yield check_frame(df, np.arange(line0, line0 + n, dtype=np.int64), rules)
+                continue
         texts, nums = split_lines(block, line0)
         if limit is not None:
             texts, nums = texts[: limit - taken], nums[: limit - taken]
