@@ -38,6 +38,7 @@ import yaml
 
 from ..errors import RecipeError
 from ..pipeline.build import BuildRecord
+from .layout import ParquetSeries
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
         else:
             docs_by.setdefault("", ParquetSeries(root / "corpus", split, CORPUS_SCHEMA, max_rows)).write(_docs(df))
     for s in docs_by.values():
-        s.finish()
+        s.finish(write_empty=True)
     corpus_lang = frames.lang if isinstance(frames, _RowDocuments) else None
     for lang in sorted(queries):
         if per_lang and lang not in docs_by:
@@ -183,10 +184,10 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
         pre = "" if sub == "default" else f"{sub}-"
         qs = ParquetSeries(root / f"{pre}queries", split, QUERY_SCHEMA, max_rows)
         qs.write(pl.DataFrame({"id": list(queries[lang]), "text": list(queries[lang].values())}, schema=QUERY_SCHEMA))
-        qs.finish()
+        qs.finish(write_empty=True)
         rs = ParquetSeries(root / f"{pre}qrels", split, QRELS_SCHEMA, max_rows)
         rs.write(pl.DataFrame(qrels.get(lang, []), schema=QRELS_SCHEMA, orient="row"))
-        rs.finish()
+        rs.finish(write_empty=True)
         subsets[sub] = {
             "queries": len(queries[lang]),
             "documents": cs.rows if cs else 0,
@@ -239,16 +240,16 @@ def _write_document_rows(build: BuildRecord, root: Path, split: str, max_rows: i
             folder = root / (f"{_name(lang)}-corpus" if _name(lang) != "default" else "corpus")
             series.setdefault(lang, ParquetSeries(folder, split, CORPUS_SCHEMA, max_rows)).write(_docs(part))
     for s in series.values():
-        s.finish()
+        s.finish(write_empty=True)
     q = tables["queries"].read(["query_id", "query"])
     qs = ParquetSeries(root / "queries", split, QUERY_SCHEMA, max_rows)
     qs.write(q.select(pl.col("query_id").cast(pl.Utf8).alias("id"), pl.col("query").cast(pl.Utf8).alias("text")))
-    qs.finish()
+    qs.finish(write_empty=True)
     r = tables["qrels"].read(["query_id", "doc_id", "score"])
     multi = len(series) > 1 or (has_lang and "default" not in series)
     rs = ParquetSeries(root / ("qrels" if multi else "default"), split, QRELS_SCHEMA, max_rows)
     rs.write(r.select(pl.col("query_id").alias("query-id"), pl.col("doc_id").alias("corpus-id"), "score"))
-    rs.finish()
+    rs.finish(write_empty=True)
     subsets = {}
     for lang in sorted(series):
         subsets[_name(lang)] = {
