@@ -213,6 +213,7 @@ def render_card(build: BuildRecord, data: DataSummary, manifest: dict[str, Any])
         "report_summaries": manifest["report_summaries"],
         "rejects": manifest["rejects"],
         "manifest": manifest,
+        "extra_configs": [c for f in manifest.get("formats", {}).values() for c in (f.get("configs") or [])],
     }
     template = cardmod.find_template(ds.card, rc.dir)
     return cardmod.render(ctx, template)
