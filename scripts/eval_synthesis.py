@@ -154,7 +154,7 @@ def read_build(ds: Path) -> tuple[dict, list[dict]]:
     """The step's report and the kept queries of a built dataset."""
     import polars as pl
 
-    # reports/<step id>.json; a step that runs as stages files it under its last stage's id
+    # reports/<step id>.json, named by the recipe step even when the step runs as several stages
     (report_file,) = [p for p in (ds / "reports").glob("synthesize*.json")]
     report = json.loads(report_file.read_text(encoding="utf-8"))
     kept = []
