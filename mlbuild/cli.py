@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import pkgutil
 import sys
 
-from . import __version__, commands
+from . import __version__, commands, logsetup
 from .errors import MlbuildError
+from .redact import redact
 
 
 def echo(*parts: object, err: bool = False) -> None:
@@ -40,21 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    quiet = getattr(args, "quiet", False)
-    if quiet:  # every tqdm bar, ours and the libraries' (model loading), honours this
-        os.environ["TQDM_DISABLE"] = "1"
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    level = logging.DEBUG if args.debug else (logging.WARNING if quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.debug:
-        for noisy in ("httpx", "httpx2", "urllib3", "filelock", "datasets", "huggingface_hub", "transformers"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # one display: our log lines, library warnings and progress bars; secrets masked (see logsetup.py)
+    logsetup.configure(quiet=getattr(args, "quiet", False), debug=args.debug)
     try:
         return int(args.func(args) or 0)
     except MlbuildError as e:
         if args.debug:
             raise
-        echo(f"error: {e}", err=True)
+        echo(f"error: {redact(e)}", err=True)
         return e.exit_code
     except KeyboardInterrupt:
         echo("interrupted; rerun the same command to resume", err=True)
@@ -62,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
         if args.debug:
             raise
-        echo(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
+        echo(f"error: {type(e).__name__}: {redact(e)} (rerun with --debug for the traceback)", err=True)
         return 1
 
 

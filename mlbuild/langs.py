@@ -44,9 +44,6 @@ _SCRIPT_PREFIX = {
     "MONGOLIAN": "Mong",
 }
 
-# Scripts that count as the same for checks (Chinese/Japanese/Korean share Han characters).
-_SCRIPT_GROUP = {"Hans": "Hani", "Hant": "Hani", "Jpan": "Hani", "Kore": "Hani", "Hang": "Hani"}
-
 
 class UnknownLanguage(ValueError):
     pass
@@ -102,10 +99,6 @@ def hub_code(code: str) -> str:
 
 def script(code: str) -> str:
     return normalize(code).split("_")[1]
-
-
-def same_script(a: str, b: str) -> bool:
-    return _SCRIPT_GROUP.get(a, a) == _SCRIPT_GROUP.get(b, b)
 
 
 @lru_cache(maxsize=65536)

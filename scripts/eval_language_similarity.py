@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mlbuild.models.hidden import HiddenStates
 from mlbuild.pipeline.cache import CallCache
-from mlbuild.reports import language_similarity as ls
+from mlbuild.similarity import inputs, render, sample, scores
 
 # high-resource, mid-resource and low-resource languages (by web data), several scripts
 LANGS = [
@@ -48,67 +48,21 @@ LANGS = [
 ]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="/work/shared/data/tatoeba_laser")
-    ap.add_argument("--langs", nargs="*", default=LANGS)
-    ap.add_argument("--n", type=int, default=0, help="pairs per language (0: the smallest set's size)")
-    ap.add_argument("--model", default="gemma-3-270m")
-    ap.add_argument("--poolings", nargs="*", default=["mean", "last_token", "weighted_mean"])
-    ap.add_argument("--score", default="mexa")
-    ap.add_argument("--out", default="/tmp/mlbuild_langsim_tatoeba")
-    ap.add_argument("--cache", default=None, help="vector cache (default: OUT/vectors.sqlite)")
-    ap.add_argument("--batch-size", type=int, default=32)
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    sets = ls.read_parallel_dir(args.data, "eng", args.langs)
-    sizes = {c: len(s) for c, s in sets.items()}
-    n = args.n or min(sizes.values())
-    sets, skipped = ls.prepare(sets, n, n, seed=0)
-    print(f"{len(sets)} languages x {n} pairs (available: {sizes}); skipped: {skipped or 'none'}", flush=True)
-
-    t0 = time.perf_counter()
-    enc = HiddenStates(args.model, device="auto", batch_size=args.batch_size)
-    load_s = time.perf_counter() - t0
-    cache = CallCache(Path(args.cache) if args.cache else out / "vectors.sqlite")
-    try:
-        result = ls.build_report(
-            sets,
-            enc,
-            pivot="eng",
-            poolings=args.poolings,
-            score=args.score,
-            cache=cache,
-            quiet=False,
-            skipped=skipped,
-            extra={"input": args.data, "pivot_handling": "per-language English sentences"},
-        )
-    finally:
-        cache.close()
-    result["timing"] = {
-        "load_s": round(load_s, 2),
-        "encode_s": result["sentences"]["seconds"],
-        "forward_s": round(enc.forward_seconds, 2),
-        "s_per_sentence": round(enc.forward_seconds / max(enc.computed, 1), 4),
-    }
-    ls.write_outputs(result, out, "language_similarity")
-
+def summary(result: dict, poolings: list[str], score: str, n: int, load_s: float) -> str:
+    """The ranking per pooling and the parallel / non-parallel separation, as Markdown."""
     lines = [
-        f"# Gemma-3-270m on Tatoeba: {len(sets)} languages x {n} pairs, per-language English pivots",
+        f"# Gemma-3-270m on Tatoeba: {len(result['languages'])} languages x {n} pairs, per-language English pivots",
         "",
         f"model {result['model']} {result['revision']}; {result['sentences']['distinct']} sentences; "
         f"load {load_s:.1f}s; encode {result['sentences']['seconds']:.1f}s "
         f"({result['sentences']['encoded']} computed, {result['sentences']['from_cache']} cached)",
         "",
     ]
-    for pooling in args.poolings:
+    for pooling in poolings:
         block = result if pooling == result["pooling"] else result["other_poolings"][pooling]
         L = block["languages"]
         lines += [
-            f"## pooling {pooling}: ranking by {args.score} (mean over layers), 95% bootstrap CI",
+            f"## pooling {pooling}: ranking by {score} (mean over layers), 95% bootstrap CI",
             "",
             "| rank | lang | score [CI] | mexa max (layer) | raw cos par / non-par | centred par / non-par "
             "| centred margin | AUC centred (max layer) |",
@@ -133,7 +87,58 @@ def main() -> int:
             f"{min(cen_m):.3f}..{max(cen_m):.3f}; centred AUC {min(aucs):.3f}..{max(aucs):.3f}",
             "",
         ]
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="/work/shared/data/tatoeba_laser")
+    ap.add_argument("--langs", nargs="*", default=LANGS)
+    ap.add_argument("--n", type=int, default=0, help="pairs per language (0: the smallest set's size)")
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--poolings", nargs="*", default=["mean", "last_token", "weighted_mean"])
+    ap.add_argument("--score", default="mexa")
+    ap.add_argument("--out", default="/tmp/mlbuild_langsim_tatoeba")
+    ap.add_argument("--cache", default=None, help="vector cache (default: OUT/vectors.sqlite)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    sets = inputs.read_parallel_dir(args.data, "eng", args.langs)
+    sizes = {c: len(s) for c, s in sets.items()}
+    n = args.n or min(sizes.values())
+    sets, skipped = sample.prepare(sets, n, n, seed=0)
+    print(f"{len(sets)} languages x {n} pairs (available: {sizes}); skipped: {skipped or 'none'}", flush=True)
+
+    t0 = time.perf_counter()
+    enc = HiddenStates(args.model, device="auto", batch_size=args.batch_size)
+    load_s = time.perf_counter() - t0
+    cache = CallCache(Path(args.cache) if args.cache else out / "vectors.sqlite")
+    try:
+        result = scores.build_report(
+            sets,
+            enc,
+            pivot="eng",
+            poolings=args.poolings,
+            score=args.score,
+            cache=cache,
+            quiet=False,
+            skipped=skipped,
+            extra={"input": args.data, "pivot_handling": "per-language English sentences"},
+        )
+    finally:
+        cache.close()
+    result["timing"] = {
+        "load_s": round(load_s, 2),
+        "encode_s": result["sentences"]["seconds"],
+        "forward_s": round(enc.forward_seconds, 2),
+        "s_per_sentence": round(enc.forward_seconds / max(enc.computed, 1), 4),
+    }
+    render.write(result, out, "language_similarity")
+
+    text = summary(result, args.poolings, args.score, n, load_s)
     (out / "summary.md").write_text(text, encoding="utf-8")
     (out / "timing.json").write_text(json.dumps(result["timing"], indent=1) + "\n", encoding="utf-8")
     print(text)

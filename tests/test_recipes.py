@@ -1,4 +1,5 @@
-"""Every ready recipe under recipes/ must validate (without loading models), and the demo must run."""
+"""Every ready recipe under recipes/ must validate (without loading models; packaged prompt templates and
+exemplars are found by name), and the demo must run (slow: it needs the packaged models)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def test_recipe_validates(path):
     assert r.dataset.name and r.source is not None
 
 
+@pytest.mark.slow  # the packaged models (lid.176, bergamot-en-pt, multilingual-e5-small, gemma-3-270m)
 def test_demo_runs_end_to_end_with_a_limit(tmp_path):
     from mlbuild.pipeline.runner import Runner
 

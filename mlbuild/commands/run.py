@@ -31,6 +31,20 @@ def register(sub) -> None:
         help="checkpoints and model-call cache: a folder or an fsspec URL such as s3://bucket/prefix, "
         "so a run can resume on another machine (default: $MLBUILD_WORK_DIR, else OUT/.mlbuild)",
     )
+    p.add_argument(
+        "--shard-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rows per checkpoint shard at most (default 50000; model steps cut smaller ones); never changes results",
+    )
+    p.add_argument(
+        "--shard-mb",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="in-memory MB per checkpoint shard at most (default 64); never changes results",
+    )
     p.add_argument("--no-resume", action="store_true", help="start from scratch (model-call cache is kept)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version built differently")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
@@ -38,10 +52,21 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..errors import RecipeError
     from ..pipeline.runner import Runner
 
+    if args.limit is not None and args.limit < 0:
+        raise RecipeError(f"--limit {args.limit}: expected 0 or more input records")
+    for flag, v in (("--shard-rows", args.shard_rows), ("--shard-mb", args.shard_mb)):
+        if v is not None and v < 1:
+            raise RecipeError(f"{flag} {v}: expected 1 or more")
     recipe = load_recipe(args.recipe, args.overrides)
     opts = {"address": args.ray_address} if args.executor == "ray" else {}
+    sizes = {}
+    if args.shard_rows:
+        sizes["shard_rows"] = args.shard_rows
+    if args.shard_mb:
+        sizes["shard_bytes"] = args.shard_mb << 20
     runner = Runner(
         recipe,
         args.out,
@@ -53,6 +78,7 @@ def run(args) -> int:
         executor=args.executor,
         executor_options=opts,
         work_dir=args.work_dir or os.environ.get("MLBUILD_WORK_DIR") or None,
+        **sizes,
     )
     res = runner.run()
     total = res.manifest["rows"]

@@ -21,11 +21,11 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import requires
+from .loading import loader_kwargs
 from .resolve import resolve_model
 
 log = logging.getLogger(__name__)
@@ -215,9 +215,7 @@ class EmbeddingAligner:
             has_weights = any(ref.path.glob("*.safetensors")) or any(ref.path.glob("*.bin"))
             if ggufs and not has_weights:
                 gguf = ggufs[0].name
-        kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-        if gguf:
-            kw["gguf_file"] = gguf
+        kw = loader_kwargs(trust_remote_code=trust_remote_code, gguf_file=gguf)
         self.tokenizer = tr.AutoTokenizer.from_pretrained(src, **kw)
         self.device = resolve_device(device)
         self.model = tr.AutoModel.from_pretrained(src, **kw).to(self.device).eval()

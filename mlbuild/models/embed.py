@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import requires
 from ..pipeline.cache import SEP, hash_text, stable_json
+from .loading import loader_kwargs
 from .resolve import ModelRef, content_revision, resolve_model
 
 log = logging.getLogger(__name__)
@@ -337,9 +338,10 @@ class TransformersEmbedder(Embedder):
         )
         self.device = resolve_device(device)
         self._torch = torch
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+        kw = loader_kwargs(trust_remote_code=trust_remote_code)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(src, **kw)
         dtype = torch_dtype(self.device)
-        self.model = transformers.AutoModel.from_pretrained(src, trust_remote_code=trust_remote_code, dtype=dtype)
+        self.model = transformers.AutoModel.from_pretrained(src, dtype=dtype, **kw)
         self.model.to(self.device).eval()
         self.max_length = int(min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length))
         self.dim = int(getattr(self.model.config, "hidden_size", 0) or self._probe_dim())

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import requires
 from .device import resolve_device
+from .loading import loader_kwargs
 from .resolve import ModelRef, resolve_model
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,11 @@ class HiddenStates:
         self.ref = resolve_model(model, base_dir, revision)
         self.device = resolve_device(device)
         src = _source(self.ref, gguf_file)
-        kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-        if src.gguf_file:
-            kw["gguf_file"] = src.gguf_file
-        if self.ref.kind == "hub" and revision:
-            kw["revision"] = revision
+        kw = loader_kwargs(
+            trust_remote_code=trust_remote_code,
+            revision=revision if self.ref.kind == "hub" else None,
+            gguf_file=src.gguf_file,
+        )
         if dtype is None:
             tdt = torch.float32
             if self.device.startswith("cuda"):

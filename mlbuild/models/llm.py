@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import shutil
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import DependencyError, requires
+from ..pipeline.params import LOADER_KEYS
 from .device import resolve_device
+from .loading import check_decoding, loader_kwargs
 from .resolve import ModelRef, content_revision, resolve_model
 
 log = logging.getLogger(__name__)
@@ -183,6 +186,7 @@ class LLM(Protocol):
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int = 0,
+        **decoding: Any,
     ) -> list[str]: ...
 
 
@@ -223,7 +227,8 @@ class TransformersLM:
         tf = requires("transformers", "pip install transformers", "running LLMs with transformers")
         self._torch = torch
         ref = resolve_model(model, base_dir, revision)
-        kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        # only these explicit settings ever reach from_pretrained (see loading.py)
+        kw = loader_kwargs(trust_remote_code=trust_remote_code)
         if ref.path is not None and ref.path.is_file() and ref.path.suffix == ".gguf":
             source: str | Path = gguf_to_folder(ref.path, _gguf_cache_name(ref.path, ref.revision))
         elif ref.path is not None and gguf_file:
@@ -236,10 +241,7 @@ class TransformersLM:
             source = ref.path
         else:  # a Hub id, through the HF cache (GGUF repos load directly with gguf_file=)
             source = ref.ref
-            if gguf_file:
-                kw["gguf_file"] = gguf_file
-            if revision:
-                kw["revision"] = revision
+            kw = loader_kwargs(trust_remote_code=trust_remote_code, revision=revision, gguf_file=gguf_file)
         self.ref = ref
         self.id = ref.ref + (f"#{gguf_file}" if gguf_file else "")
         self.revision = ref.revision
@@ -281,9 +283,13 @@ class TransformersLM:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int = 0,
+        **decoding: Any,
     ) -> list[str]:
         """Generate a continuation per prompt (greedy when ``temperature`` is 0), cut at the first stop
-        string. Prompts are batched by length; sampled output depends on ``seed`` and the batch."""
+        string. Prompts are batched by length; sampled output depends on ``seed`` and the batch.
+        ``decoding``: other ``generate()`` settings (``repetition_penalty``, ``no_repeat_ngram_size``, ...);
+        loader keys and the settings above are refused (:func:`mlbuild.models.loading.check_decoding`)."""
+        extra = check_decoding(decoding, "decoding", reserved=_GENERATE_OWN)
         torch = self._torch
         tok = self.tokenizer
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -307,7 +313,7 @@ class TransformersLM:
                 gen.update(stop_strings=list(stop), tokenizer=tok)
             t0 = time.perf_counter()
             with torch.inference_mode():
-                ids = self.model.generate(**enc, **gen)
+                ids = self.model.generate(**enc, **gen, **extra)
             self.usage["seconds"] += time.perf_counter() - t0
             new = ids[:, 1:] if self.is_seq2seq else ids[:, enc["input_ids"].shape[1] :]
             for row, i in zip(new.tolist(), idx):
@@ -365,8 +371,13 @@ class OpenAILM:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int = 0,
+        **decoding: Any,
     ) -> list[str]:
+        """``decoding``: other request fields (``frequency_penalty``, ...); loader keys and the fields set
+        from the arguments above are refused."""
+        extra = check_decoding(decoding, "decoding", reserved=_REQUEST_OWN)
         params: dict[str, Any] = {
+            **extra,
             "max_tokens": max_new_tokens,
             "temperature": temperature,
             "top_p": top_p,
@@ -386,12 +397,32 @@ class OpenAILM:
 
 
 def load_llm(engine: str, model: str, *, base_dir: Path | None = None, device: str = "auto", **options: Any) -> LLM:
-    """Build an LLM backend: ``engine`` is ``transformers`` or ``openai`` (options go to the class)."""
+    """Build an LLM backend: ``engine`` is ``transformers`` or ``openai``; ``options`` are the class's own
+    documented parameters (anything else, loader keys such as ``token`` or ``device_map`` included, is
+    refused: nothing free-form reaches ``from_pretrained``)."""
+    if engine not in ("transformers", "openai"):
+        raise ValueError(f"unknown LLM engine {engine!r} (known: transformers, openai)")
+    cls = TransformersLM if engine == "transformers" else OpenAILM
+    known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "model", "base_dir", "device")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        loaders = [k for k in unknown if k in LOADER_KEYS]
+        if loaders:
+            check_decoding(dict.fromkeys(loaders), f"{engine} LLM options")
+        raise ValueError(f"unknown {engine} LLM option(s) {', '.join(unknown)} (known: {', '.join(known)})")
     if engine == "transformers":
         return TransformersLM(model, base_dir=base_dir, device=device, **options)
-    if engine == "openai":
-        base_url = options.pop("base_url", None)
-        if not base_url:
-            raise ValueError("engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAILM(base_url, model, **options)
-    raise ValueError(f"unknown LLM engine {engine!r} (known: transformers, openai)")
+    base_url = options.pop("base_url", None)
+    if not base_url:
+        raise ValueError("engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+    return OpenAILM(base_url, model, **options)
+
+
+# generate() settings the backends set from their own arguments (a decoding table may not override them)
+_GENERATE_OWN = frozenset(
+    {"max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "pad_token_id", "stop_strings", "tokenizer"}
+    | {"input_ids", "attention_mask", "generation_config", "streamer", "max_length"}
+)
+_REQUEST_OWN = frozenset(
+    {"model", "prompt", "messages", "max_tokens", "temperature", "top_p", "seed", "stop", "stream"}
+)

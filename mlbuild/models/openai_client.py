@@ -1,10 +1,13 @@
 """A small client for OpenAI-compatible endpoints (vLLM, SGLang, llama.cpp server, hosted APIs).
 
-Standard library only (``urllib``). Requests run on a bounded thread pool; each one is retried with
-exponential backoff and jitter on 429, 5xx, timeouts and dropped connections, honouring a
-``Retry-After`` header. The API key is read from an environment variable at request time; it never
-appears in logs, exceptions or ``repr``. Without the variable set, no ``Authorization`` header is sent
-(local servers usually need none).
+Standard library only (``urllib``). Requests run on a bounded thread pool; each one goes through
+:func:`mlbuild.retry.call`: retried with exponential backoff and jitter on 408/409/425/429/5xx, timeouts
+and dropped or refused connections, honouring a ``Retry-After`` header, at most ``max_retries`` times
+(and within ``retry_budget`` seconds when set). The API key is read from an environment variable at
+request time; it never appears in logs, exceptions or ``repr``. Without the variable set, no
+``Authorization`` header is sent (local servers usually need none). Credentials written into
+``base_url`` (``https://user:password@host/v1``) are sent but masked in every message
+(:mod:`mlbuild.redact`).
 
 Example::
 
@@ -15,26 +18,27 @@ Example::
 
 from __future__ import annotations
 
-import email.utils
+import base64
 import http.client
 import json
 import logging
 import os
-import random
 import threading
-import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from .. import retry
 from ..errors import MlbuildError
+from ..redact import redact, redact_url
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-MAX_SLEEP = 60.0
+MAX_SLEEP = 60.0  # longest backoff wait between two attempts
 
 
 class APIError(MlbuildError):
@@ -74,21 +78,31 @@ class OpenAIClient:
         max_retries: int = 5,
         timeout: float = 60.0,
         backoff: float = 1.0,
+        retry_budget: float | None = None,
     ):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        self.base_url = base_url.rstrip("/")
+        # credentials written into the URL go out as HTTP Basic auth (urllib cannot send them from the
+        # URL); ``base_url`` keeps the URL without them, for messages and repr
+        self._url, self._basic = _split_credentials(base_url.rstrip("/"))
+        # what a server might echo back in an error body: the URL's password and the Basic token
+        password = urllib.parse.unquote(urllib.parse.urlsplit(base_url).password or "")
+        self._secrets = (password, self._basic.split(" ", 1)[1] if self._basic else None)
+        self.base_url = redact_url(self._url)
         self.model = model
         self.api_key_env = api_key_env
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.timeout = timeout
         self.backoff = backoff
+        self.retry_policy = retry.RetryPolicy(
+            retries=max_retries, backoff=backoff, max_wait=MAX_SLEEP, budget=retry_budget, statuses=RETRY_STATUS
+        )
         self._lock = threading.Lock()
         self.usage = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
         # proxies from the environment still apply (hosted APIs), but never for loopback addresses
         self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}) if _is_loopback(self.base_url) else urllib.request.ProxyHandler()
+            urllib.request.ProxyHandler({}) if _is_loopback(self._url) else urllib.request.ProxyHandler()
         )
 
     def __repr__(self) -> str:  # never shows the key, only where it comes from
@@ -125,71 +139,79 @@ class OpenAIClient:
 
     def _headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
+        key = self._key()
+        if self._basic:  # the URL's own credentials are the more specific choice
+            h["Authorization"] = self._basic
+        elif key:
             h["Authorization"] = f"Bearer {key}"
         return h
 
-    def _redact(self, text: str) -> str:
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key and key in text:
-            text = text.replace(key, "***")
-        return text
+    def _key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
 
     def _post(self, path: str, body: dict) -> dict:
-        url = self.base_url + path
+        url = self._url + path
+        shown = self.base_url + path  # no credentials, no secret query values
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        attempt = 0
-        while True:
+        attempts = 0
+
+        def attempt() -> dict:
+            nonlocal attempts
+            attempts += 1
+            with self._lock:
+                self.usage["requests"] += 1
+                self.usage["retries"] += int(attempts > 1)
             req = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
-            retry_after: float | None = None
             try:
-                with self._lock:
-                    self.usage["requests"] += 1
                 with self._opener.open(req, timeout=self.timeout) as resp:
                     payload = json.loads(resp.read().decode("utf-8"))
-                u = payload.get("usage") or {}
-                with self._lock:
-                    self.usage["prompt_tokens"] += int(u.get("prompt_tokens") or 0)
-                    self.usage["completion_tokens"] += int(u.get("completion_tokens") or 0)
-                return payload
             except urllib.error.HTTPError as e:
-                status = e.code
-                excerpt = self._redact(_read_excerpt(e))
-                if status not in RETRY_STATUS:
-                    raise APIError(f"{url} answered HTTP {status}: {excerpt}", status) from None
-                retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)
-                why = f"HTTP {status}"
+                excerpt = redact(_read_excerpt(e), self._key(), *self._secrets)
+                if e.code not in RETRY_STATUS:
+                    raise APIError(f"{shown} answered HTTP {e.code}: {excerpt}", e.code) from None
+                after = retry.parse_retry_after(e.headers.get("Retry-After") if e.headers else None)
+                raise retry.TransientError(f"HTTP {e.code}", e.code, after) from None
             except TimeoutError as e:
-                status, why = None, f"timeout after {self.timeout}s ({type(e).__name__})"
+                raise retry.TransientError(f"timeout after {self.timeout}s ({type(e).__name__})") from None
             except urllib.error.URLError as e:
-                status = None
-                reason = e.reason
-                if isinstance(reason, TimeoutError):
-                    why = f"timeout after {self.timeout}s"
-                else:
-                    why = f"connection error: {type(reason).__name__}"
+                if isinstance(e.reason, TimeoutError):
+                    raise retry.TransientError(f"timeout after {self.timeout}s") from None
+                raise retry.TransientError(f"connection error: {type(e.reason).__name__}") from None
             except (ConnectionError, http.client.HTTPException) as e:
-                status, why = None, f"connection error: {type(e).__name__}"
+                raise retry.TransientError(f"connection error: {type(e).__name__}") from None
             except json.JSONDecodeError:
-                raise APIError(f"{url} answered with a body that is not JSON", None) from None
-            if attempt >= self.max_retries:
-                raise APIError(f"{url}: giving up after {attempt + 1} attempts; last: {why}", status)
-            sleep = self.backoff * (2**attempt) * (0.5 + random.random())
-            if retry_after is not None:
-                sleep = max(sleep, retry_after)
-            sleep = min(sleep, MAX_SLEEP)
-            attempt += 1
+                raise APIError(f"{shown} answered with a body that is not JSON", None) from None
+            u = payload.get("usage") or {}
             with self._lock:
-                self.usage["retries"] += 1
-            log.warning("%s: %s; retry %d/%d in %.2fs", url, why, attempt, self.max_retries, sleep)
-            time.sleep(sleep)
+                self.usage["prompt_tokens"] += int(u.get("prompt_tokens") or 0)
+                self.usage["completion_tokens"] += int(u.get("completion_tokens") or 0)
+            return payload
+
+        try:
+            return retry.call(
+                attempt,
+                f"POST {shown}",
+                self.retry_policy,
+                retry_if=lambda e: isinstance(e, retry.TransientError),
+                logger=log,
+            )
+        except retry.TransientError as e:
+            raise APIError(f"{shown}: giving up after {attempts} attempts; last: {e.why}", e.status) from None
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """``(url without user info, "Basic ..." header value or None)``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
 def _is_loopback(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(url).hostname or "").lower()
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
@@ -200,22 +222,6 @@ def _read_excerpt(e: urllib.error.HTTPError, limit: int = 300) -> str:
         return ""
     raw = " ".join(raw.split())
     return raw[:limit] + ("..." if len(raw) > limit else "")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        dt = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, dt.timestamp() - time.time())
 
 
 def _usage(payload: dict) -> tuple[int | None, int | None]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import requires
 from .device import resolve_device, torch_dtype
+from .loading import loader_kwargs
 from .resolve import resolve_model
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,10 @@ class CrossEncoderScorer:
         self.ref = resolve_model(model, base_dir)
         src = str(self.ref.path) if self.ref.path is not None else model
         self.device = resolve_device(device)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+        kw = loader_kwargs(trust_remote_code=trust_remote_code)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(src, **kw)
         self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            src, trust_remote_code=trust_remote_code, dtype=torch_dtype(self.device)
+            src, dtype=torch_dtype(self.device), **kw
         )
         self.model.to(self.device).eval()
         self.max_length = int(min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length))

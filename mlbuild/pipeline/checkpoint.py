@@ -241,7 +241,12 @@ class ShardWriter:
         self._rows, self._rejects, self._stats, self._n, self._bytes = [], [], {}, 0, 0
 
     def close(self) -> list[str]:
-        """Write what is left (a last, possibly empty, shard carrying the remaining rejects and stats)."""
-        if self._n or self._rejects or self._stats or not self.shards:
-            self._flush()
+        """Write what is left: a last shard, or, when only stats are left, add them to the last shard."""
+        if not self._n and not self._rejects and self.shards:
+            if self._stats:
+                p = self.stage_dir / f"{self.shards[-1]}.stats.json"
+                write_json(p, merge_stats(read_json(p), self._stats))
+                self._stats = {}
+            return list(self.shards)
+        self._flush()
         return list(self.shards)

@@ -140,7 +140,8 @@ def run_task(step: Step, step_label: str, in_dir: Any, out_dir: Any, task: RowTa
     """Process one task of a row step and write its shard (marker last). Returns its stats."""
     batch = read_task_input(in_dir, task)
     t0 = time.perf_counter()
-    out = step.process(batch)
+    # a shard can be empty (every row of a part rejected upstream): nothing for the step to see
+    out = step.process(batch) if batch.height else StepOutput(batch)
     out = finish_output(step_label, batch.height, out, time.perf_counter() - t0)
     ck.write_shard(out_dir, task.out, out, step_label)
     return out.stats

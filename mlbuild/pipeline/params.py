@@ -352,7 +352,7 @@ def declared(params: Any) -> dict[str, Any]:
     its content hash (up to 64 MiB), a folder or a larger file by its name. So a recipe, and the
     ``recipe.lock.toml`` written next to its output (whose paths point back from there), hash alike
     on every machine and from every folder."""
-    from .fingerprint import path_token
+    from .hashing import path_token
 
     out = {}
     for f in fields(type(params)):

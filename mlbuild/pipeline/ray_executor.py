@@ -424,6 +424,7 @@ class RayExecutor:
     def run_source(self, stage: SourceStage) -> list[str]:
         """Each part of the input is read by a Ray task of its own (the driver holds none of it)."""
         ray = self._connect()
+        t0 = time.perf_counter()
         task = ray.remote(_source_task).options(max_retries=self.max_retries, num_cpus=1)
         refs = [task.remote(stage, k) for k in range(len(stage.parts))]
         shards: list[str] = []
@@ -442,6 +443,16 @@ class RayExecutor:
                     raise InputError(stage.label, err["message"])
                 _raise_payload(stage.label, err)
             shards += out["shards"]
+        self.timings.append(
+            StageTiming(
+                stage.label,
+                "source",
+                workers=len({o["pid"] for o in outs}),
+                shards=len(shards),
+                total_seconds=time.perf_counter() - t0,
+                pids=sorted({o["pid"] for o in outs}),
+            )
+        )
         return shards
 
     def run_row_stage(self, stage: RowStage) -> None:

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from ..errors import EmptyBuildError, InputError, MlbuildError, RecipeError, StepError
 from ..recipe import Recipe
-from ..recipe.load import _check_columns
+from ..recipe.load import check_chain
 from . import checkpoint as ck
 from . import store
 from .base import ROW_ID, RunContext, Source, Step, merge_stats
@@ -37,6 +36,7 @@ from .fingerprint import component_fingerprint, file_sha256, source_fingerprint
 from .lock import OutputLock, existing_fingerprint
 from .params import declared
 from .tables import TableRef
+from .unique import reject_duplicate_ids
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class Runner:
         if side is None:
             src.check_read(ck.stage_stats(sdir, shards))
         if side is None and src.check_unique_ids():
-            reject_duplicate_ids(sdir, shards, label)
+            reject_duplicate_ids(sdir, shards, label, self.out_root / ".mlbuild")
         rows = sum(ck.shard_rows(sdir, s) for s in shards)
         ck.write_json(sdir / ck.STAGE_STATS, {"seconds": time.perf_counter() - t0})
         ck.mark_stage_done(sdir, shards, {"rows": rows})
@@ -274,6 +274,7 @@ class Runner:
         merged.update({k: records[-1].stats.get(k) for k in COUNTS if k in records[-1].stats})
         merged["rows_in"] = records[0].stats.get("rows_in", 0)
         report = step.finalize(merged)
+        records = [dataclasses.replace(r, step_id=spec.id) for r in records]
         records[-1] = dataclasses.replace(records[-1], report=report)
         return records
 
@@ -460,7 +461,7 @@ class Runner:
         if not columns:
             return
         rc = self.recipe
-        problems = _check_columns(rc.source, rc.tables, rc.steps, rc.reports, rc.output, columns=columns)
+        problems = check_chain(rc.source, rc.tables, rc.steps, rc.reports, rc.output, columns=columns)
         if problems:
             raise RecipeError(problems, path=str(rc.path))
 
@@ -493,60 +494,6 @@ class Runner:
                 ],
                 path=str(self.recipe.path),
             )
-
-
-def reject_duplicate_ids(sdir: ck.Loc, shards: list[str], label: str) -> int:
-    """Move every row whose id an earlier row already has to its shard's rejects (``duplicate_id``).
-
-    Memory: 16 bytes per row (a hash and a position), not the ids themselves; hash collisions are
-    told apart by comparing the ids of the few colliding rows."""
-    hashes, where = [], []
-    for k, s in enumerate(shards):
-        ids = ck.read_shard(sdir, s, columns=[ROW_ID])[ROW_ID]
-        hashes.append(ids.hash(seed=0).to_numpy())
-        where.append(np.stack([np.full(len(ids), k, dtype=np.int64), np.arange(len(ids), dtype=np.int64)], 1))
-    if not hashes:
-        return 0
-    h = np.concatenate(hashes)
-    pos = np.concatenate(where)
-    order = np.argsort(h, kind="stable")  # equal hashes stay in input order
-    hs = h[order]
-    same = np.flatnonzero(hs[1:] == hs[:-1])
-    if not same.size:
-        return 0
-    cand = np.unique(np.concatenate([same, same + 1]))
-    cand_pos = pos[order[cand]]
-    ids_of: dict[tuple[int, int], str] = {}
-    for k in np.unique(cand_pos[:, 0]):
-        ids = ck.read_shard(sdir, shards[int(k)], columns=[ROW_ID])[ROW_ID]
-        for r in cand_pos[cand_pos[:, 0] == k][:, 1]:
-            ids_of[(int(k), int(r))] = ids[int(r)]
-    seen: set[str] = set()
-    drop: dict[int, list[int]] = {}
-    for k, r in sorted(ids_of):  # input order: shard, then row
-        rid = ids_of[(k, r)]
-        if rid in seen:
-            drop.setdefault(k, []).append(r)
-        seen.add(rid)
-    for k, rows in drop.items():
-        name = shards[k]
-        df = ck.read_shard(sdir, name)
-        mask = np.zeros(df.height, dtype=bool)
-        mask[rows] = True
-        keep = pl.Series(~mask)
-        dup = df.filter(~keep).with_columns(
-            pl.lit("duplicate_id").alias("reason"),
-            pl.format("id '{}' already used by an earlier row", pl.col(ROW_ID)).alias("detail"),
-        )
-        stats = ck.read_stats(sdir, name)
-        stats["rows_out"] = stats.get("rows_out", 0) - dup.height
-        stats.setdefault("dropped", {})["duplicate_id"] = stats.get("dropped", {}).get("duplicate_id", 0) + dup.height
-        old = ck.read_rejects(sdir, name)
-        store.write_parquet(sdir / f"{name}.parquet", df.filter(keep))
-        ck.write_jsonl(sdir / f"{name}.rejects.jsonl", old + ck.rejects_to_records(dup, label))
-        ck.write_json(sdir / f"{name}.stats.json", stats)
-        ck.write_json(sdir / f"{name}.done", {"rows": df.height - dup.height})
-    return sum(len(v) for v in drop.values())
 
 
 def dataset_fingerprint(recipe: Recipe, steps_fp: str) -> str:

@@ -13,23 +13,15 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..errors import MlbuildError, requires
+from ..redact import redact_url
 
 # fsspec protocols whose writes land in place with no rename: an object appears whole or not at all
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
-
-
-_USERINFO = re.compile(r"^([a-z0-9+.\-]+://)[^/@]*@", re.I)
-
-
-def redact(url: str) -> str:
-    """A URL fit for messages: ``user:password@`` (some fsspec URLs carry it) replaced by ``***@``."""
-    return _USERINFO.sub(r"\1***@", url)
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -88,10 +80,10 @@ class RemotePath:
         return RemotePath(f"{self.url}/{name}")
 
     def __str__(self) -> str:  # for messages and logs; the filesystem is reached through .fs and .path
-        return redact(self.url)
+        return redact_url(self.url)
 
     def __repr__(self) -> str:
-        return f"RemotePath({redact(self.url)!r})"
+        return f"RemotePath({redact_url(self.url)!r})"
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, RemotePath) and other.url == self.url

@@ -16,7 +16,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-FORMATS = ("hf", "beir", "conll")
+FORMATS = ("hf", "beir", "conll", "mteb")
 
 
 def known() -> list[str]:

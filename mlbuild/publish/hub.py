@@ -21,7 +21,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import random
 import re
 import tempfile
 import time
@@ -31,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import retry
 from ..errors import InputError, MlbuildError, requires
+from ..redact import RedactingFilter, redact, redact_url
+from ..retry import describe, status_of
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ REPO_TYPE = "dataset"
 # Top-level folders whose remote content mlbuild owns: files in them that the pushed version does not
 # have are deleted in the same commit (stale shards would otherwise be picked up by `train-*.parquet`).
 MANAGED_DIRS = ("data", "reports", "rejects")
-TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+TRANSIENT_STATUS = retry.TRANSIENT_STATUS
 CHUNK_FILES = 64
 CHUNK_BYTES = 2 << 30
 RETRIES = 5
@@ -207,29 +209,11 @@ def plan_push(
 # ---------------------------------------------------------------- secrets
 
 
-class Redactor(logging.Filter):
-    """Replaces the token in every log record that passes a handler (installed for the push's duration)."""
-
-    def __init__(self, secret: str | None):
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret:
-            msg = record.getMessage()
-            if self.secret in msg:
-                record.msg, record.args = msg.replace(self.secret, "***"), ()
-        return True
-
-
-def scrub(text: str, secret: str | None) -> str:
-    text = re.sub(r"(?i)(authorization:\s*bearer\s+)\S+", r"\1***", text)
-    return text.replace(secret, "***") if secret else text
-
-
 @contextmanager
 def redact_logs(secret: str | None) -> Iterator[None]:
-    flt = Redactor(secret)
+    """For the push's duration, every log record that reaches a handler has the token (and any URL
+    credentials) masked; huggingface_hub's and httpx's loggers included."""
+    flt = RedactingFilter(secret)
     handlers = [h for name in ("", "huggingface_hub", "httpx", "httpx2") for h in logging.getLogger(name).handlers]
     for h in handlers:
         h.addFilter(flt)
@@ -301,33 +285,7 @@ def resolve_token(required: bool = True) -> str | None:
 
 def transient(exc: BaseException) -> bool:
     """Worth retrying: rate limits, server errors, timeouts and dropped connections (also when wrapped)."""
-    if isinstance(exc, MlbuildError):
-        return False
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        resp = getattr(e, "response", None)
-        status = getattr(resp, "status_code", None)
-        if status is not None:
-            return status in TRANSIENT_STATUS
-        name = type(e).__name__
-        if isinstance(e, (ConnectionError, TimeoutError)) or name.endswith(
-            ("TimeoutException", "NetworkError", "RemoteProtocolError", "TransportError", "ProtocolError")
-        ):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-def status_of(exc: BaseException) -> int | None:
-    e: BaseException | None = exc
-    while e is not None:
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status is not None:
-            return status
-        e = e.__cause__
-    return None
+    return retry.is_transient(exc, TRANSIENT_STATUS)
 
 
 def with_retries(
@@ -339,25 +297,11 @@ def with_retries(
     retry_if: Callable[[BaseException], bool] = transient,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``fn``; on a transient error wait ``backoff * 2**i`` (capped, with jitter) and try again,
-    ``retries`` more times at most. The last error propagates."""
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except Exception as e:  # noqa: BLE001 - classified below
-            if attempt >= retries or not retry_if(e):
-                raise
-            wait = min(BACKOFF_MAX_S, backoff * 2**attempt) * (0.5 + random.random() / 2)
-            log.warning("%s failed (%s); retry %d/%d in %.1fs", what, short_error(e), attempt + 1, retries, wait)
-            sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def short_error(e: BaseException) -> str:
-    status = status_of(e)
-    first = (str(e).strip().splitlines() or [""])[0][:200]
-    head = f"HTTP {status}" if status is not None else type(e).__name__
-    return f"{head}: {first}" if first and not first.startswith(str(status)) else (first or head)
+    """Call ``fn`` through :func:`mlbuild.retry.call`: on a transient error wait ``backoff * 2**i`` (capped
+    at ``BACKOFF_MAX_S``, with jitter; a ``Retry-After`` honoured) and try again, ``retries`` more times
+    at most. The last error propagates."""
+    policy = retry.RetryPolicy(retries=retries, backoff=backoff, max_wait=BACKOFF_MAX_S, statuses=TRANSIENT_STATUS)
+    return retry.call(fn, what, policy, retry_if=retry_if, sleep=sleep, logger=log)
 
 
 # ---------------------------------------------------------------- resumable state
@@ -492,7 +436,7 @@ def _refs(api, repo_id: str):
 
 
 def _tree_url(api, repo_id: str, rev: str) -> str:
-    return f"{api.endpoint}/datasets/{repo_id}/tree/{rev}"
+    return redact_url(f"{api.endpoint}/datasets/{repo_id}/tree/{rev}")  # for display: no credentials
 
 
 def _stale(api, plan: PushPlan, base_rev: str) -> list[str]:
@@ -553,13 +497,19 @@ def push(
         try:
             return _push(plan, token, retries, backoff, chunk_files, chunk_bytes, quiet)
         except MlbuildError as e:
-            # our own messages never hold the token; scrub anyway, and drop the chained cause's text
-            if token and token in str(e):
-                raise type(e)(scrub(str(e), token)) from None
+            # our own messages never hold the token; mask secrets anyway, and drop the chained cause's text
+            clean = redact(str(e), token)
+            if clean != str(e):
+                try:
+                    err = type(e)(clean)
+                except TypeError:  # an error class with another signature: keep the message and exit code
+                    err = MlbuildError(clean)
+                    err.exit_code = e.exit_code
+                raise err from None
             raise
         except Exception as e:  # noqa: BLE001 - turned into one clean, token-free message
             status = status_of(e)
-            msg = scrub(short_error(e), token)
+            msg = redact(describe(e), token)
             if status in (401, 403):
                 raise PushRefused(
                     f"the Hub refused the request ({msg}); check that the token has write access to {plan.repo_id}"
@@ -778,7 +728,7 @@ def list_versions(
                 lambda: _refs(api, repo_id), "reading the repo's refs", retries=retries, backoff=backoff
             )
             if refs is None:
-                raise PushRefused(f"no dataset repo {repo_id} on {api.endpoint} (or no access to it)")
+                raise PushRefused(f"no dataset repo {repo_id} on {redact_url(api.endpoint)} (or no access to it)")
             out = []
             for t in refs.tags:
                 if not t.name.startswith("v"):
@@ -809,7 +759,7 @@ def list_versions(
             raise
         except Exception as e:  # noqa: BLE001
             status = status_of(e)
-            msg = scrub(short_error(e), token)
+            msg = redact(describe(e), token)
             if status in (401, 403):
                 raise PushRefused(f"the Hub refused the request ({msg}); check the token") from None
             raise UploadFailed(f"listing versions of {repo_id} failed: {msg}") from None

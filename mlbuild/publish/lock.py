@@ -16,6 +16,7 @@ import tomli_w
 
 from ..pipeline import params as P
 from ..pipeline.build import BuildRecord
+from ..redact import redact
 
 CARD_COPY = "card.md.j2"
 
@@ -71,4 +72,6 @@ def _toml_safe(obj: Any) -> Any:
         return {str(k): _toml_safe(v) for k, v in obj.items() if v is not None}
     if isinstance(obj, list):
         return [_toml_safe(v) for v in obj if v is not None]
+    if isinstance(obj, str):  # the lock is published: credentials in a URL (user:pass@, ?key=) are masked
+        return redact(obj)
     return obj

@@ -441,7 +441,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
     if source is not None and check_columns and source.params is not None:
         # column contracts even when other parts are wrong, so one pass shows every problem; the walk
         # stops where a step could not be understood (its output columns are unknown)
-        problems.extend(_check_columns(source, tables, steps if steps_complete else [], reports, output))
+        problems.extend(check_chain(source, tables, steps if steps_complete else [], reports, output))
     if problems:
         raise RecipeError(list(dict.fromkeys(problems)), path=str(path))
     return Recipe(
@@ -479,7 +479,7 @@ def side_table_names(source: ComponentSpec | None, tables: dict[str, ComponentSp
     return names
 
 
-def _check_columns(
+def check_chain(
     source: ComponentSpec,
     tables: dict[str, ComponentSpec],
     steps: list[ComponentSpec],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +165,10 @@ def _id_text(df: pl.DataFrame, idc: str, rules: RowRules) -> pl.Expr:
 
 # ------------------------------------------------------------------------------------------ JSON Lines
 def line_blocks(
-    path: Path, start: int, end: int, first_line: int, size: int = BATCH_BYTES
+    path: Path, start: int, end: int, first_line: int, size: int | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """``(number of the block's first line, bytes)`` blocks of whole lines of ``path[start:end)``."""
+    size = size or BATCH_BYTES
     with open(path, "rb") as f:
         f.seek(start)
         pos, line = start, first_line
@@ -203,6 +205,21 @@ def split_lines(block: bytes, first_line: int) -> tuple[list[bytes], list[int]]:
     return texts, nums
 
 
+_BLANK_LINE = re.compile(rb"(^|\n)[ \t\r\f\v]*(\n|$)(?!\Z)|\A\s*\Z")
+
+
+def _arrow_block(data: bytes) -> pl.DataFrame | None:
+    """A block of JSON lines parsed by Arrow, or None when it cannot be (the careful path takes over)."""
+    try:
+        import pyarrow.json as pj
+
+        if not data.isascii():
+            data.decode("utf-8")
+        return pl.from_arrow(pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1)))
+    except Exception:  # mixed types, bad bytes, not an object: the careful path says where
+        return None
+
+
 def parse_json_lines(texts: list[bytes], nums: list[int], file: str) -> tuple[pl.DataFrame | None, list[dict]]:
     """A typed frame of JSON objects (Arrow's reader), or, when the lines do not share one schema or one
     is malformed, the records parsed one by one (an error names the bad line)."""
@@ -210,7 +227,8 @@ def parse_json_lines(texts: list[bytes], nums: list[int], file: str) -> tuple[pl
         import pyarrow.json as pj
 
         data = b"\n".join(texts)
-        data.decode("utf-8")  # Arrow would pass bad bytes on; the slow path names the line
+        if not data.isascii():
+            data.decode("utf-8")  # Arrow would pass bad bytes on; the slow path names the line
         table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
         if table.num_rows == len(texts):
             return pl.from_arrow(table), []
@@ -286,8 +304,16 @@ def _plain(v: Any) -> Any:
     return v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, ensure_ascii=False)
 
 
-def line_parts(path: Path, target: int = 256 << 20) -> list[tuple[int, int, int]]:
+def part_bytes() -> int:
+    """How big a part of a text input a cluster worker reads alone ($MLBUILD_SOURCE_PART_MB, default 256)."""
+    import os
+
+    return max(1, int(float(os.environ.get("MLBUILD_SOURCE_PART_MB", "256")) * 2**20))
+
+
+def line_parts(path: Path, target: int | None = None) -> list[tuple[int, int, int]]:
     """``(start, end, first line)`` byte ranges of about ``target`` bytes, cut at line starts."""
+    target = target or part_bytes()
     size = path.stat().st_size
     if size <= target:
         return [(0, size, 1)]
@@ -317,6 +343,13 @@ def read_json_lines(
     start, end, first = part if part is not None else (0, path.stat().st_size, 1)
     taken = 0
     for line0, block in line_blocks(path, start, end, first):
+        if limit is None and not block.startswith(b"\xef\xbb\xbf") and not _BLANK_LINE.search(block):
+            # the common case, no blank line in the block: Arrow parses the block as it is
+            df = _arrow_block(block)
+            n = block.count(b"\n") + (not block.endswith(b"\n"))
+            if df is not None and df.height == n:
+                yield check_frame(df, np.arange(line0, line0 + n, dtype=np.int64), rules)
+                continue
         texts, nums = split_lines(block, line0)
         if limit is not None:
             texts, nums = texts[: limit - taken], nums[: limit - taken]

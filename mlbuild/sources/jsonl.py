@@ -20,18 +20,20 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..pipeline.base import Source, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from ._common import RowRules, existing, line_parts, read_json_lines
+from ._common import RowRules, existing, line_parts, parse_json_lines, read_json_lines, split_lines
 
-SAMPLE_BYTES = 4 << 20  # columns are inferred from this much of the file at validation
+SAMPLE_BYTES = 1 << 20  # columns are inferred from this much of the file at validation
 
 
 @dataclass
@@ -41,6 +43,33 @@ class JsonlParams:
     required: list[str] = param([], doc="fields every line must have; a line without one is an input error")
     id_column: str | None = param(None, doc="field whose value becomes row_id (default: the line number)")
     columns: list[str] | None = param(None, doc="keep only these fields")
+
+
+@functools.lru_cache(maxsize=16)
+def _sample_keys(path: str, size: int, mtime_ns: int, sample: int) -> tuple[list[str], bool]:
+    """Keys of the objects in the first ``sample`` bytes, and whether that was the whole file."""
+    with open(path, "rb") as f:
+        data = f.read(sample + 1)
+    complete = len(data) <= sample
+    if not complete:
+        data = data[: data.rfind(b"\n") + 1]
+    texts, nums = split_lines(data, 1)
+    keys: dict[str, None] = {}
+    try:
+        df, records = parse_json_lines(texts, nums, path)
+    except InputError:  # a malformed line: reported with its number when the file is read
+        df, records = None, []
+        for raw in texts:
+            try:
+                obj = json.loads(raw.decode("utf-8", errors="replace"))
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                records.append(obj)
+    for rec in [] if df is not None else records:
+        keys.update(dict.fromkeys(rec))
+    cols = df.columns if df is not None else list(keys)
+    return cols, complete
 
 
 @register("source")
@@ -58,19 +87,8 @@ class JsonlSource(Source):
 
     def _sample(self) -> tuple[list[str], bool]:
         p = existing(self.params.path)
-        keys: dict[str, None] = {}
-        with open(p, "rb") as f:
-            data = f.read(SAMPLE_BYTES + 1)
-        complete = len(data) <= SAMPLE_BYTES
-        lines = data.split(b"\n")
-        for raw in lines if complete else lines[:-1]:
-            try:
-                obj = json.loads(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                keys.update(dict.fromkeys(obj))
-        return list(keys), complete
+        st = p.stat()
+        return _sample_keys(str(p), st.st_size, st.st_mtime_ns, SAMPLE_BYTES)
 
     def columns(self) -> list[str] | None:
         if self.params.columns is not None:

@@ -68,7 +68,7 @@ def test_cli_text_files_and_cache(tiny_model, tmp_path, capsys):
     for code in data["languages"]:
         entry = data["languages"][code]
         assert entry["n"] == 12 and len(entry["ranker"]) == 2 and entry["ci"][0] <= entry["score"] <= entry["ci"][1]
-    assert (out / "language_similarity_layers.png").exists() and (out / "language_similarity.md").exists()
+    assert (out / "language_similarity.layers.png").exists() and (out / "language_similarity.md").exists()
     assert main(args) == 0  # rerun: every vector from the cache
     assert f"{len(set(EN + PT + FR))} from cache" in capsys.readouterr().out
 
@@ -131,3 +131,89 @@ def test_cli_errors(tiny_model, tmp_path, capsys):
     assert main(["report", "language-similarity", "--parallel", str(tmp_path / "nope"), "--out", "x"]) == 2
     assert main(["report"]) == 2  # no kind: help
     assert "language-similarity" in capsys.readouterr().out
+
+
+def _language_similarity_parser():
+    import argparse
+
+    from mlbuild.cli import build_parser
+
+    def sub(parser, name):
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return action.choices[name]
+
+    return sub(sub(build_parser(), "report"), "language-similarity")
+
+
+def test_every_param_has_a_flag_with_its_default_and_bounds():
+    from mlbuild.pipeline import params as P
+    from mlbuild.reports.language_similarity import LanguageSimilarityParams
+
+    parser = _language_similarity_parser()
+    flags = {o: a for a in parser._actions for o in a.option_strings}
+    for row in P.describe(LanguageSimilarityParams):
+        action = flags["--" + row["name"].replace("_", "-")]
+        assert row["doc"].replace("%", "%%") in action.help
+        if row["bounds"]:
+            assert row["bounds"] in action.help
+    # the flags the command had before they were generated keep their names and kinds
+    for name in ("--max-sentences", "--min-sentences", "--bootstrap", "--confidence", "--max-length", "--batch-size"):
+        assert flags[name].type in (int, float) and flags[name].default is None
+    assert flags["--pooling"].choices == ["mean", "last_token", "weighted_mean"] and flags["--pooling"].nargs is None
+    assert flags["--score"].choices == ["mexa", "mexa_centered", "ranker_centered", "ranker"]
+    assert flags["--langs"].nargs == "*" and flags["--trust-remote-code"].nargs == 0
+    assert (
+        "default: 200" in flags["--max-sentences"].help and "between 2 and 10000000" in flags["--max-sentences"].help
+    )
+    parser.format_help()  # every help text formats (a '%' in a doc would break argparse)
+
+
+@pytest.mark.parametrize(
+    "flag,value,name,message",
+    [
+        ("--bootstrap", "5", "bootstrap", "expected between 10 and 1000000, got 5"),
+        ("--confidence", "1.0", "confidence", "at least 0.5 and less than 1"),
+        ("--max-length", "0", "max_length", "got 0"),
+        ("--name", "a/b", "name", "does not match"),
+        ("--columns", "eng_Latn", "columns", "expected KEY=VALUE pairs, got 'eng_Latn'"),
+        ("--columns", "xx1=a", "columns", "unknown language code 'xx1'"),
+    ],
+)
+def test_bad_values_exit_2_naming_the_param_and_flag(tmp_path, capsys, flag, value, name, message):
+    args = ["report", "language-similarity", "--parallel", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, flag, value]) == 2
+    err = capsys.readouterr().err
+    assert f"report language-similarity -> {name} ({flag})" in err and message in err
+
+
+def test_argparse_errors_exit_2(tmp_path):
+    args = ["report", "language-similarity", "--parallel", str(tmp_path), "--out", str(tmp_path / "o")]
+    for bad in (["--score", "bleu"], ["--max-sentences", "many"], ["--pooling", "max"]):
+        with pytest.raises(SystemExit) as e:
+            main([*args, *bad])
+        assert e.value.code == 2
+
+
+def test_cli_wide_table_with_columns(tiny_model, tmp_path, capsys):
+    import polars as pl
+
+    f = tmp_path / "wide.parquet"
+    pl.DataFrame({"en": EN, "pt": PT, "fr": FR}).write_parquet(f)
+    out = tmp_path / "rep"
+    args = ["report", "language-similarity", "--parallel", str(f), "--model", str(tiny_model), "--out", str(out)]
+    args += [
+        "--columns",
+        "en=en",
+        "por_Latn=pt",
+        "fr=fr",
+        "--langs",
+        "pt",
+        "--bootstrap",
+        "20",
+        "--min-sentences",
+        "5",
+    ]
+    assert main([*args, "--no-cache", "--quiet"]) == 0
+    data = json.loads((out / "language_similarity.json").read_text())
+    assert data["ranking"] == ["por_Latn"] and data["languages"]["por_Latn"]["source"] == "columns en + pt"
+    assert data["languages"]["por_Latn"]["n"] == 12

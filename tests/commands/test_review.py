@@ -7,13 +7,13 @@ import json
 import polars as pl
 import pytest
 import yaml
+from helpers_mt import fake_mt_engine
 
 from mlbuild import spans as S
 from mlbuild.cli import main
 from mlbuild.errors import InputError
 from mlbuild.pipeline.runner import Runner
 from mlbuild.recipe import load_recipe
-from mlbuild.steps import project_spans as mod
 
 ROWS = [
     ("Barack Obama visited China.", [(0, 12, "PER"), (21, 26, "LOC")], "[1]Barack Obama[/1] visitou a [2]China[/2]."),
@@ -42,7 +42,7 @@ spans_column = "spans"
 source_lang = "en"
 target_langs = ["pt"]
 engine = "bergamot"
-on_failure = "{on_failure}"
+on_fail = "{on_fail}"
 bio = true
 """
 
@@ -58,18 +58,18 @@ class FakeMT:
 
 
 @pytest.fixture
-def built(write_recipe, tmp_path, monkeypatch):
-    monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: FakeMT())
+def built(write_recipe, tmp_path):
 
-    def build(on_failure="keep", extra=""):
+    def build(on_fail="keep", extra=""):
         rows = "".join(
             json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in sp]}) + "\n"
             for t, sp, _ in ROWS
         )
-        path = write_recipe(RECIPE.format(on_failure=on_failure) + extra, {"rows.jsonl": rows})
+        path = write_recipe(RECIPE.format(on_fail=on_fail) + extra, {"rows.jsonl": rows})
         return Runner(load_recipe(path), tmp_path / "out", quiet=True).run().dataset_dir
 
-    return build
+    with fake_mt_engine(FakeMT(), name="bergamot"):  # stands in for the recipe's engine
+        yield build
 
 
 def _read(d):
@@ -176,3 +176,65 @@ def test_restored_rows_land_in_the_split_of_their_source_row(built, tmp_path):
     expected = _split_of("000000002", 3, [(0.5, "train"), (1.0, "test")])
     df = pl.read_parquet(next((new / "data" / "default").glob(f"{expected}-*.parquet")))
     assert "000000002/por_Latn" in df["row_id"].to_list()
+
+
+def test_new_version_keeps_the_hub_layout_counts_and_formats(built, tmp_path):
+    """The corrected version is a dataset like a build's: files and counts in the manifest match the folder,
+    every data file has one schema, conll/ and the card follow the corrections, and it loads."""
+    from mlbuild.publish.review import export_queue, import_corrections
+
+    d = built("drop", '\n[output]\nsplits = { train = 0.5, test = 0.5 }\nformat = ["hf", "conll"]\n')
+    old_files = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert json.loads((d / "manifest.json").read_text())["rejects"] == {"project": 2}
+    queue = tmp_path / "q.jsonl"
+    export_queue(d, queue)
+    _fix(
+        queue,
+        {
+            "000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris[/3].",
+            "000000003/por_Latn": "A [1]Apple[/1] contratou [2]Tim Cook[/2].",
+        },
+    )
+    new = import_corrections(queue).dataset_dir
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == old_files  # the parent is untouched
+    man = json.loads((new / "manifest.json").read_text())
+    on_disk = {f"{p.parent.name}/{p.name.split('-')[0]}": [] for p in (new / "data").rglob("*.parquet")}
+    for p in sorted((new / "data").rglob("*.parquet")):
+        on_disk[f"{p.parent.name}/{p.name.split('-')[0]}"].append(p.name)
+    assert man["files"] == on_disk and man["rows"] == 3 and man["rejects"] == {}
+    assert sum(n for splits in man["configs"].values() for n in splits.values()) == 3
+    for names in on_disk.values():
+        assert all(n.endswith(f"-of-{len(names):05d}.parquet") for n in names), names
+    schemas = {str(pl.read_parquet_schema(p)) for p in (new / "data").rglob("*.parquet")}
+    assert len(schemas) == 1 and "human_corrected" in schemas.pop()
+    assert not list((new / "rejects").glob("*-project.jsonl"))
+    conll = "".join(p.read_text() for p in (new / "conll").rglob("*.conll"))
+    assert "Paris B-LOC" in conll and "Apple B-ORG" in conll
+    assert json.loads((new / "conll" / "index.json").read_text())["skipped_without_tags"] == 0
+    card = (new / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert all(man["fingerprint"] in c["description"] and "0.1.1" in c["description"] for c in meta["configs"])
+    for cfg, splits in man["configs"].items():
+        for split, n in splits.items():
+            assert f"| `{cfg}` | {split} | {n} |" in card
+    assert "`human_corrected`" in card and "rejects/`." in card
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset(str(new), "default", cache_dir=str(tmp_path / "hf"))
+    assert sum(len(ds[s]) for s in ds) == 3 and sum(sum(ds[s]["human_corrected"]) for s in ds) == 2
+
+
+def test_a_corrected_version_can_be_corrected_again(built, tmp_path):
+    from mlbuild.publish.review import export_queue, import_corrections
+
+    d = built("keep")
+    q1 = tmp_path / "q1.jsonl"
+    export_queue(d, q1)
+    _fix(q1, {"000000002/por_Latn": "Eu conheci [1]João[/1] e [2]Mary[/2] em [3]Paris[/3]."})
+    v1 = import_corrections(q1).dataset_dir
+    q2 = tmp_path / "q2.jsonl"
+    assert export_queue(v1, q2) == {"missing_marker": 1}
+    _fix(q2, {"000000003/por_Latn": "A [1]Apple[/1] contratou [2]Tim Cook[/2]."})
+    v2 = import_corrections(q2).dataset_dir
+    assert v2.name == "0.1.2" and _read(v2)["human_corrected"].sum() == 2
+    card = (v2 / "README.md").read_text()
+    assert card.count("## Human corrections") == 1 and "(from 0.1.1, with 1 human-corrected rows)" in card

@@ -225,3 +225,67 @@ def test_packaged_smollm2_loads():
     d = llm.smollm2_dir()
     lm = TransformersLM(str(d), device="cpu")
     assert lm.generate(["The capital of France is"], max_new_tokens=5)[0].strip()
+
+
+# ---------------------------------------------------------------------------- loader keys at run time
+def test_only_explicit_settings_reach_from_pretrained(tiny_causal, monkeypatch):
+    import transformers
+
+    seen: list[dict] = []
+    depth = [0]  # record mlbuild's calls, not the ones transformers makes inside them
+    for cls in (transformers.AutoConfig, transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        original = cls.from_pretrained.__func__
+
+        def spy(klass, src, *a, _orig=original, **kw):
+            if not depth[0]:
+                seen.append(dict(kw))
+            depth[0] += 1
+            try:
+                return _orig(klass, src, *a, **kw)
+            finally:
+                depth[0] -= 1
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    TransformersLM(str(tiny_causal), device="cpu")
+    assert len(seen) == 3
+    assert all(kw.get("trust_remote_code") is False for kw in seen)
+    assert set().union(*seen) <= {"trust_remote_code", "dtype"}
+
+
+def test_decoding_kwargs_with_loader_keys_are_refused(tiny_causal):
+    from mlbuild.errors import RecipeError
+
+    lm = TransformersLM(str(tiny_causal), device="cpu")
+    ok = lm.generate(PROMPTS[:1], max_new_tokens=3, repetition_penalty=1.3, no_repeat_ngram_size=2)
+    assert len(ok) == 1  # real decoding settings pass through to generate()
+    for bad in ({"trust_remote_code": True}, {"revision": "main", "token": "hf_x"}, {"device_map": "auto"}):
+        with pytest.raises(RecipeError, match="model loading settings are not decoding settings"):
+            lm.generate(PROMPTS[:1], max_new_tokens=3, **bad)
+    with pytest.raises(RecipeError, match="'do_sample': set by the backend's own parameters"):
+        lm.generate(PROMPTS[:1], do_sample=True)
+
+
+def test_load_llm_refuses_loader_keys_and_unknown_options(tiny_causal):
+    from mlbuild.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="'token'.*model loading settings"):
+        load_llm("transformers", str(tiny_causal), device="cpu", token="hf_secret")
+    with pytest.raises(RecipeError, match="'device_map'"):
+        load_llm("transformers", str(tiny_causal), device="cpu", device_map="auto")
+    with pytest.raises(ValueError, match=r"unknown transformers LLM option\(s\) beams \(known: .*trust_remote_code"):
+        load_llm("transformers", str(tiny_causal), device="cpu", beams=4)
+    with pytest.raises(TypeError, match="trust_remote_code must be True or False"):
+        TransformersLM(str(tiny_causal), device="cpu", trust_remote_code="false")  # a truthy string
+
+
+def test_openai_decoding_with_loader_keys_is_refused_before_any_request():
+    from mlbuild.errors import RecipeError
+
+    with FakeOpenAIServer() as srv:
+        lm = OpenAILM(srv.base_url, "m")
+        assert lm.generate(["p"], max_new_tokens=5, frequency_penalty=0.5) == ["p"]
+        assert srv.requests[-1].body["frequency_penalty"] == 0.5
+        n = len(srv.requests)
+        with pytest.raises(RecipeError, match="'token'"):
+            lm.generate(["p"], token="sk-x")
+        assert len(srv.requests) == n

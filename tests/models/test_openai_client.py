@@ -6,7 +6,8 @@ import time
 import pytest
 from helpers_http import Fail, FakeOpenAIServer
 
-from mlbuild.models.openai_client import APIError, OpenAIClient, _retry_after
+from mlbuild.models.openai_client import APIError, OpenAIClient
+from mlbuild.retry import parse_retry_after as _retry_after
 
 MSG = [{"role": "user", "content": "hello there"}]
 

@@ -259,7 +259,7 @@ def test_demo_recipe_same_as_local(ray_cluster, tmp_path):
     runner, remote = run(recipe, tmp_path / "ray", "ray", num_workers=2)
     assert_same(local, remote)
     assert local.manifest["rows"] > 0 and local.manifest["models"]
-    t = runner.executor.timings
+    t = [x for x in runner.executor.timings if x.kind != "source"]
     assert [x.kind for x in t] == ["row", "row"] and all(x.workers == 2 for x in t)
     assert all(len(x.pids) == 2 and os.getpid() not in x.pids for x in t)  # ran in two worker processes
     # the command line, with the default shard size (one shard): the same dataset again
@@ -271,6 +271,26 @@ def test_demo_recipe_same_as_local(ray_cluster, tmp_path):
     d = tmp_path / "cli" / "mlbuild-demo-lid" / local.dataset_dir.name
     manifest = json.loads((d / "manifest.json").read_text())
     assert_same(local, SimpleNamespace(dataset_dir=d, manifest=manifest, fingerprint=manifest["fingerprint"]))
+
+
+def test_workers_read_their_own_parts_of_the_input(ray_cluster, tmp_path, monkeypatch):
+    """The driver never reads the input: each part (a byte range of the JSONL file) is read by a Ray
+    task that writes its own shards; the dataset is the one the local executor builds from one part."""
+    rows = [{"id": f"r{i:05d}", "text": f"sentence {i} " + "w" * (i % 50)} for i in range(3000)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"id": "r00010", "text": "dup"}\n')
+    recipe = tmp_path / "parts.toml"
+    recipe.write_text(
+        '[dataset]\nname = "parts"\nversion = "1.0.0"\n\n[source]\nuses = "jsonl.v1"\n'
+        f'path = "{data}"\nid_column = "id"\ntext_columns = ["text"]\n'
+    )
+    _, local = run(recipe, tmp_path / "local", shard_rows=50_000)
+    monkeypatch.setenv("MLBUILD_SOURCE_PART_MB", "0.02")
+    runner, remote = run(recipe, tmp_path / "ray", "ray", shard_rows=50_000)
+    assert_same(local, remote)
+    assert local.manifest["steps"][0]["dropped"] == {"duplicate_id": 1}
+    src = [x for x in runner.executor.timings if x.kind == "source"]
+    assert len(src) == 1 and src[0].shards > 5 and os.getpid() not in src[0].pids
 
 
 def test_sampling_and_global_step_same_for_any_worker_count_and_resume(ray_cluster, write_recipe, tmp_path):
@@ -285,8 +305,8 @@ def test_sampling_and_global_step_same_for_any_worker_count_and_resume(ray_clust
     runner2, two = run(recipe, tmp_path / "w2", "ray", num_workers=2)
     assert_same(local, one)
     assert_same(local, two)
-    assert [x.kind for x in runner2.executor.timings] == ["row", "global"]
-    assert runner1.executor.timings[0].workers == 1 and runner2.executor.timings[0].workers == 2
+    assert [x.kind for x in runner2.executor.timings] == ["source", "row", "global"]
+    assert runner1.executor.timings[1].workers == 1 and runner2.executor.timings[1].workers == 2
     # resume: forget two finished shards of the row stage (as if the run died there) and the dataset;
     # the rerun redoes exactly those two shards
     stage = next((tmp_path / "w2" / ".mlbuild" / "raytest" / "1.0.0").glob("01-sample-*"))
@@ -514,7 +534,7 @@ def test_translate_and_mine_same_as_local(ray_cluster, tiny_models, write_recipe
     # with a reason, compared above); the English rows get theirs
     assert local.manifest["configs"]["eng_Latn"] and steps["mine"]["rows_out"] >= 20
     assert {"negative_1", "negative_2", "negative_scores"} <= set(rows_of(local).columns)
-    assert [t.kind for t in runner.executor.timings] == ["row", "global"]
+    assert [t.kind for t in runner.executor.timings] == ["source", "row", "global"]
     assert set(local.manifest["models"]) >= {"translate.mt", "mine.embedder"}
 
 

@@ -126,7 +126,7 @@ class Fail:
     """An injected failure: the next ``times`` requests whose method matches and whose path matches
     ``path`` (a regex) get ``status`` (``status=0`` drops the connection without an answer), after
     ``delay`` seconds; ``status=None`` handles the request normally after the delay (a stall).
-    ``after`` lets that many matching requests through first."""
+    ``after`` lets that many matching requests through first; ``retry_after`` adds that header."""
 
     method: str
     path: str
@@ -135,6 +135,7 @@ class Fail:
     after: int = 0
     message: str = "injected failure"
     delay: float = 0.0
+    retry_after: str | None = None  # a Retry-After header on the injected error
 
 
 class FakeHub:
@@ -232,10 +233,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def _error(self, status: int, message: str, code: str | None = None) -> None:
+    def _error(self, status: int, message: str, code: str | None = None, retry_after: str | None = None) -> None:
         headers = {"X-Error-Message": message}
         if code:
             headers["X-Error-Code"] = code
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
         self._send(status, {"error": message}, headers)
 
     def _authorized(self) -> bool:
@@ -272,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.close()
                 return
-            return self._error(fail.status, fail.message)
+            return self._error(fail.status, fail.message, retry_after=fail.retry_after)
         try:
             self._route(method, path, query, body)
         except Exception as e:  # noqa: BLE001 - a bug in the fake should show up as a 500 in the test

@@ -263,6 +263,18 @@ def test_transient_commit_errors_are_retried_once_committed(hub, version_dir, ca
     assert "committing failed (HTTP 503" in caplog.text and "retry 2/3" in caplog.text
 
 
+def test_rate_limit_retry_after_from_the_hub_is_honoured(hub, version_dir, caplog):
+    """A 429 with Retry-After: the shared retry loop (mlbuild.retry) waits at least that long."""
+    import time
+
+    hub.fail(Fail("POST", r"/commit/", status=429, times=1, retry_after="0.6"))
+    t = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="mlbuild.publish.hub"):
+        res = push(version_dir(), retries=2)
+    assert res.status == "pushed" and time.perf_counter() - t >= 0.6
+    assert "committing failed (429 Too Many Requests" in caplog.text and "retry 1/2 in 0.6s" in caplog.text
+
+
 def test_concurrent_commit_rebuilds_on_the_new_head(hub, version_dir):
     hub.fail(Fail("POST", r"/commit/", status=412, times=1, message="A commit has happened since"))
     res = push(version_dir())

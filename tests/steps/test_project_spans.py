@@ -7,12 +7,12 @@ import json
 
 import polars as pl
 import pytest
+from helpers_mt import fake_mt_engine
 
 from mlbuild.errors import RecipeError
 from mlbuild.pipeline.base import RunContext
 from mlbuild.recipe import load_recipe
 from mlbuild.spans import SPANS_DTYPE
-from mlbuild.steps import project_spans as mod
 from mlbuild.steps.project_spans import ProjectSpans, ProjectSpansParams
 
 ROWS = [
@@ -136,13 +136,48 @@ def test_markers_ok_repaired_and_failed_rows():
     assert out.rejects is None
 
 
-def test_on_failure_drop_sends_rows_to_rejects():
-    step = _step(on_failure="drop")
+def test_on_fail_drop_sends_rows_to_rejects():
+    step = _step(on_fail="drop")
     step.mt = FakeMT(_marked_table())
     out = step.process(_batch())
     assert out.rows.height == 3
     assert out.rejects.height == 1 and out.rejects["reason"].to_list() == ["missing_marker"]
     assert out.rejects["target_text"].to_list() == ["Eu conheci João e Mary no aeroporto de Paris."]
+    assert out.rejects["detail"].to_list() == out.rejects["projection_detail"].to_list()
+    assert out.stats["checks"] == {"checked": 4, "failed": {"missing_marker": 1}, "on_fail": {"drop": 1}}
+
+
+def test_on_fail_flag_and_keep():
+    step = _step(on_fail="flag")
+    step.mt = FakeMT(_marked_table())
+    out = step.process(_batch())
+    assert out.rejects is None and out.rows.height == 4
+    assert out.rows["projection_ok"].to_list() == [True, False, True, True]
+    assert "projection_ok" in step.output_columns(["row_id", "text", "spans"])
+    step = _step()  # keep: the rows stay with their status, nothing added; the failures are counted
+    step.mt = FakeMT(_marked_table())
+    out = step.process(_batch())
+    assert "projection_ok" not in out.rows.columns and "projection_ok" not in step.output_columns(["text"])
+    assert out.stats["checks"]["failed"] == {"missing_marker": 1} and out.stats["checks"]["on_fail"] == {"keep": 1}
+
+
+def test_low_confidence_rows_stay_whatever_on_fail_says():
+    rows = [("Pedro told Sofia about Rome.", [(0, 5, "PER"), (11, 16, "PER")], "[1]Pedro[/1] disse [2]Sfia[/2].")]
+    table = {**_marked_table(rows), "Pedro told Sofia about Rome.": "Pedro contou a Sofia sobre Roma."}
+    step = _step(verify_plain=True, on_fail="drop")
+    step.mt = FakeMT(table)
+    out = step.process(_batch(rows))
+    assert out.rows["projection_status"].to_list() == ["low_confidence"] and out.rejects is None
+
+
+def test_old_on_failure_name_points_to_on_fail(write_recipe):
+    path = write_recipe(RECIPE.format(method="markers") + 'on_failure = "drop"\n', {"rows.jsonl": _jsonl()})
+    with pytest.raises(RecipeError, match="on_failure: unknown parameter; did you mean 'on_fail'"):
+        load_recipe(path)
+
+
+def test_model_step_asks_for_small_shards():
+    assert ProjectSpans.rows_per_shard == 2048
 
 
 @pytest.mark.parametrize(
@@ -289,11 +324,17 @@ def _jsonl(rows=ROWS):
     )
 
 
-def test_recipe_run_writes_report_and_card(write_recipe, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_bergamot():
+    """FakeMT standing in for the bergamot engine (the recipe's engine, whose marker style it imitates)."""
+    with fake_mt_engine(FakeMT(_marked_table()), name="bergamot") as mt:
+        yield mt
+
+
+def test_recipe_run_writes_report_and_card(write_recipe, tmp_path, fake_bergamot):
     from mlbuild.pipeline.runner import Runner
 
-    fake = FakeMT(_marked_table())
-    monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: fake)
+    fake = fake_bergamot
     path = write_recipe(RECIPE.format(method="fallback"), {"rows.jsonl": _jsonl()})
     res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
     d = res.dataset_dir
