@@ -273,9 +273,10 @@ class _Feeder:
 
 
 # ------------------------------------------------------------------------------------------ one shard
-def _select_block(torch: Any, scores: Any, run_v: Any, run_i: Any, offset: int) -> None:
+def search_block(torch: Any, scores: Any, run_v: Any, run_i: Any, offset: int) -> None:
     """Merge a score block into the running (unordered) top lists ``run_v`` / ``run_i`` in place: only
-    scores above a row's current k2-th value enter; a dense top-k when many do, else the few entrants."""
+    scores above a row's current k2-th value enter; a dense top-k when many do, else the few entrants.
+    Called through the module (tests watch the score blocks)."""
     nq, nb = scores.shape
     k2 = run_v.shape[1]
     thr = run_v.min(1).values
@@ -431,7 +432,7 @@ class ShardSearch:
                         buf = torch.empty(min(qb, nq) * min(cb, len(self.host)), dtype=dtype)
                     scores = buf[: (q1 - q0) * (c1 - c0)].view(q1 - q0, c1 - c0)
                     torch.mm(qh[q0:q1], blk.T, out=scores)
-                _select_block(torch, scores, run_v[q0:q1], run_i[q0:q1], c0)
+                search_block(torch, scores, run_v[q0:q1], run_i[q0:q1], c0)
                 del scores
             if progress is not None:
                 progress(c1 - c0)

@@ -92,8 +92,8 @@ def test_score_blocks_never_exceed_block_shape(data, monkeypatch):
         shapes.append(tuple(scores.shape))
         return real(torch, scores, run_v, run_i, offset)
 
-    real = search._select_block
-    monkeypatch.setattr(search, "_select_block", spy)
+    real = search.search_block
+    monkeypatch.setattr(search, "search_block", spy)
     exact_topk(q, c, 5, query_block=32, corpus_block=256)
     assert shapes and max(a * b for a, b in shapes) <= 32 * 256
     assert sum(b for a, b in shapes if a == 32) // 3 >= c.shape[0]  # every corpus row seen by each query block
