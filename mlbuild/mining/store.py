@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.search import release_pages
+from ..models.search import HostCorpus, release_pages
 
 
 class Scratch:
@@ -103,10 +103,8 @@ class VectorFile:
         return self._mm
 
     def take(self, idx: np.ndarray) -> np.ndarray:
-        mm = self.open()
-        out = np.asarray(mm[np.asarray(idx, dtype=np.int64)], dtype=np.float32)
-        release_pages(mm)
-        return out
+        """Rows ``idx``, gathered in file order with the pages released as it goes."""
+        return HostCorpus([self.open()]).take(np.asarray(idx, dtype=np.int64))
 
 
 class TextStore:
@@ -145,8 +143,12 @@ class TextStore:
         if self._mm is None:
             self._mm = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.size,))
         mm = self._mm
-        out = [bytes(mm[a:b]).decode("utf-8", "surrogatepass") for a, b in zip(starts, stops)]
-        release_pages(mm)
+        out: list[str] = [""] * len(ids)
+        order = np.argsort(starts, kind="stable")  # file order, pages released every few thousand texts
+        for s in range(0, len(order), 4096):
+            for j in order[s : s + 4096]:
+                out[j] = bytes(mm[starts[j] : stops[j]]).decode("utf-8", "surrogatepass")
+            release_pages(mm)
         return out
 
 

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 FAISS_GPU_K_LIMIT = 2048
 _UNIT_ROUNDOFF = {"fp16": 2.0**-11, "bf16": 2.0**-8, "fp32": 2.0**-24, "tf32": 2.0**-11}
 _SLACK = 2.0**-20  # fp32 rounding of the exact score itself, with room to spare
-_RESCORE_ELEMENTS = 1 << 24  # float64 elements per rescoring chunk (128 MB)
+_RESCORE_ELEMENTS = 1 << 22  # float64 elements per rescoring chunk (32 MB)
+_GATHER_ROWS = 1024  # rows of a memory-mapped file gathered between page releases
 
 
 def _torch():
@@ -120,7 +121,7 @@ class HostCorpus:
         for p in pieces:
             out[s : s + len(p)] = p
             s += len(p)
-        self.release()
+            release_rows(p, 0, len(p))
         return out
 
     def take(self, idx: np.ndarray) -> np.ndarray:
@@ -128,10 +129,22 @@ class HostCorpus:
         flat = idx.reshape(-1)
         out = np.empty((len(flat), self.shape[1]), dtype=np.float32)
         for a, base in zip(self.parts, self.starts):
-            m = (flat >= base) & (flat < base + len(a))
-            if m.any():
+            m = np.flatnonzero((flat >= base) & (flat < base + len(a)))
+            if not len(m):
+                continue
+            if not _mapped(a):
                 out[m] = a[flat[m] - base]
-        self.release()
+                continue
+            # a file: rows in file order, a few thousand at a time, each range's pages released after use
+            # (a page fault maps its neighbours too, so random rows would otherwise map much of the file)
+            m = m[np.argsort(flat[m], kind="stable")]
+            _advise(a, mmap.MADV_RANDOM)  # no read-ahead or fault-around: a row maps its own pages
+            for s in range(0, len(m), _GATHER_ROWS):
+                sel = m[s : s + _GATHER_ROWS]
+                rows = flat[sel] - base
+                out[sel] = a[rows]
+                release_rows(a, int(rows[0]), int(rows[-1]) + 1)
+            _advise(a, mmap.MADV_NORMAL)
         return out.reshape(*idx.shape, self.shape[1])
 
     def max_norm(self) -> float:
@@ -141,7 +154,7 @@ class HostCorpus:
                 c = np.asarray(a[s : s + (1 << 16)], dtype=np.float32)
                 if len(c):
                     best = max(best, float(np.sqrt(np.einsum("ij,ij->i", c, c).max())))
-        self.release()
+                release_rows(a, s, s + len(c))  # a memory-mapped file is read once, one chunk resident at a time
         return best
 
     def release(self) -> None:
@@ -172,6 +185,36 @@ def release_pages(a: np.ndarray) -> None:
                 mm.madvise(mmap.MADV_DONTNEED)
             return
         a = a.base
+
+
+_FAULT_AROUND = 1 << 16  # the kernel maps up to 64 KB around a faulting page
+
+
+def _advise(a: np.ndarray, option: int) -> None:
+    mm = getattr(a, "_mmap", None)
+    if isinstance(mm, mmap.mmap):
+        with contextlib.suppress(ValueError, OSError):
+            mm.madvise(option)
+
+
+def release_rows(a: np.ndarray, lo: int, hi: int) -> None:
+    """Release the pages of rows [lo, hi) of a memory-mapped array (and the fault-around margin)."""
+    if not _mapped(a) or hi <= lo:
+        return
+    mm = getattr(a, "_mmap", None)
+    if not isinstance(a, np.memmap) or not isinstance(mm, mmap.mmap) or a.mode == "c":
+        return
+    try:
+        base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+        row = a.strides[0]
+        start = a.ctypes.data - base + lo * row - _FAULT_AROUND
+        stop = a.ctypes.data - base + hi * row + _FAULT_AROUND
+        start = max(0, start - start % mmap.PAGESIZE)
+        stop = min(len(mm), stop)
+        if stop > start:
+            mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+    except (ValueError, OSError, AttributeError, TypeError):
+        release_pages(a)
 
 
 def _tensor(torch: Any, a: np.ndarray) -> Any:
