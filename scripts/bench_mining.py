@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-CHUNK = 100_000
+CHUNK = 20_000  # rows generated at a time
 
 
 def rss_mb() -> float:
@@ -70,7 +70,9 @@ def make_corpus(n: int, d: int, seed: int, path: Path | None) -> np.ndarray:
 def make_queries(corpus: np.ndarray, nq: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
     pick = np.sort(rng.choice(len(corpus), size=nq, replace=False))
-    q = np.asarray(corpus[pick], dtype=np.float32)
+    from mlbuild.models.search import HostCorpus
+
+    q = HostCorpus([corpus]).take(pick)  # from a file: pages released as it goes
     return unit(q + (1.0 / np.sqrt(q.shape[1])) * rng.standard_normal(q.shape, dtype=np.float32))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.search import HostCorpus, release_pages
+from ..models.search import HostCorpus, release_pages, release_rows
 
 
 class Scratch:
@@ -144,11 +144,12 @@ class TextStore:
             self._mm = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.size,))
         mm = self._mm
         out: list[str] = [""] * len(ids)
-        order = np.argsort(starts, kind="stable")  # file order, pages released every few thousand texts
-        for s in range(0, len(order), 4096):
-            for j in order[s : s + 4096]:
+        order = np.argsort(starts, kind="stable")  # file order, the pages of each few texts released
+        for s in range(0, len(order), 64):
+            chunk = order[s : s + 64]
+            for j in chunk:
                 out[j] = bytes(mm[starts[j] : stops[j]]).decode("utf-8", "surrogatepass")
-            release_pages(mm)
+            release_rows(mm, int(starts[chunk[0]]), int(stops[chunk].max()))
         return out
 
 

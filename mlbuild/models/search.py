@@ -50,7 +50,7 @@ FAISS_GPU_K_LIMIT = 2048
 _UNIT_ROUNDOFF = {"fp16": 2.0**-11, "bf16": 2.0**-8, "fp32": 2.0**-24, "tf32": 2.0**-11}
 _SLACK = 2.0**-20  # fp32 rounding of the exact score itself, with room to spare
 _RESCORE_ELEMENTS = 1 << 22  # float64 elements per rescoring chunk (32 MB)
-_GATHER_ROWS = 1024  # rows of a memory-mapped file gathered between page releases
+_GATHER_ROWS = 64  # rows of a memory-mapped file gathered between page releases (a fault may map a 2 MB folio)
 
 
 def _torch():
@@ -187,7 +187,7 @@ def release_pages(a: np.ndarray) -> None:
         a = a.base
 
 
-_FAULT_AROUND = 1 << 16  # the kernel maps up to 64 KB around a faulting page
+_FAULT_AROUND = 1 << 21  # the kernel maps the page cache folio (up to 2 MB) or 64 KB around a faulting page
 
 
 def _advise(a: np.ndarray, option: int) -> None:
