@@ -212,7 +212,7 @@ class TransformersEmbedder(Embedder):
                 from huggingface_hub import snapshot_download
 
                 folder = Path(snapshot_download(model, allow_patterns=["*.json"]))
-            except Exception:  # noqa: BLE001 - configs are optional; loading below reports real problems
+            except Exception:  # configs are optional; loading below reports real problems
                 folder = None
         self.id, self.revision = ref.id, ref.revision
         if ref.kind == "hub" and folder is not None and ref.revision == "main":
