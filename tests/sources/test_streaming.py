@@ -183,6 +183,25 @@ def test_output_files_are_bounded(write_recipe, tmp_path):
     assert datasets.load_dataset(str(res.dataset_dir), "default", split="train").num_rows == 500
 
 
+def test_output_files_are_bounded_in_bytes(write_recipe, tmp_path):
+    import random
+
+    rng = random.Random(0)
+    # ~10 KB of incompressible text per row: 400 rows are ~4 MB, so 1 MB files hold about 100 rows each
+    rows = [{"text": "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(10_000))} for _ in range(400)]
+    recipe = (
+        '[dataset]\nname = "mb"\nversion = "1.0.0"\n\n[source]\nuses = "jsonl.v1"\npath = "rows.jsonl"\n'
+        "\n[output]\nmax_file_mb = 1\n"
+    )
+    path = write_recipe(recipe, {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in rows)})
+    res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
+    files = sorted((res.dataset_dir / "data" / "default").iterdir())
+    heights = [pl.read_parquet(f).height for f in files]
+    assert sum(heights) == 400 and len(files) >= 4
+    for f in files:
+        assert pl.read_parquet(f).estimated_size() <= (1 << 20) * 1.05, f.name
+
+
 def test_squad_and_tacred_documents_stream_in_batches(tmp_path, write_recipe):
     from mlbuild.sources.squad import SquadParams, SquadSource
     from mlbuild.sources.tacred import TacredParams, TacredSource
