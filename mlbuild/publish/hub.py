@@ -525,6 +525,9 @@ def _push(
     plan: PushPlan, token: str | None, retries: int, backoff: float, chunk_files: int, chunk_bytes: int, quiet: bool
 ) -> PushResult:
     _check_online()
+    # Over 80 lines on purpose: the numbered phases below (tag, repo and branch, card, chunked upload,
+    # commit, tag) are the push protocol read top to bottom; they share the client, the retry settings and
+    # the refs read in phase 1, and each phase is a few lines.
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.errors import HfHubHTTPError
 

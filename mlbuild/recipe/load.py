@@ -323,6 +323,9 @@ def _check_output(output: OutputSpec) -> list[tuple[str, str]]:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_columns: bool = True) -> Recipe:
     """Read, override, interpolate and validate a recipe. Raises :class:`RecipeError` with all problems."""
+    # Over 80 lines on purpose: one pass over the recipe's tables in file order, each appending to one list
+    # of problems so that every independent problem is reported at once; the parts with logic of their own
+    # live in helpers (_component, _table, _check_output, check_chain).
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"recipe file not found: {path}")
