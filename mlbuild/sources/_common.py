@@ -15,6 +15,7 @@ Values keep their types: nothing is converted to text on the way."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError
-from ..pipeline.base import ROW_ID, StepOutput
+from ..pipeline.base import ROW_ID, Source, StepOutput
 
 LINE = "__line"
 _REASON, _DETAIL = "__reason", "__detail"
@@ -477,3 +478,36 @@ def batched(items: Iterator[Any], size: int = RECORDS_PER_BATCH) -> Iterator[lis
             batch = []
     if batch:
         yield batch
+
+
+class JsonRecordSource(Source):
+    """Base of the sources that read one JSON document or JSON Lines file of examples (``squad.v1``,
+    ``tacred.v1``): a subclass gives ``COLUMNS``, :meth:`records` (position, example) and :meth:`frame`
+    (examples -> rows); this streams them in batches of 10,000, with ``limit`` counting examples, and
+    checks the data's ids for repeats."""
+
+    COLUMNS: tuple[str, ...] = ()
+
+    def input_files(self) -> list[Path]:
+        return [Path(self.params.path)]
+
+    def columns(self) -> list[str] | None:
+        existing(self.params.path)
+        return list(self.COLUMNS)
+
+    def check_unique_ids(self) -> bool:
+        return True  # ids come from the data: a repeated id is a reject naming it
+
+    def records(self, path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        raise NotImplementedError
+
+    def frame(self, path: Path, items: list[tuple[int | None, dict[str, Any]]]) -> StepOutput:
+        raise NotImplementedError
+
+    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
+        path = existing(self.params.path)
+        items = self.records(path)
+        if limit is not None:
+            items = itertools.islice(items, limit)
+        for batch in batched(items):
+            yield self.frame(path, batch)

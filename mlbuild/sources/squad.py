@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ import polars as pl
 
 from .. import spans as S
 from ..errors import InputError
-from ..pipeline.base import ROW_ID, Source, StepOutput
+from ..pipeline.base import ROW_ID, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from ._common import batched, existing, iter_json_records, json_document
+from ._common import JsonRecordSource, iter_json_records, json_document
 
 
 @dataclass
@@ -76,33 +75,17 @@ def to_answers(context: str, spans: list[S.Span]) -> dict[str, list]:
 
 
 @register("source")
-class SquadSource(Source):
+class SquadSource(JsonRecordSource):
     __doc__ = __doc__
     name = "squad.v1"
     Params = SquadParams
 
-    def input_files(self) -> list[Path]:
-        return [Path(self.params.path)]
+    COLUMNS = (ROW_ID, "title", "context", "question", "spans")
 
-    def columns(self) -> list[str] | None:
-        existing(self.params.path)
-        return [ROW_ID, "title", "context", "question", "spans"]
+    def records(self, path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        return _qa_records(path)
 
-    def check_unique_ids(self) -> bool:
-        return True  # question ids come from the data: a repeated id is a reject naming it
-
-    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
-        """Streams either form (the nested document through ``ijson``, JSON Lines line by line) in
-        batches of 10,000 questions; ``limit`` counts questions."""
-        path = existing(self.params.path)
-        items = _qa_records(path)
-        if limit is not None:
-            items = itertools.islice(items, limit)
-        for batch in batched(items):
-            yield self._frame(path, batch)
-
-    @staticmethod
-    def _frame(path: Path, items: list[tuple[int | None, dict[str, Any]]]) -> StepOutput:
+    def frame(self, path: Path, items: list[tuple[int | None, dict[str, Any]]]) -> StepOutput:
         recs = []
         for n, r in items:
             for f in ("id", "context", "question", "answers"):

@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,10 @@ import polars as pl
 
 from .. import spans as S
 from ..errors import InputError
-from ..pipeline.base import ROW_ID, Source, StepOutput
+from ..pipeline.base import ROW_ID, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from ._common import batched, existing, iter_json_records, json_document
+from ._common import JsonRecordSource, iter_json_records, json_document
 
 FIELDS = ("token", "subj_start", "subj_end", "obj_start", "obj_end", "subj_type", "obj_type", "relation")
 
@@ -72,33 +71,17 @@ def to_tacred(text: str, spans: list[S.Span]) -> dict[str, Any]:
 
 
 @register("source")
-class TacredSource(Source):
+class TacredSource(JsonRecordSource):
     __doc__ = __doc__
     name = "tacred.v1"
     Params = TacredParams
 
-    def input_files(self) -> list[Path]:
-        return [Path(self.params.path)]
+    COLUMNS = (ROW_ID, "tokens", "text", "spans", "relation")
 
-    def columns(self) -> list[str] | None:
-        existing(self.params.path)
-        return [ROW_ID, "tokens", "text", "spans", "relation"]
+    def records(self, path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        return read_records(path)
 
-    def check_unique_ids(self) -> bool:
-        return True  # example ids come from the data: a repeated id is a reject naming it
-
-    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
-        """Streams a JSON list (through ``ijson``) or JSON Lines in batches of 10,000 examples; ``limit``
-        counts examples."""
-        path = existing(self.params.path)
-        items = read_records(path)
-        if limit is not None:
-            items = itertools.islice(items, limit)
-        for batch in batched(items):
-            yield self._frame(path, batch)
-
-    @staticmethod
-    def _frame(path: Path, items: list[tuple[int, dict[str, Any]]]) -> StepOutput:
+    def frame(self, path: Path, items: list[tuple[int | None, dict[str, Any]]]) -> StepOutput:
         recs = []
         for n, r in items:
             for f in FIELDS:
