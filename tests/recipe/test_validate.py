@@ -311,6 +311,17 @@ def test_beir_format_needs_a_beir_source_at_validate(write_recipe):
     assert "the beir format needs query rows (query_id, query) or document rows" in str(ei.value)
 
 
+def test_conll_format_needs_tokens_and_tags_at_validate(write_recipe):
+    with pytest.raises(RecipeError, match="'conll' needs target_tokens/target_tags"):
+        load_recipe(write_recipe(GOOD + '\n[output]\nformat = ["conll"]\n', DATA))
+    conll = "EU B-ORG\nrejects O\n\nPeter B-PER\n"
+    text = GOOD.replace('uses = "jsonl.v1"\npath = "data/rows.jsonl"', 'uses = "conll.v1"\npath = "data/x.conll"')
+    recipe = load_recipe(
+        write_recipe(text + '\n[output]\nformat = ["hf", "conll"]\n', {**DATA, "data/x.conll": conll})
+    )
+    assert recipe.output.format == ["hf", "conll"]
+
+
 def test_loader_keys_refused_in_free_form_tables(write_recipe):
     text = TRANSLATE + "generation = { trust_remote_code = true, length_penalty = 1.0 }\n"
     with pytest.raises(RecipeError, match="generation: 'trust_remote_code': model loading settings"):
