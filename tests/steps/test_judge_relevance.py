@@ -368,3 +368,19 @@ def test_tiny_transformers_model_runs_and_counts_with_its_tokenizer(tiny_lm):
         ]
     )
     assert step.ctx.models["judge"]["revision"].startswith("sha256:")
+
+
+def test_completions_api_ends_the_prompt_with_the_answer_prefix(tiny_lm):
+    with FakeOpenAIServer(lambda body: " 2\n\nQuery: more") as srv:
+        p = JudgeParams(
+            engine="openai", api="completions", model="m", base_url=srv.base_url, mode="qrels", tokenizer=str(tiny_lm)
+        )
+        step = JudgeRelevance(p, RunContext(recipe_dir=ROOT))
+        step.setup()
+        out = step.process(triplets().head(2))
+        body = srv.requests[0].body
+        assert srv.requests[0].path.endswith("/completions") and body["prompt"].endswith("##final score:")
+        assert body["stop"] == ["\n\n", "\nQuery:"] and body["max_tokens"] == 16
+        assert out.rows["grade"].to_list() == [2, 2]
+        assert out.stats["token_count_method"] == f"tokenizer:{tiny_lm}"
+        assert out.stats["tokens"]["eng_Latn"]["reported_in"] == 2  # the fake server reports 1 per request
