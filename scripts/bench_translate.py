@@ -110,7 +110,7 @@ device = "{device}"
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400, help="input texts")
     ap.add_argument("--dup", type=float, default=0.3, help="share of inputs that repeat an earlier one")
@@ -128,27 +128,122 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-loop", action="store_true", help="skip the per-text pipeline loop (slowest)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    return ap.parse_args(argv)
 
-    import polars as pl
+
+def baseline(model_dir: Path, device: str, gen: dict):
+    """The translation pipeline where it exists (transformers < 5); transformers 5 removed that task, so there
+    it does what its preprocess/forward/postprocess did: tokenize, generate, decode with skip_special_tokens.
+    Returns a function from a batch of texts to their translations."""
     import torch
     import transformers
 
-    from mlbuild.models.device import resolve_device, torch_dtype
+    from mlbuild.models.device import torch_dtype
+
+    dtype = torch_dtype(device)
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pipe = transformers.pipeline(
+            "translation", model=str(model_dir), tokenizer=str(model_dir), device=device, torch_dtype=dtype
+        )
+        return lambda batch: [r["translation_text"].strip() for r in pipe(batch, batch_size=len(batch), **gen)]
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+
+    def run(batch: list[str]) -> list[str]:
+        enc = tok(batch, return_tensors="pt", padding=True, truncation=True).to(device)
+        with torch.inference_mode():
+            out = model.generate(**enc, **gen)
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True, clean_up_tokenization_spaces=False)]
+
+    return run
+
+
+def time_baselines(args: argparse.Namespace, model_dir: Path, device: str, texts: list[str], result: dict):
+    """(per-text loop outputs or None, batched-in-input-order outputs); their times go into ``result``."""
+    import transformers
+
+    gen = {"max_new_tokens": args.max_new_tokens, "num_beams": 1, "do_sample": False}
+    result["baseline"] = (
+        'transformers.pipeline("translation")'
+        if int(transformers.__version__.split(".")[0]) < 5
+        else "tokenize + generate + decode per call (the removed translation pipeline's steps)"
+    )
+    loop_out = None
+    if not args.skip_loop:  # baseline 1: a plain loop, one text at a time
+        t0 = time.perf_counter()
+        run = baseline(model_dir, device, gen)
+        loop_out = [run([t])[0] for t in texts]
+        result["pipeline_loop_s"] = round(time.perf_counter() - t0, 2)
+    # baseline 2: batches of batch_size in input order (batched, not bucketed or de-duplicated)
+    t0 = time.perf_counter()
+    run = baseline(model_dir, device, gen)
+    bs = args.batch_size
+    batched_out = [o for i in range(0, len(texts), bs) for o in run(texts[i : i + bs])]
+    result["pipeline_batched_s"] = round(time.perf_counter() - t0, 2)
+    return loop_out, batched_out
+
+
+def time_mlbuild(args: argparse.Namespace, tmp: Path, model_dir: Path, device: str, texts: list[str], result: dict):
+    """translate.v1 through the runner (checkpoints, cache, card included), then a rerun from the call
+    cache; returns the outputs in input order, or None when the step kept no rows."""
+    import shutil
+
+    import polars as pl
+
     from mlbuild.pipeline.runner import Runner
     from mlbuild.recipe import load_recipe
+
+    src = tmp / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"id": f"t{i:06d}", "text": t}) for i, t in enumerate(texts)) + "\n")
+    recipe = tmp / "bench.toml"
+    recipe.write_text(
+        RECIPE.format(src=src, model=model_dir, mnt=args.max_new_tokens, bs=args.batch_size, device=device)
+    )
+    t0 = time.perf_counter()
+    res = Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
+    result["mlbuild_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    (tmp / "out" / "bench-translate").rename(tmp / "out" / "first")
+    for d in (tmp / "out" / ".mlbuild" / "bench-translate" / "0.1.0").glob("01-*"):
+        shutil.rmtree(d)
+    Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
+    result["mlbuild_rerun_from_cache_s"] = round(time.perf_counter() - t0, 2)
+    st = res.manifest["step_summaries"]
+    result["mt_report"] = st.get("translate", st)
+    files = sorted((tmp / "out" / "first").rglob("*.parquet"))
+    if not files:
+        return None
+    table = pl.concat([pl.read_parquet(p) for p in files])
+    by_id = dict(zip(table["parallel_id"].to_list(), table["text"].to_list()))
+    return [by_id[f"t{i:06d}"] for i in range(len(texts))]
+
+
+def compare(texts: list[str], ml_out: list[str], loop_out: list[str] | None, batched_out: list[str], result: dict):
+    ref = loop_out if loop_out is not None else batched_out
+    same = sum(a == b for a, b in zip(ml_out, ref))
+    result["same_outputs"] = f"{same}/{len(texts)} (vs {'loop' if loop_out is not None else 'batched'} pipeline)"
+    result["same_outputs_vs_batched_pipeline"] = f"{sum(a == b for a, b in zip(ml_out, batched_out))}/{len(texts)}"
+    if loop_out is not None:
+        result["speedup_vs_loop"] = round(result["pipeline_loop_s"] / result["mlbuild_s"], 2)
+    result["speedup_vs_batched_pipeline"] = round(result["pipeline_batched_s"] / result["mlbuild_s"], 2)
+    diffs = [(t, a, b) for t, a, b in zip(texts, ml_out, ref) if a != b][:3]
+    result["first_differences"] = [{"input": t[:80], "mlbuild": a[:80], "pipeline": b[:80]} for t, a, b in diffs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+    import transformers
+
+    from mlbuild.models.device import resolve_device
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     device = resolve_device(args.device)
     rng = random.Random(args.seed)
-    vocab = sorted(
-        {
-            "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-            for _ in range(args.vocab)
-        }
-    )
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = sorted({"".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(args.vocab)})
     result: dict = {
         "device": device,
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
@@ -161,100 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         model_dir = build_model(tmp / "model", vocab, args.d_model, args.layers, args.seed, args.eos_bias)
         texts = make_inputs(args.n, args.dup, vocab, args.seed + 1)
-        result["inputs"] = {
-            "texts": len(texts),
-            "distinct": len(set(texts)),
-            "words_mean": round(sum(len(t.split()) for t in texts) / len(texts), 1),
-        }
-        dtype = torch_dtype(device)
-        gen = {"max_new_tokens": args.max_new_tokens, "num_beams": 1, "do_sample": False}
-
-        # -- baselines: transformers.pipeline("translation") where it exists (transformers < 5); transformers 5
-        # removed that task, so there the loop does what its preprocess/forward/postprocess did: tokenize one
-        # text, generate, decode with skip_special_tokens
-        has_pipeline = int(transformers.__version__.split(".")[0]) < 5
-        result["baseline"] = (
-            'transformers.pipeline("translation")'
-            if has_pipeline
-            else "tokenize + generate + decode per call (the removed translation pipeline's steps)"
-        )
-
-        def make_pipe():
-            if has_pipeline:
-                pipe = transformers.pipeline(
-                    "translation", model=str(model_dir), tokenizer=str(model_dir), device=device, torch_dtype=dtype
-                )
-                return lambda batch: [r["translation_text"].strip() for r in pipe(batch, batch_size=len(batch), **gen)]
-            tok = transformers.AutoTokenizer.from_pretrained(model_dir)
-            model = transformers.AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
-
-            def run(batch: list[str]) -> list[str]:
-                enc = tok(batch, return_tensors="pt", padding=True, truncation=True).to(device)
-                with torch.inference_mode():
-                    out = model.generate(**enc, **gen)
-                return [
-                    t.strip()
-                    for t in tok.batch_decode(out, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-                ]
-
-            return run
-
-        loop_out = None
-        if not args.skip_loop:  # baseline 1: a plain loop, one text at a time
-            t0 = time.perf_counter()
-            pipe = make_pipe()
-            loop_out = [pipe([t])[0] for t in texts]
-            result["pipeline_loop_s"] = round(time.perf_counter() - t0, 2)
-            del pipe
-        # baseline 2: batches of batch_size in input order (batched, not bucketed or de-duplicated)
-        t0 = time.perf_counter()
-        pipe = make_pipe()
-        batched_out = [o for i in range(0, len(texts), args.batch_size) for o in pipe(texts[i : i + args.batch_size])]
-        result["pipeline_batched_s"] = round(time.perf_counter() - t0, 2)
-        del pipe
-
-        # -- mlbuild: the translate.v1 step through the runner (checkpoints, cache, card included)
-        src = tmp / "in.jsonl"
-        src.write_text("\n".join(json.dumps({"id": f"t{i:06d}", "text": t}) for i, t in enumerate(texts)) + "\n")
-        recipe = tmp / "bench.toml"
-        recipe.write_text(
-            RECIPE.format(src=src, model=model_dir, mnt=args.max_new_tokens, bs=args.batch_size, device=device)
-        )
-        t0 = time.perf_counter()
-        res = Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
-        result["mlbuild_s"] = round(time.perf_counter() - t0, 2)
-        t0 = time.perf_counter()
-        (tmp / "out" / "bench-translate").rename(tmp / "out" / "first")
-        for d in (tmp / "out" / ".mlbuild" / "bench-translate" / "0.1.0").glob("01-*"):
-            import shutil
-
-            shutil.rmtree(d)
-        Runner(load_recipe(recipe), tmp / "out", quiet=True, device=device).run()
-        result["mlbuild_rerun_from_cache_s"] = round(time.perf_counter() - t0, 2)
-        files = sorted((tmp / "out" / "first").rglob("*.parquet"))
-        if not files:
+        words = round(sum(len(t.split()) for t in texts) / len(texts), 1)
+        result["inputs"] = {"texts": len(texts), "distinct": len(set(texts)), "words_mean": words}
+        loop_out, batched_out = time_baselines(args, model_dir, device, texts, result)
+        ml_out = time_mlbuild(args, tmp, model_dir, device, texts, result)
+        if ml_out is None:
             result["error"] = "mlbuild kept no rows (see the MT report); try another --eos-bias"
-            result["mt_report"] = res.manifest["step_summaries"]
-            json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
-            return 1
-        table = pl.concat([pl.read_parquet(p) for p in files])
-        by_id = dict(zip(table["parallel_id"].to_list(), table["text"].to_list()))
-        ml_out = [by_id[f"t{i:06d}"] for i in range(len(texts))]
-        st = res.manifest["step_summaries"]
-        result["mt_report"] = st.get("translate", st)
-
-        ref = loop_out if loop_out is not None else batched_out
-        same = sum(a == b for a, b in zip(ml_out, ref))
-        result["same_outputs"] = f"{same}/{len(texts)} (vs {'loop' if loop_out is not None else 'batched'} pipeline)"
-        result["same_outputs_vs_batched_pipeline"] = f"{sum(a == b for a, b in zip(ml_out, batched_out))}/{len(texts)}"
-        if loop_out is not None:
-            result["speedup_vs_loop"] = round(result["pipeline_loop_s"] / result["mlbuild_s"], 2)
-        result["speedup_vs_batched_pipeline"] = round(result["pipeline_batched_s"] / result["mlbuild_s"], 2)
-        diffs = [(t, a, b) for t, a, b in zip(texts, ml_out, ref) if a != b][:3]
-        result["first_differences"] = [{"input": t[:80], "mlbuild": a[:80], "pipeline": b[:80]} for t, a, b in diffs]
+        else:
+            compare(texts, ml_out, loop_out, batched_out, result)
     json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
-    return 0
+    return 0 if ml_out is not None else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""Tiny random-weight seq2seq MT models for tests, built offline in about a second each.
+"""MT for tests: a deterministic fake engine registered by name, and tiny random-weight seq2seq models.
+
+``LookupMT(table)`` translates by dict lookup (``text`` or ``(target language, text)`` keys, e.g.
+``("por", "the cat")``), with a fallback for the rest, and records its calls. ``fake_mt_engine(backend,
+name="fake")`` registers it as an MT engine for the duration of a ``with`` block, so recipes and steps
+say ``engine = "fake"`` and go through the real ``load_mt`` path (no monkeypatching of private
+functions); the library's own registry never ships it.
 
 ``build_tiny_mt(out_dir, family)`` writes a model folder that ``AutoTokenizer`` and
 ``AutoModelForSeq2SeqLM`` load: a word-level ``tokenizers`` tokenizer trained on a few sentences (with
@@ -9,7 +15,62 @@ generation, batching, forced BOS and truncation run the real code paths.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from mlbuild.models.mt import MTBackend, Translation, register_engine, unregister_engine
+
+
+class LookupMT(MTBackend):
+    """A fake MT backend: a dict lookup, else ``fallback(text, src, tgt)`` (default: the text itself)."""
+
+    engine = "fake"
+
+    def __init__(
+        self,
+        table: dict[Any, str | Translation] | None = None,
+        fallback: Callable[[str, str, str], str | Translation] | None = None,
+        model_id: str = "fake-mt",
+        revision: str = "r1",
+    ):
+        self.table = dict(table or {})
+        self.fallback = fallback or (lambda text, src, tgt: text)
+        self._id, self._revision = model_id, revision
+        self.calls: list[list[str]] = []
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def revision(self) -> str:
+        return self._revision
+
+    def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
+        self.calls.append(list(texts))
+        out = []
+        for t in texts:
+            hit = self.table.get((tgt.split("_")[0], t), self.table.get(t))
+            res = self.fallback(t, src, tgt) if hit is None else hit
+            out.append(res if isinstance(res, Translation) else Translation(res, len(res.split())))
+        return out
+
+
+@contextmanager
+def fake_mt_engine(backend: Any, name: str = "fake") -> Iterator[Any]:
+    """Register ``backend`` as the MT engine ``name`` inside the block (every ``load_mt(name, ...)`` returns
+    it); the engine that had the name before, if any, comes back afterwards."""
+    previous = register_engine(name, lambda *args, **kwargs: backend, replace=True)
+    try:
+        yield backend
+    finally:
+        if previous is None:
+            unregister_engine(name)
+        else:
+            register_engine(name, previous, replace=True)
+
 
 CORPUS = [
     "the cat sits on the mat",
@@ -40,15 +101,7 @@ LANG_TOKENS = {
 def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import (
-        M2M100Config,
-        M2M100ForConditionalGeneration,
-        MarianConfig,
-        MarianMTModel,
-        PreTrainedTokenizerFast,
-        T5Config,
-        T5ForConditionalGeneration,
-    )
+    from transformers import PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,41 +119,49 @@ def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) ->
         additional_special_tokens=LANG_TOKENS[family] or None,
     )
     fast.save_pretrained(out)
-    v = tok.get_vocab_size()
     torch.manual_seed(seed)
+    model = _tiny_model(family, tok.get_vocab_size())
+    model.generation_config.num_beams = 1
+    model.generation_config.max_length = None
+    model.save_pretrained(out)
+    return out
+
+
+def _tiny_model(family: str, v: int):
+    """A 1-layer, width-16 seq2seq model of ``family`` over a vocabulary of ``v`` tokens (random weights)."""
+    from transformers import (
+        M2M100Config,
+        M2M100ForConditionalGeneration,
+        MarianConfig,
+        MarianMTModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
     common = dict(vocab_size=v, pad_token_id=0, eos_token_id=1, bos_token_id=3)
+    size = dict(
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=256,
+    )
     if family in ("marian", "marian-multi"):
         cfg = MarianConfig(
-            d_model=16,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            max_position_embeddings=256,
+            **size,
             decoder_start_token_id=0,
             forced_eos_token_id=1,
             decoder_vocab_size=v,
             share_encoder_decoder_embeddings=True,
             **common,
         )
-        model = MarianMTModel(cfg)
-    elif family in ("m2m100", "nllb"):
-        cfg = M2M100Config(
-            d_model=16,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            max_position_embeddings=256,
-            decoder_start_token_id=1,
-            **common,
-        )
-        model = M2M100ForConditionalGeneration(cfg)
-    elif family == "t5":
+        return MarianMTModel(cfg)
+    if family in ("m2m100", "nllb"):
+        return M2M100ForConditionalGeneration(M2M100Config(**size, decoder_start_token_id=1, **common))
+    if family == "t5":
         cfg = T5Config(
             d_model=16,
             d_kv=8,
@@ -111,10 +172,25 @@ def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) ->
             decoder_start_token_id=0,
             **{k: common[k] for k in ("vocab_size", "pad_token_id", "eos_token_id")},
         )
-        model = T5ForConditionalGeneration(cfg)
-    else:
-        raise ValueError(family)
-    model.generation_config.num_beams = 1
-    model.generation_config.max_length = None
-    model.save_pretrained(out)
-    return out
+        return T5ForConditionalGeneration(cfg)
+    raise ValueError(family)
+
+
+class ScriptedLID:
+    """A stand-in for a fastText LID model with the predictions fastText gave on real text: ``table`` maps
+    a text to its ranked ``[(code, probability), ...]``; other texts are read as ``default``."""
+
+    id, revision = "scripted-lid", "1"
+
+    def __init__(self, table: dict[str, list[tuple[str, float]]], default: str = "eng_Latn"):
+        self.table = table
+        self.default = [(default, 0.99)]
+
+    def predict(self, texts: list[str], k: int = 1):
+        import numpy as np
+
+        ranked = [self.table.get(t, self.default)[:k] for t in texts]
+        probs = np.zeros((len(texts), k), dtype=np.float32)
+        for i, r in enumerate(ranked):
+            probs[i, : len(r)] = [p for _, p in r]
+        return [[c for c, _ in r] for r in ranked], probs

@@ -159,7 +159,12 @@ PASSAGES = [
 
 
 def _reply(body):
-    lang = re.findall(r"Question in (\w+):", body["prompt"])[-1]
+    prompt = body["prompt"]
+    if prompt.endswith("Summary:") and "Question" not in prompt:  # staged: the summary call
+        return " the river carries water\n"
+    if not prompt.endswith("Summary:"):  # staged: the question, after its header
+        return " where does the river carry its water every day?\n"
+    lang = re.findall(r"Question in (\w+):", prompt)[-1]
     return f" the river carries water\nQuestion in {lang}: where does the river carry its water every day?\n\nPassage:"
 
 

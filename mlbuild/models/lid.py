@@ -167,15 +167,26 @@ def check_languages(
     script_check: bool = True,
     short_text: int = 20,
     top_k: int = 3,
+    min_ratio: float = 0.0,
 ) -> dict[str, object]:
     """Predict languages and decide, per text, whether it is in the expected language.
 
+    A text whose top prediction is another language is still accepted when the expected language is
+    among the top ``top_k`` and one of these holds:
+
+    - the top prediction is in the expected language's confusable family (``families``);
+    - the text is shorter than ``short_text`` characters;
+    - ``min_ratio > 0`` and the expected language's probability is at least ``min_ratio`` times the top
+      one's: fastText is unsure between close languages (a Portuguese sentence read as Spanish 0.48,
+      Portuguese 0.39), so only a confident other language rejects the text.
+
     Returns a dict with ``codes`` (top-1 code), ``scores``, ``ok`` (bool array; True where no
     expectation), ``reasons`` (None or ``lang_mismatch`` / ``lang_low_score`` / ``wrong_script``),
-    ``details`` and ``counts`` (accepted through the confusable family or the short-text rule).
+    ``details`` and ``counts`` (accepted through the confusable family, the short-text rule and, with
+    ``min_ratio``, the ratio rule: ``ratio_accepted``).
 
     Throughput: one top-1 ``predict`` over all texts; only the rows that disagree with their expected
-    language get a second, top-k prediction for the confusable and short-text rules."""
+    language (and could still be accepted) get a second, top-k prediction."""
     families = families if families is not None else families_index(DEFAULT_CONFUSABLE)
     n = len(texts)
     codes_1, probs_1 = lid.predict(texts, k=1)
@@ -185,6 +196,8 @@ def check_languages(
     reasons: list[str | None] = [None] * n
     details: list[str | None] = [None] * n
     counts = {"confusable_accepted": 0, "short_text_accepted": 0}
+    if min_ratio > 0:
+        counts["ratio_accepted"] = 0
     low = scores < min_score
     has_exp = np.fromiter((e is not None for e in expected), dtype=bool, count=n)
     same = np.fromiter(
@@ -207,25 +220,55 @@ def check_languages(
         ok[i], reasons[i] = False, "lang_low_score"
         details[i] = f"{top[i]} with score {scores[i]:.2f} < {min_score}"
     differ = np.flatnonzero(has_exp & sc_ok & ~same).tolist()
-    # only a prediction inside the expected language's family, or a short text, can still be accepted:
-    # those get a top-k prediction; every other disagreement is a mismatch as it stands
-    rescue = [i for i in differ if len(texts[i]) < short_text or _lang(top[i]) in families.get(_lang(expected[i]), ())]
-    rescue_set = set(rescue)
-    for i in differ:
-        if i not in rescue_set:
-            ok[i], reasons[i] = False, "lang_mismatch"
-            details[i] = f"expected {expected[i]}, detected {top[i]} ({scores[i]:.2f})"
-    if rescue:
-        codes_k, _ = lid.predict([texts[i] for i in rescue], k=top_k)
-        for i, cands in zip(rescue, codes_k):
-            el, pl_ = _lang(expected[i]), _lang(top[i])
-            in_topk = any(_lang(c) == el for c in cands)
-            if in_topk and pl_ in families.get(el, ()):
-                counts["confusable_accepted"] += 1
-                continue
-            if in_topk and len(texts[i]) < short_text:
-                counts["short_text_accepted"] += 1
-                continue
-            ok[i], reasons[i] = False, "lang_mismatch"
-            details[i] = f"expected {expected[i]}, detected {top[i]} ({scores[i]:.2f})"
+    rule = {"families": families, "short_text": short_text, "top_k": top_k, "min_ratio": min_ratio}
+    for i, accepted, p_exp in _judge_disagreements(lid, texts, expected, top, scores, differ, **rule):
+        if accepted:
+            counts[accepted] += 1
+            continue
+        ok[i], reasons[i] = False, "lang_mismatch"
+        details[i] = f"expected {expected[i]}, detected {top[i]} ({scores[i]:.2f})"
+        if p_exp is not None:
+            details[i] += f"; {expected[i]} {p_exp:.2f}"
     return {"codes": top, "scores": scores, "ok": ok, "reasons": reasons, "details": details, "counts": counts}
+
+
+def _judge_disagreements(
+    lid: FastTextLID,
+    texts: list[str],
+    expected: list[str | None],
+    top: list[str],
+    scores: np.ndarray,
+    differ: list[int],
+    *,
+    families: dict[str, frozenset[str]],
+    short_text: int,
+    top_k: int,
+    min_ratio: float,
+) -> list[tuple[int, str | None, float | None]]:
+    """For the texts whose top prediction is not their expected language: (index, the counter of the rule
+    that accepts it or None, the expected language's probability in the top k or None).
+
+    Only a prediction inside the expected language's family, a short text or (with ``min_ratio``) any
+    disagreement can still be accepted: those get a top-k prediction; the rest are mismatches as they stand."""
+    out: list[tuple[int, str | None, float | None]] = []
+    rescue = []
+    for i in differ:
+        if min_ratio > 0 or len(texts[i]) < short_text or _lang(top[i]) in families.get(_lang(expected[i]), ()):
+            rescue.append(i)
+        else:
+            out.append((i, None, None))
+    if not rescue:
+        return out
+    codes_k, probs_k = lid.predict([texts[i] for i in rescue], k=top_k)
+    for j, (i, cands) in enumerate(zip(rescue, codes_k)):
+        el = _lang(expected[i])
+        p_exp = next((float(probs_k[j, r]) for r, c in enumerate(cands) if _lang(c) == el), None)
+        accepted = None
+        if p_exp is not None and _lang(top[i]) in families.get(el, ()):
+            accepted = "confusable_accepted"
+        elif p_exp is not None and len(texts[i]) < short_text:
+            accepted = "short_text_accepted"
+        elif p_exp is not None and min_ratio > 0 and p_exp >= min_ratio * float(scores[i]):
+            accepted = "ratio_accepted"
+        out.append((i, accepted, p_exp))
+    return out

@@ -1,4 +1,4 @@
-"""Machine-translation backends behind one small interface.
+"""Machine-translation backends behind one small interface, and the registry of MT engines.
 
 ``load_mt(engine, model, base_dir, device, **decoding)`` returns an :class:`MTBackend`:
 
@@ -8,7 +8,13 @@
 - ``id``, ``revision`` (for the manifest) and ``config()`` (the declared settings that define the
   output: the cache namespace).
 
-Engines:
+``decoding`` holds decoding and engine settings only: a key that changes how a model is *loaded*
+(``trust_remote_code``, ``revision``, ``token``... :data:`mlbuild.pipeline.params.LOADER_KEYS`) is
+refused with a :class:`ValueError`, so a free-form ``generation`` table can never turn remote code on
+or swap the weights; ``from_pretrained`` only ever sees the backend's own explicit arguments.
+
+Engines (``register_engine(name, factory)`` adds one, e.g. from a plugin named in ``MLBUILD_PLUGINS``;
+recipes then say ``engine = "name"``):
 
 - ``transformers``: any seq2seq MT model by Hub id or local path. The language-code convention is
   read from the tokenizer's vocabulary: NLLB (``por_Latn`` tokens, source set on the tokenizer, target
@@ -26,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +40,10 @@ from typing import Any
 
 from .. import langs
 from ..errors import DependencyError, requires
+from ..pipeline.params import LOADER_KEYS, suggest
 from .resolve import ModelRef, resolve_model
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("transformers", "bergamot", "openai")
 
 DEFAULT_PROMPT = (
     "Translate the following {src_name} text into {tgt_name}. Keep the meaning, names and numbers; "
@@ -71,9 +77,6 @@ class MTBackend:
         """Declared settings that change outputs (engine, model, revision, decoding): a cache namespace."""
         return {"engine": self.engine, "model": self.id, "revision": self.revision}
 
-    def supports(self, src: str, tgt: str) -> bool:
-        return True
-
     def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
         return [t.text for t in self.translate_detailed(texts, src, tgt)]
 
@@ -81,23 +84,57 @@ class MTBackend:
         raise NotImplementedError
 
 
+# ---------------------------------------------------------------------------------------------- registry
+# An engine factory builds a backend: factory(model, base_dir, device, **decoding) -> MTBackend.
+EngineFactory = Callable[..., MTBackend]
+_ENGINES: dict[str, EngineFactory] = {}
+
+
+def register_engine(name: str, factory: EngineFactory, *, replace: bool = False) -> EngineFactory | None:
+    """Make ``factory`` the MT engine ``name`` (what recipes write as ``engine = "name"``). Registering a
+    taken name raises unless ``replace``; returns the factory it replaced (None when the name was free)."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"an MT engine needs a name, got {name!r}")
+    previous = _ENGINES.get(name)
+    if previous is not None and previous is not factory and not replace:
+        raise ValueError(f"MT engine {name!r} is already registered (pass replace=True to replace it)")
+    _ENGINES[name] = factory
+    return previous
+
+
+def unregister_engine(name: str) -> None:
+    """Remove the MT engine ``name`` (a no-op when it is not registered)."""
+    _ENGINES.pop(name, None)
+
+
+def engines() -> tuple[str, ...]:
+    """Names of the registered MT engines, built-in ones first."""
+    return tuple(_ENGINES)
+
+
+def refuse_loader_keys(settings: dict[str, Any], what: str = "MT decoding settings") -> None:
+    """Raise when ``settings`` carries a key that changes how a model is loaded (``LOADER_KEYS``)."""
+    bad = sorted(k for k in settings if k in LOADER_KEYS)
+    if bad:
+        raise ValueError(
+            f"{what} may not carry model-loading keys ({', '.join(repr(k) for k in bad)}): remote code, "
+            "revisions, credentials and placement are the backend's own explicit arguments"
+        )
+
+
 def load_mt(
     engine: str, model: str | None = None, base_dir: Path | None = None, device: str = "auto", **decoding: Any
 ) -> MTBackend:
     """Build an MT backend. ``decoding`` holds engine settings: ``num_beams``, ``max_new_tokens``,
     ``batch_size`` (transformers); ``threads`` (bergamot); ``base_url``, ``api_key_env``, ``prompt``,
-    ``system``, ``max_concurrency``, ``temperature`` (openai); other keys go to ``generate``."""
-    if engine == "transformers":
-        if not model:
-            raise ValueError("the transformers MT engine needs a model (a Hub id or a local path)")
-        return TransformersMT(model, base_dir, device, **decoding)
-    if engine == "bergamot":
-        return BergamotMT(model or "bergamot-en-pt", base_dir, **decoding)
-    if engine == "openai":
-        if not model:
-            raise ValueError("the openai MT engine needs a model name (as the endpoint knows it)")
-        return OpenAIMT(model, **decoding)
-    raise ValueError(f"unknown MT engine {engine!r} (known: {', '.join(ENGINES)})")
+    ``system``, ``max_concurrency``, ``temperature`` (openai); other keys go to ``generate`` (or the
+    chat request). Model-loading keys are refused (see :func:`refuse_loader_keys`)."""
+    factory = _ENGINES.get(engine)
+    if factory is None:
+        known = list(_ENGINES)
+        raise ValueError(f"unknown MT engine {engine!r}{suggest(str(engine), known)} (known: {', '.join(known)})")
+    refuse_loader_keys(decoding)
+    return factory(model, base_dir, device, **decoding)
 
 
 def iso1(code: str) -> str:
@@ -108,6 +145,8 @@ def iso1(code: str) -> str:
 # ---------------------------------------------------------------------------------------------- transformers
 class TransformersMT(MTBackend):
     engine = "transformers"
+    # engine settings taken by the constructor; every other decoding key goes to ``generate``
+    SETTINGS = ("num_beams", "max_new_tokens", "batch_size", "max_batch_tokens", "max_input_tokens")
 
     def __init__(
         self,
@@ -122,8 +161,12 @@ class TransformersMT(MTBackend):
         max_input_tokens: int = 512,
         trust_remote_code: bool = False,
         revision: str | None = None,
-        **generate_kwargs: Any,
+        generate_kwargs: dict[str, Any] | None = None,
     ):
+        """``trust_remote_code`` and ``revision`` are the only loading settings; ``generate_kwargs`` go to
+        ``generate`` and may not carry loading keys (checked before anything loads)."""
+        generate_kwargs = dict(generate_kwargs or {})
+        refuse_loader_keys(generate_kwargs, "generate settings")
         requires("torch", "pip install torch", "the transformers MT engine")
         transformers = requires("transformers", "pip install transformers sentencepiece", "the transformers MT engine")
         import torch
@@ -312,9 +355,6 @@ class BergamotMT(MTBackend):
     def revision(self) -> str | None:
         return self.ref.revision
 
-    def supports(self, src: str, tgt: str) -> bool:
-        return (src.split("_")[0], tgt.split("_")[0]) in BERGAMOT_PAIRS
-
     def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
         pair = BERGAMOT_PAIRS.get((src.split("_")[0], tgt.split("_")[0]))
         if pair is None:
@@ -412,3 +452,26 @@ class OpenAIMT(MTBackend):
         for i, r in zip(idx, res):
             out[i] = Translation(r.text.strip(), r.completion_tokens, r.truncated)
         return out
+
+
+# ---------------------------------------------------------------------------------------------- built-in engines
+def _transformers(model: str | None, base_dir: Path | None, device: str, **decoding: Any) -> MTBackend:
+    if not model:
+        raise ValueError("the transformers MT engine needs a model (a Hub id or a local path)")
+    settings = {k: decoding.pop(k) for k in TransformersMT.SETTINGS if k in decoding}
+    return TransformersMT(model, base_dir, device, **settings, generate_kwargs=decoding)
+
+
+def _bergamot(model: str | None, base_dir: Path | None, device: str, **decoding: Any) -> MTBackend:
+    return BergamotMT(model or "bergamot-en-pt", base_dir, **decoding)
+
+
+def _openai(model: str | None, base_dir: Path | None, device: str, **decoding: Any) -> MTBackend:
+    if not model:
+        raise ValueError("the openai MT engine needs a model name (as the endpoint knows it)")
+    return OpenAIMT(model, **decoding)
+
+
+BUILTIN_ENGINES = ("transformers", "bergamot", "openai")
+for _name, _factory in zip(BUILTIN_ENGINES, (_transformers, _bergamot, _openai)):
+    register_engine(_name, _factory)

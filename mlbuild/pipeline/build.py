@@ -28,6 +28,7 @@ class StageRecord:
     models: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     report: StepReport | None = None
+    step_id: str = ""  # the recipe step this stage belongs to (a step may run as several stages)
     # what the card says about the text and annotations the step makes (from the step's class)
     machine_generated_text: bool = False
     machine_generated_annotations: bool = False

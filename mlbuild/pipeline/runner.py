@@ -274,6 +274,7 @@ class Runner:
         merged.update({k: records[-1].stats.get(k) for k in COUNTS if k in records[-1].stats})
         merged["rows_in"] = records[0].stats.get("rows_in", 0)
         report = step.finalize(merged)
+        records = [dataclasses.replace(r, step_id=spec.id) for r in records]
         records[-1] = dataclasses.replace(records[-1], report=report)
         return records
 

@@ -103,6 +103,15 @@ def metadata(ctx: dict[str, Any]) -> dict[str, Any]:
         )
     if len(configs) == 1:
         configs[0]["default"] = True
+    desc = f"{ds['name']} {ds['version']}, mlbuild fingerprint {ctx['fingerprint']}"
+    # configs an output format adds beside the Hub layout (e.g. the mteb corpus/queries/qrels), root-relative
+    # (a name the Hub layout already uses keeps the Hub layout's meaning; the format's own README has it)
+    taken = {c["config_name"] for c in configs}
+    configs += [
+        {**c, "description": c.get("description") or desc}
+        for c in ctx.get("extra_configs", [])
+        if c["config_name"] not in taken
+    ]
     meta: dict[str, Any] = {
         "configs": configs,
         "language": sorted({langs.hub_code(c) for c in ctx["languages"]}) or None,

@@ -94,12 +94,15 @@ def language_columns(columns: list[str], schema: dict[str, Any], config_by: str 
     return [c for c in cols if schema.get(c) == pl.Utf8]
 
 
-class _File:
-    """One (config, split) series of parquet files with bounded rows and bytes."""
+class ParquetSeries:
+    """The parquet files of one config and split, in the Hub's naming (``train-00000-of-00003.parquet``),
+    each bounded in rows and (in-memory) bytes. Rows are written as they come, cast to ``schema``
+    (column -> polars dtype; missing columns become nulls)."""
 
-    def __init__(self, folder: Path, split: str, schema, max_rows: int, max_bytes: int):
-        self.folder, self.split, self.schema = folder, split, schema
+    def __init__(self, folder: Path, split: str, schema: dict[str, Any], max_rows: int, max_bytes: int = 256 << 20):
+        self.folder, self.split, self.schema = folder, split, dict(schema)
         self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.arrow = pl.DataFrame(schema=self.schema).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
         self.files: list[Path] = []
         self.rows = 0
         self._writer = None
@@ -109,17 +112,18 @@ class _File:
     def write(self, df: pl.DataFrame) -> None:
         import pyarrow.parquet as pq
 
+        df = conform(df, self.schema)
         width = max(1, df.estimated_size() // max(1, df.height))
         offset = 0
         while offset < df.height:
             if self._writer is None:
                 path = self.folder / f".{self.split}-{len(self.files):05d}.partial.parquet"
                 self.folder.mkdir(parents=True, exist_ok=True)
-                self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+                self._writer = pq.ParquetWriter(path, self.arrow, compression="zstd")
                 self.files.append(path)
             room = min(self.max_rows - self._rows_in_file, max(1, (self.max_bytes - self._bytes_in_file) // width))
             part = df.slice(offset, room)
-            self._writer.write_table(part.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(self.schema))
+            self._writer.write_table(part.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(self.arrow))
             offset += part.height
             self.rows += part.height
             self._rows_in_file += part.height
@@ -133,9 +137,14 @@ class _File:
             self._writer = None
             self._rows_in_file = self._bytes_in_file = 0
 
-    def finish(self) -> list[str]:
-        """Close and give the files their Hub names (``train-00000-of-00003.parquet``)."""
+    def finish(self, write_empty: bool = False) -> list[str]:
+        """Close and give the files their Hub names; with ``write_empty``, a series that got no rows
+        still gets one (empty) file, so its config exists."""
         self._close_file()
+        if not self.files and write_empty:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            pl.DataFrame(schema=self.schema).write_parquet(self.folder / f"{self.split}-00000-of-00001.parquet")
+            return [f"{self.split}-00000-of-00001.parquet"]
         n = len(self.files)
         names = []
         for i, p in enumerate(self.files):
@@ -159,10 +168,9 @@ def write_data(final: TableRef, output, data_dir: Path) -> DataSummary:
     schema = final.schema()
     drop = {output.split_column} if output.split_column else set()
     out_schema = {c: t for c, t in schema.items() if c not in drop}
-    arrow_schema = pl.DataFrame(schema=out_schema).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
     lang_cols = language_columns(list(schema), schema, output.config_by)
     found: set[str] = set()
-    series: dict[tuple[str, str], _File] = {}
+    series: dict[tuple[str, str], ParquetSeries] = {}
     max_bytes = output.max_file_mb << 20
     for df in final.iter_batches():
         if not df.height:
@@ -173,8 +181,8 @@ def write_data(final: TableRef, output, data_dir: Path) -> DataSummary:
         for (cfg, split), part in df.partition_by([CONFIG, SPLIT], as_dict=True, maintain_order=True).items():
             key = (str(cfg), str(split))
             if key not in series:
-                series[key] = _File(data_dir / key[0], key[1], arrow_schema, output.max_rows_per_file, max_bytes)
-            series[key].write(conform(part, out_schema))
+                series[key] = ParquetSeries(data_dir / key[0], key[1], out_schema, output.max_rows_per_file, max_bytes)
+            series[key].write(part)
     summary = DataSummary(columns=list(out_schema), languages=sorted({langs.normalize(v) for v in found}))
     for (cfg, split), f in sorted(series.items()):
         summary.files[f"{cfg}/{split}"] = f.finish()

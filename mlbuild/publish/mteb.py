@@ -38,6 +38,7 @@ import yaml
 
 from ..errors import RecipeError
 from ..pipeline.build import BuildRecord
+from .layout import ParquetSeries
 
 log = logging.getLogger(__name__)
 
@@ -70,50 +71,6 @@ def check(columns: list[str], tables: set[str]) -> list[str]:
         "the mteb format needs query rows (query_id, query) or document rows (doc_id, passage); "
         f"the final table has {', '.join(columns)}"
     ]
-
-
-class _Series:
-    """Parquet files of one config and split, at most ``max_rows`` rows each, named as the Hub names them."""
-
-    def __init__(self, folder: Path, split: str, schema: dict[str, Any], max_rows: int):
-        self.folder, self.split, self.schema, self.max_rows = folder, split, schema, max_rows
-        self.arrow = pl.DataFrame(schema=schema).to_arrow().schema
-        self.files: list[Path] = []
-        self.rows = 0
-        self._w: Any = None
-        self._in_file = 0
-
-    def write(self, df: pl.DataFrame) -> None:
-        import pyarrow.parquet as pq
-
-        df = df.select([pl.col(c).cast(t) for c, t in self.schema.items()])
-        off = 0
-        while off < df.height:
-            if self._w is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                path = self.folder / f".{self.split}-{len(self.files):05d}.partial.parquet"
-                self._w = pq.ParquetWriter(path, self.arrow, compression="zstd")
-                self.files.append(path)
-            part = df.slice(off, self.max_rows - self._in_file)
-            self._w.write_table(part.to_arrow().cast(self.arrow))
-            off += part.height
-            self.rows += part.height
-            self._in_file += part.height
-            if self._in_file >= self.max_rows:
-                self._w.close()
-                self._w, self._in_file = None, 0
-
-    def finish(self) -> None:
-        if self._w is not None:
-            self._w.close()
-            self._w = None
-        if not self.files:  # an empty table is still a config with a file
-            self.folder.mkdir(parents=True, exist_ok=True)
-            pl.DataFrame(schema=self.schema).write_parquet(self.folder / f"{self.split}-00000-of-00001.parquet")
-            return
-        n = len(self.files)
-        for i, p in enumerate(self.files):
-            p.rename(p.with_name(f"{self.split}-{i:05d}-of-{n:05d}.parquet"))
 
 
 def _split_name(build: BuildRecord) -> str:
@@ -203,19 +160,21 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
     else:  # paired rows (fields_to_retrieval.v1): each query row carries its document
         per_lang = False
         frames = _RowDocuments(final)
-    docs_by: dict[str, _Series] = {}
+    docs_by: dict[str, ParquetSeries] = {}
     for df in frames:
         if keep is not None:
             df = df.filter(pl.col("doc_id").cast(pl.Utf8).is_in(list(keep)))
         if per_lang:
             for (lang,), part in df.partition_by("lang", as_dict=True).items():
                 if lang in queries:
-                    s = docs_by.setdefault(lang, _Series(root / f"{lang}-corpus", split, CORPUS_SCHEMA, max_rows))
+                    s = docs_by.setdefault(
+                        lang, ParquetSeries(root / f"{lang}-corpus", split, CORPUS_SCHEMA, max_rows)
+                    )
                     s.write(_docs(part))
         else:
-            docs_by.setdefault("", _Series(root / "corpus", split, CORPUS_SCHEMA, max_rows)).write(_docs(df))
+            docs_by.setdefault("", ParquetSeries(root / "corpus", split, CORPUS_SCHEMA, max_rows)).write(_docs(df))
     for s in docs_by.values():
-        s.finish()
+        s.finish(write_empty=True)
     corpus_lang = frames.lang if isinstance(frames, _RowDocuments) else None
     for lang in sorted(queries):
         if per_lang and lang not in docs_by:
@@ -223,12 +182,12 @@ def _write_query_rows(build: BuildRecord, root: Path, split: str, max_rows: int)
         cs = docs_by[lang] if per_lang else docs_by.get("")
         sub = _name(lang)
         pre = "" if sub == "default" else f"{sub}-"
-        qs = _Series(root / f"{pre}queries", split, QUERY_SCHEMA, max_rows)
+        qs = ParquetSeries(root / f"{pre}queries", split, QUERY_SCHEMA, max_rows)
         qs.write(pl.DataFrame({"id": list(queries[lang]), "text": list(queries[lang].values())}, schema=QUERY_SCHEMA))
-        qs.finish()
-        rs = _Series(root / f"{pre}qrels", split, QRELS_SCHEMA, max_rows)
+        qs.finish(write_empty=True)
+        rs = ParquetSeries(root / f"{pre}qrels", split, QRELS_SCHEMA, max_rows)
         rs.write(pl.DataFrame(qrels.get(lang, []), schema=QRELS_SCHEMA, orient="row"))
-        rs.finish()
+        rs.finish(write_empty=True)
         subsets[sub] = {
             "queries": len(queries[lang]),
             "documents": cs.rows if cs else 0,
@@ -272,25 +231,25 @@ class _RowDocuments:
 def _write_document_rows(build: BuildRecord, root: Path, split: str, max_rows: int) -> dict[str, dict[str, Any]]:
     final, tables = build.final, build.tables
     has_lang = "lang" in final.columns
-    series: dict[str, _Series] = {}
+    series: dict[str, ParquetSeries] = {}
     for df in final.iter_batches():
         parts = df.partition_by("lang", as_dict=True) if has_lang else {("default",): df}
         for (lang,), part in parts.items():
             if lang is None:
                 continue
             folder = root / (f"{_name(lang)}-corpus" if _name(lang) != "default" else "corpus")
-            series.setdefault(lang, _Series(folder, split, CORPUS_SCHEMA, max_rows)).write(_docs(part))
+            series.setdefault(lang, ParquetSeries(folder, split, CORPUS_SCHEMA, max_rows)).write(_docs(part))
     for s in series.values():
-        s.finish()
+        s.finish(write_empty=True)
     q = tables["queries"].read(["query_id", "query"])
-    qs = _Series(root / "queries", split, QUERY_SCHEMA, max_rows)
+    qs = ParquetSeries(root / "queries", split, QUERY_SCHEMA, max_rows)
     qs.write(q.select(pl.col("query_id").cast(pl.Utf8).alias("id"), pl.col("query").cast(pl.Utf8).alias("text")))
-    qs.finish()
+    qs.finish(write_empty=True)
     r = tables["qrels"].read(["query_id", "doc_id", "score"])
     multi = len(series) > 1 or (has_lang and "default" not in series)
-    rs = _Series(root / ("qrels" if multi else "default"), split, QRELS_SCHEMA, max_rows)
+    rs = ParquetSeries(root / ("qrels" if multi else "default"), split, QRELS_SCHEMA, max_rows)
     rs.write(r.select(pl.col("query_id").alias("query-id"), pl.col("doc_id").alias("corpus-id"), "score"))
-    rs.finish()
+    rs.finish(write_empty=True)
     subsets = {}
     for lang in sorted(series):
         subsets[_name(lang)] = {

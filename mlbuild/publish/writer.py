@@ -52,8 +52,10 @@ def write_dataset(build: BuildRecord) -> WriteResult:
     rc = build.recipe
     data = write_data(build.final, rc.output, tmp / "data")
     reject_counts = write_rejects(build, tmp / "rejects")
-    step_summaries = {
-        st.id: file_report(st.report, st.id, tmp / "reports") for st in build.stages[1:] if st.report is not None
+    step_summaries = {  # named by the recipe step, whatever stage of it carries the report
+        (st.step_id or st.id): file_report(st.report, st.step_id or st.id, tmp / "reports")
+        for st in build.stages[1:]
+        if st.report is not None
     }
     if build.reports_dir is not None and Path(build.reports_dir).exists():
         shutil.copytree(build.reports_dir, tmp / "reports", dirs_exist_ok=True)
@@ -213,6 +215,7 @@ def render_card(build: BuildRecord, data: DataSummary, manifest: dict[str, Any])
         "report_summaries": manifest["report_summaries"],
         "rejects": manifest["rejects"],
         "manifest": manifest,
+        "extra_configs": [c for f in manifest.get("formats", {}).values() for c in (f.get("configs") or [])],
     }
     template = cardmod.find_template(ds.card, rc.dir)
     return cardmod.render(ctx, template)

@@ -71,11 +71,12 @@ import polars as pl
 
 from .. import langs
 from .. import spans as S
+from ..models.mt import engines, load_mt
 from ..pipeline import filters
 from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport
 from ..pipeline.cache import cached_map
 from ..pipeline.filters import OnFail
-from ..pipeline.params import param
+from ..pipeline.params import param, suggest
 from ..pipeline.registry import register
 from ..projection import checks, counts, output
 from ..projection.project import Projector
@@ -100,7 +101,9 @@ class ProjectSpansParams:
         None, doc="column holding each row's target language instead (e.g. 'lang' after translate.v1)"
     )
     target_langs: list[str] = param([], doc="languages to translate into (the step translates)", kind="langs")
-    engine: Literal["transformers", "bergamot", "openai"] | None = param(None, doc="MT engine (with target_langs)")
+    engine: str | None = param(
+        None, doc="MT engine with target_langs: transformers | bergamot | openai, or a registered one"
+    )
     model: str | None = param(
         None, doc="MT model: path, packaged name or Hub id (engine default if unset)", kind="path"
     )
@@ -166,7 +169,14 @@ class ProjectSpans(Step):
         if p.target_column and not (p.target_lang or p.target_lang_column):
             problems.append(("target_lang", "required with target_column (or target_lang_column)"))
         if translating and not p.engine:
-            problems.append(("engine", "required with target_langs (transformers, bergamot or openai)"))
+            problems.append(("engine", f"required with target_langs ({', '.join(engines())})"))
+        elif p.engine and p.engine not in engines():
+            problems.append(
+                (
+                    "engine",
+                    f"unknown MT engine {p.engine!r}{suggest(p.engine, list(engines()))} (known: {', '.join(engines())})",
+                )
+            )
         if p.method in ("markers", "fallback") and not translating:
             problems.append(
                 (
@@ -318,7 +328,5 @@ def _norm_lang(v: Any) -> str:
 
 
 def _load_mt(engine: str | None, model: str | None, base_dir: Path, device: str, **decoding: Any):
-    """The translate backends of :mod:`mlbuild.models.mt` (tests replace this function)."""
-    from ..models.mt import load_mt
-
+    """The translate backend named ``engine`` (:func:`mlbuild.models.mt.load_mt`; tests register a fake one)."""
     return load_mt(engine, model, base_dir=base_dir, device=device, **decoding)

@@ -7,13 +7,13 @@ import json
 import polars as pl
 import pytest
 import yaml
+from helpers_mt import fake_mt_engine
 
 from mlbuild import spans as S
 from mlbuild.cli import main
 from mlbuild.errors import InputError
 from mlbuild.pipeline.runner import Runner
 from mlbuild.recipe import load_recipe
-from mlbuild.steps import project_spans as mod
 
 ROWS = [
     ("Barack Obama visited China.", [(0, 12, "PER"), (21, 26, "LOC")], "[1]Barack Obama[/1] visitou a [2]China[/2]."),
@@ -58,8 +58,7 @@ class FakeMT:
 
 
 @pytest.fixture
-def built(write_recipe, tmp_path, monkeypatch):
-    monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: FakeMT())
+def built(write_recipe, tmp_path):
 
     def build(on_fail="keep", extra=""):
         rows = "".join(
@@ -69,7 +68,8 @@ def built(write_recipe, tmp_path, monkeypatch):
         path = write_recipe(RECIPE.format(on_fail=on_fail) + extra, {"rows.jsonl": rows})
         return Runner(load_recipe(path), tmp_path / "out", quiet=True).run().dataset_dir
 
-    return build
+    with fake_mt_engine(FakeMT(), name="bergamot"):  # stands in for the recipe's engine
+        yield build
 
 
 def _read(d):

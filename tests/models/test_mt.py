@@ -4,7 +4,17 @@ import pytest
 from helpers_http import FakeOpenAIServer
 from helpers_mt import build_tiny_mt
 
-from mlbuild.models.mt import OpenAIMT, Translation, load_mt
+from mlbuild.models.mt import (
+    BergamotMT,
+    MTBackend,
+    OpenAIMT,
+    TransformersMT,
+    Translation,
+    engines,
+    load_mt,
+    register_engine,
+    unregister_engine,
+)
 
 TEXTS = [
     "the cat sits on the mat",
@@ -94,6 +104,8 @@ def test_forced_bos_is_the_first_generated_token(tiny_models):
 
 
 def test_load_mt_errors():
+    with pytest.raises(ValueError, match="unknown MT engine 'bergamott'; did you mean 'bergamot'"):
+        load_mt("bergamott")
     with pytest.raises(ValueError, match="unknown MT engine"):
         load_mt("moses")
     with pytest.raises(ValueError, match="needs a model"):
@@ -149,3 +161,83 @@ def test_overlong_input_counts_as_truncated(tiny_models):
     long, short = mt.translate_detailed(["the cat sits on the mat and a dog runs", "i like"], "eng_Latn", "por_Latn")
     assert long.truncated
     assert not short.truncated or short.tokens == 30
+
+
+# ---------------------------------------------------------------------------------------------- loader keys
+@pytest.mark.parametrize("key", ["trust_remote_code", "revision", "token", "device_map", "gguf_file"])
+@pytest.mark.parametrize("engine,model", [("transformers", "marian"), ("bergamot", None), ("openai", "m")])
+def test_decoding_settings_never_carry_loader_keys(tiny_models, engine, model, key):
+    model = str(tiny_models[model]) if model in tiny_models else model
+    with pytest.raises(ValueError, match=f"model-loading keys \\('{key}'\\)"):
+        load_mt(engine, model, device="cpu", **{key: True})
+
+
+def test_only_explicit_arguments_reach_from_pretrained(tiny_models, monkeypatch):
+    import transformers
+
+    seen = []
+    for cls in (transformers.AutoTokenizer, transformers.AutoModelForSeq2SeqLM):
+        real = cls.from_pretrained
+
+        def spy(src, *args, _real=real, _cls=cls, **kw):
+            seen.append((_cls.__name__, args, dict(kw)))
+            return _real(src, *args, **kw)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    mt = load_mt("transformers", str(tiny_models["marian"]), device="cpu", num_beams=2, length_penalty=1.0)
+    assert [(name, args, sorted(kw)) for name, args, kw in seen] == [
+        ("AutoTokenizer", (), ["trust_remote_code"]),
+        ("AutoModelForSeq2SeqLM", (), ["dtype", "trust_remote_code"]),
+    ]
+    assert all(kw["trust_remote_code"] is False for _, _, kw in seen)
+    assert mt.generate_kwargs == {"length_penalty": 1.0} and mt.num_beams == 2
+    with pytest.raises(ValueError, match="generate settings may not carry model-loading keys"):
+        TransformersMT(str(tiny_models["marian"]), device="cpu", generate_kwargs={"trust_remote_code": True})
+
+
+# ---------------------------------------------------------------------------------------------- registry
+class Echo(MTBackend):
+    engine = "echo"
+
+    def __init__(self, model=None, **settings):
+        self.model, self.settings = model, settings
+
+    @property
+    def id(self):
+        return f"echo:{self.model}"
+
+    @property
+    def revision(self):
+        return None
+
+    def translate_detailed(self, texts, src, tgt):
+        return [Translation(f"{tgt}:{t}") for t in texts]
+
+
+def test_register_engine_and_use_it_by_name():
+    assert engines() == ("transformers", "bergamot", "openai")
+
+    def factory(model, base_dir, device, **settings):
+        return Echo(model, **settings)
+
+    assert register_engine("echo", factory) is None
+    try:
+        mt = load_mt("echo", "m", num_beams=3)
+        assert mt.translate(["a"], "eng_Latn", "por_Latn") == ["por_Latn:a"] and mt.settings == {"num_beams": 3}
+        assert engines()[-1] == "echo"
+        with pytest.raises(ValueError, match="already registered"):
+            register_engine("echo", lambda *a, **k: Echo())
+        other = lambda *a, **k: Echo("other")  # noqa: E731
+        assert register_engine("echo", other, replace=True) is factory
+        assert load_mt("echo").id == "echo:other"
+    finally:
+        unregister_engine("echo")
+    assert "echo" not in engines()
+    with pytest.raises(ValueError, match="needs a name"):
+        register_engine("", factory)
+
+
+def test_backends_have_no_supports_helper():
+    # translate.v1 checks pairs at validation (BERGAMOT_PAIRS); the unused per-backend helper is gone
+    for cls in (MTBackend, TransformersMT, BergamotMT, OpenAIMT):
+        assert not hasattr(cls, "supports")

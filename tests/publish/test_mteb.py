@@ -53,6 +53,13 @@ def test_layout_per_language_with_the_corpus_written_once(built):
         "config_name": "por_Latn-corpus",
         "data_files": [{"split": "test", "path": "mteb/corpus/test-*.parquet"}],
     } in configs
+    # the dataset root lists them too, so the root folder (or repo) loads the retrieval configs
+    root_cfg = _configs(built)
+    assert root_cfg["por_Latn-corpus"] == [{"split": "test", "path": "mteb/corpus/test-*.parquet"}]
+    import datasets
+
+    queries = datasets.load_dataset(str(built), "por_Latn-queries", split="test")
+    assert queries.num_rows == 6
 
 
 def _vec(text: str) -> np.ndarray:

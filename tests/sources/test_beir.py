@@ -5,8 +5,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from helpers_mt import fake_mt_engine
 
-import mlbuild.steps.translate as tr
 from mlbuild.errors import InputError
 from mlbuild.models.mt import MTBackend, Translation
 from mlbuild.sources.beir import BeirParams, BeirSource
@@ -117,7 +117,7 @@ uses = "translate.v1"
 columns = {columns}
 source_lang = "en"
 target_langs = ["pt", "ky"]
-model = "tag"
+engine = "fake"
 gates = ["copy"]
 keep_source = true
 
@@ -128,11 +128,16 @@ format = ["hf", "beir"]
 """
 
 
-def test_beir_output_keeps_qrels_exactly(tmp_path, monkeypatch, write_recipe):
+@pytest.fixture
+def drop_q2():
+    with fake_mt_engine(DropQ2()) as mt:
+        yield mt
+
+
+def test_beir_output_keeps_qrels_exactly(tmp_path, drop_q2, write_recipe):
     from mlbuild.pipeline.runner import Runner
     from mlbuild.recipe import load_recipe
 
-    monkeypatch.setattr(tr, "_load_mt", lambda *a, **k: DropQ2())
     qrels = "query-id\tcorpus-id\tscore\nq3\td4\t2\nq1\td1\t1\nq2\td2\t1\nq1\td3\t0\nq3\td9\t1\n"
     make_beir(tmp_path / "bench", qrels)
     path = write_recipe(RECIPE.format(rows="", columns='["query"]'))
@@ -158,11 +163,10 @@ def test_beir_output_keeps_qrels_exactly(tmp_path, monkeypatch, write_recipe):
     assert (res.dataset_dir / "rejects").exists()
 
 
-def test_translated_corpus_written_per_language(tmp_path, monkeypatch, write_recipe):
+def test_translated_corpus_written_per_language(tmp_path, drop_q2, write_recipe):
     from mlbuild.pipeline.runner import Runner
     from mlbuild.recipe import load_recipe
 
-    monkeypatch.setattr(tr, "_load_mt", lambda *a, **k: DropQ2())
     make_beir(tmp_path / "bench", "q1\td1\t1\nq3\td3\t1\n")
     path = write_recipe(RECIPE.format(rows='rows = "corpus"', columns='["title", "passage"]'))
     res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()

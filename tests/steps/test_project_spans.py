@@ -7,12 +7,12 @@ import json
 
 import polars as pl
 import pytest
+from helpers_mt import fake_mt_engine
 
 from mlbuild.errors import RecipeError
 from mlbuild.pipeline.base import RunContext
 from mlbuild.recipe import load_recipe
 from mlbuild.spans import SPANS_DTYPE
-from mlbuild.steps import project_spans as mod
 from mlbuild.steps.project_spans import ProjectSpans, ProjectSpansParams
 
 ROWS = [
@@ -324,11 +324,17 @@ def _jsonl(rows=ROWS):
     )
 
 
-def test_recipe_run_writes_report_and_card(write_recipe, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_bergamot():
+    """FakeMT standing in for the bergamot engine (the recipe's engine, whose marker style it imitates)."""
+    with fake_mt_engine(FakeMT(_marked_table()), name="bergamot") as mt:
+        yield mt
+
+
+def test_recipe_run_writes_report_and_card(write_recipe, tmp_path, fake_bergamot):
     from mlbuild.pipeline.runner import Runner
 
-    fake = FakeMT(_marked_table())
-    monkeypatch.setattr(mod, "_load_mt", lambda *a, **k: fake)
+    fake = fake_bergamot
     path = write_recipe(RECIPE.format(method="fallback"), {"rows.jsonl": _jsonl()})
     res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
     d = res.dataset_dir
