@@ -1,18 +1,21 @@
-"""Benchmark: mlbuild's mine_negatives.v1 against sentence-transformers' ``util.mine_hard_negatives``
-(exact, non-faiss path) on the same embeddings and options.
+"""Benchmark: mlbuild's exact hard-negative search at corpus scale, and the mine_negatives.v1 step's memory.
 
-    python scripts/bench_mining.py check                  # identical negatives on clustered data
-    python scripts/bench_mining.py speed --queries 10000 --passages 200000 --dim 384 --threads 2
-    python scripts/bench_mining.py scale --passages 100000 1000000   # mlbuild peak RSS as the corpus grows
-    python scripts/bench_mining.py gpu                    # search on CUDA: exactness and scores/s (no polars)
-    python scripts/bench_mining.py all --json bench.json  # check + speed + scale
+    # search: 2M passages from an on-disk array, checked against an in-memory fp32 search
+    python scripts/bench_mining.py --device cpu --queries 2000 --passages 2000000 --dim 384 --on-disk
+    # memory as rows grow (each size in its own process): the peak must stay flat
+    python scripts/bench_mining.py --device cpu --scale 250000 500000 1000000 2000000 --on-disk --no-check
+    # the step end to end (precomputed vectors in parquet shards), rows growing
+    python scripts/bench_mining.py --step --scale 50000 100000 200000
+    # CUDA: also the dense fp16 matmul rate, sentence-transformers' mine_hard_negatives on the same vectors
+    python scripts/bench_mining.py --device cuda --queries 100000 --passages 10000000 --dim 384 --on-disk
 
-Each timed run is a separate subprocess (``worker``), so peak RSS (``ru_maxrss``) is that run's own.
-Every worker builds the same data from the same seed: clustered unit vectors (queries close to their
-positive, passages around shared topics), texts ``q<i>`` / ``p<i>`` / ``c<i>``. sentence-transformers
-gets a stub model that returns those vectors, so neither side embeds anything: the time is search,
-filtering and building the output. ``floor`` is a plain fp32 matmul + ``torch.topk`` over the same
-sizes in query chunks (the least any exact search can do on these threads).
+The last line printed is one JSON object: ``peak_rss_mb`` (this process; with ``--on-disk`` the corpus is
+generated chunk by chunk into a file and never held), ``identical`` (every list equals an in-memory fp32
+search of the same corpus, run in a separate process, and, for a sample of queries, a float64 brute-force
+sort by (score desc, index asc); null with ``--no-check``), ``scores_per_s`` (query-passage scores per
+second of the exact search), ``seconds``; on CUDA also ``matmul_fp16_tflops`` (dense 8192^3 in the same
+run), ``search_tflops`` and ``fraction_of_matmul``, ``st`` (sentence-transformers on a subset, with and
+without faiss when installed) and ``peak_device_mb``.
 """
 
 from __future__ import annotations
@@ -20,43 +23,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-OPTIONS = {  # same options for both (sentence-transformers' names)
-    "nv-retriever": {"num_negatives": 5, "relative_margin": 0.05},
-    "plain": {"num_negatives": 5},
-    "window": {"num_negatives": 3, "range_min": 5, "range_max": 40, "max_score": 0.9},
-    "absolute": {"num_negatives": 4, "absolute_margin": 0.02, "min_score": 0.1},
-}
+sys.path.insert(0, str(ROOT))
+CHUNK = 20_000  # rows generated at a time
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) so the next reading covers only what follows."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def hwm_mb() -> float:
+    """Peak resident set of this process (VmHWM), MB."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
@@ -69,362 +50,334 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def make_data(nq: int, nc: int, d: int, seed: int = 0, topics: int = 200):
-    """Queries, their positives and extra corpus passages: float32 unit vectors, built in chunks."""
+def make_corpus(n: int, d: int, seed: int, path: Path | None) -> np.ndarray:
+    """Clustered unit vectors, generated ``CHUNK`` rows at a time: into ``path`` (then memory-mapped) or
+    into memory."""
     rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((topics, d)).astype(np.float32)
-    pos = unit(centers[rng.integers(0, topics, nq)] + 0.9 * rng.standard_normal((nq, d), dtype=np.float32))
-    qs = unit(pos + float(1.0 / np.sqrt(d)) * rng.standard_normal((nq, d), dtype=np.float32))
-    extra = np.empty((nc, d), dtype=np.float32)
-    for s in range(0, nc, 100_000):
-        n = min(100_000, nc - s)
-        extra[s : s + n] = unit(
-            centers[rng.integers(0, topics, n)] + 0.9 * rng.standard_normal((n, d), dtype=np.float32)
-        )
-    return qs, pos, extra
+    centers = rng.standard_normal((max(1, n // 2000), d)).astype(np.float32)
+    out = np.empty((n, d), np.float32) if path is None else None
+    with open(path, "wb") if path is not None else open(os.devnull, "wb") as f:
+        for s in range(0, n, CHUNK):
+            m = min(CHUNK, n - s)
+            c = unit(centers[rng.integers(0, len(centers), m)] + 0.9 * rng.standard_normal((m, d), dtype=np.float32))
+            if out is not None:
+                out[s : s + m] = c
+            else:
+                f.write(c.tobytes())
+    return out if out is not None else np.memmap(path, dtype=np.float32, mode="r", shape=(n, d))
 
 
-# ------------------------------------------------------------------------------------------ runners
-def run_st(qs, pos, extra, opts: dict, fmt: str):
-    """sentence-transformers with a stub model holding the vectors."""
-    import torch
-    from datasets import Dataset
-    from sentence_transformers.util import cos_sim, mine_hard_negatives, pairwise_cos_sim
+def make_queries(corpus: np.ndarray, nq: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1)
+    pick = np.sort(rng.choice(len(corpus), size=nq, replace=False))
+    from mlbuild.models.search import HostCorpus
 
-    nq, nc = len(qs), len(extra)
-    qt, pt, ct = [f"q{i}" for i in range(nq)], [f"p{i}" for i in range(nq)], [f"c{i}" for i in range(nc)]
-
-    class Stub:
-        device = torch.device("cpu")
-
-        def __init__(self):
-            self.row = {
-                **{t: ("q", i) for i, t in enumerate(qt)},
-                **{t: ("p", i) for i, t in enumerate(pt)},
-                **{t: ("c", i) for i, t in enumerate(ct)},
-            }
-            self.mats = {"q": qs, "p": pos, "c": extra}
-
-        def _encode(self, texts, **kw):
-            out = np.empty((len(texts), qs.shape[1]), dtype=np.float32)
-            kinds = [self.row[t] for t in texts]
-            for k, m in self.mats.items():
-                sel = [j for j, (kk, _) in enumerate(kinds) if kk == k]
-                out[sel] = m[[kinds[j][1] for j in sel]]
-            return out
-
-        encode_document = encode_query = _encode
-
-        def similarity(self, a, b):
-            return cos_sim(a, b)
-
-        def similarity_pairwise(self, a, b):
-            return pairwise_cos_sim(a, b)
-
-    ds = Dataset.from_dict({"query": qt, "positive": pt})
-    t0 = time.perf_counter()
-    out = mine_hard_negatives(ds, Stub(), corpus=ct, output_format=fmt, verbose=False, batch_size=65536, **opts)
-    return out, time.perf_counter() - t0
+    q = HostCorpus([corpus]).take(pick)  # from a file: pages released as it goes
+    return unit(q + (1.0 / np.sqrt(q.shape[1])) * rng.standard_normal(q.shape, dtype=np.float32))
 
 
-def mlbuild_tables(qs, pos, extra):
-    import polars as pl
+def search(q: np.ndarray, corpus: np.ndarray, a) -> tuple[np.ndarray, np.ndarray, float]:
+    from mlbuild.models.search import CorpusSearch, visible_devices
 
-    nq, nc = len(qs), len(extra)
-    table = pl.DataFrame(
-        {
-            "row_id": [str(i) for i in range(nq)],
-            "query": [f"q{i}" for i in range(nq)],
-            "positive": [f"p{i}" for i in range(nq)],
-            "query_embedding": pl.Series(qs),
-            "positive_embedding": pl.Series(pos),
-        }
+    devs = visible_devices(a.device)
+    cs = CorpusSearch(
+        corpus, devices=devs, precision=a.precision, corpus_block=a.corpus_block, query_block=a.query_block
     )
-    corpus = pl.DataFrame({"text": [f"c{i}" for i in range(nc)], "embedding": pl.Series(extra)})
-    return table, corpus
-
-
-def run_mlbuild(table, corpus, opts: dict, fmt: str, **extra_params):
-    from mlbuild.pipeline.base import RunContext
-    from mlbuild.steps.mine_negatives import MineNegatives, MineNegativesParams
-
-    names = {"sampling_strategy": "sampling"}
-    params = {names.get(k, k): v for k, v in opts.items()}
-    p = MineNegativesParams(
-        engine="precomputed", corpus="corpus", output_format=fmt, widen_limit=0, device="cpu", **params, **extra_params
-    )
-    step = MineNegatives(p, RunContext(tables={"corpus": corpus}))
-    step.setup()
     t0 = time.perf_counter()
-    out = step.process_table(table)
-    return out, time.perf_counter() - t0
-
-
-def negative_sets(rows: dict, n: int, fmt: str) -> dict:
-    if fmt == "n-tuple":
-        return {
-            (q, p): frozenset(rows[f"negative_{j}"][i] for j in range(1, n + 1))
-            for i, (q, p) in enumerate(zip(rows["query"], rows["positive"]))
-        }
-    out: dict = {}
-    for q, p, neg in zip(rows["query"], rows["positive"], rows["negative"]):
-        out.setdefault((q, p), set()).add(neg)
-    return {k: frozenset(v) for k, v in out.items()}
+    parts = [cs.search(q[s : s + a.query_chunk], a.k) for s in range(0, len(q), a.query_chunk)]
+    secs = time.perf_counter() - t0
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), secs
 
 
 # ------------------------------------------------------------------------------------------ workers
-def worker(args) -> dict:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    qs, pos, extra = make_data(args.queries, args.passages, args.dim, args.seed)
-    res: dict = {
-        "what": args.what,
-        "queries": args.queries,
-        "passages": args.passages,
-        "dim": args.dim,
-        "threads": args.threads,
-    }
-    opts = OPTIONS[args.options]
-    if args.what == "st":
-        res["rss_data_mb"] = current_rss_mb()
-        res["peak_reset"] = reset_peak()
-        out, secs = run_st(qs, pos, extra, opts, args.format)
-        res["rows"] = len(out)
-    elif args.what == "mlbuild":
-        table, corpus = mlbuild_tables(qs, pos, extra)
-        del qs, pos, extra  # the tables hold the vectors now (as a pipeline would)
-        res["rss_data_mb"] = current_rss_mb()
-        res["peak_reset"] = reset_peak()
-        out, secs = run_mlbuild(table, corpus, opts, args.format)
-        res["rows"] = out.rows.height
-        res["short_queries"] = out.stats["short_queries"]
-    elif args.what == "search":
-        from mlbuild.models.search import exact_topk
-
-        res["rss_data_mb"] = current_rss_mb()
-        res["peak_reset"] = reset_peak()
-        corpus = np.concatenate([extra, pos])
-        t0 = time.perf_counter()
-        exact_topk(qs, corpus, args.k, device="cpu", query_block=args.query_block, corpus_block=args.corpus_block)
-        secs = time.perf_counter() - t0
-    elif args.what == "floor":
-        res["rss_data_mb"] = current_rss_mb()
-        res["peak_reset"] = reset_peak()
-        corpus = torch.from_numpy(np.concatenate([extra, pos]))
-        q = torch.from_numpy(qs)
-        chunk = 512  # one preallocated [512, n_corpus] score buffer (no page faults after the first chunk)
-        buf = torch.empty(chunk, corpus.shape[0])
-        t0 = time.perf_counter()
-        for s in range(0, len(q), chunk):
-            n = len(q[s : s + chunk])
-            torch.mm(q[s : s + chunk], corpus.T, out=buf[:n])
-        res["matmul_s"] = time.perf_counter() - t0
-        res["matmul_gflops"] = 2 * len(q) * corpus.shape[0] * corpus.shape[1] / res["matmul_s"] / 1e9
-        t0 = time.perf_counter()
-        for s in range(0, len(q), chunk):
-            n = len(q[s : s + chunk])
-            torch.mm(q[s : s + chunk], corpus.T, out=buf[:n])
-            torch.topk(buf[:n], args.k, dim=1)
-        secs = time.perf_counter() - t0
-    else:
-        raise SystemExit(f"unknown worker {args.what}")
-    res["seconds"] = round(secs, 3)
-    res["peak_run_mb"] = round(hwm_mb(), 1)  # peak RSS while mining (data included), since the reset
-    res["peak_rss_mb"] = round(rss_mb(), 1)  # peak of the whole process, data generation included
-    res["rss_data_mb"] = round(res["rss_data_mb"], 1)
-    return res
-
-
-def spawn(what: str, a, **over) -> dict:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "worker",
-        what,
-        "--queries",
-        str(over.get("queries", a.queries)),
-        "--passages",
-        str(over.get("passages", a.passages)),
-        "--dim",
-        str(a.dim),
-        "--threads",
-        str(a.threads),
-        "--options",
-        a.options,
-        "--format",
-        a.format,
-        "--k",
-        str(over.get("k", 32)),
-        "--seed",
-        str(a.seed),
-    ]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(a.threads),
-        "MKL_NUM_THREADS": str(a.threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": str(ROOT),
-    }
-    print("$", " ".join(cmd[1:]), flush=True)
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        print(p.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"worker {what} failed")
-    res = json.loads(p.stdout.strip().splitlines()[-1])
-    print("  ", res, flush=True)
-    return res
-
-
-# ------------------------------------------------------------------------------------------ commands
-def cmd_check(a) -> dict:
-    """Identical negatives on clustered data, every option set, triplet and n-tuple."""
+def worker_reference(a) -> None:
+    """In a separate process: the corpus read whole into memory, searched in fp32 on the CPU; and a float64
+    brute force for a sample of queries. Writes the lists next to the corpus file."""
     import torch
 
     torch.set_num_threads(a.threads)
-    qs, pos, extra = make_data(a.check_queries, a.check_passages, a.dim, a.seed + 1)
-    table, corpus = mlbuild_tables(qs, pos, extra)
-    results = {}
-    for name, opts in OPTIONS.items():
-        for fmt in ("triplet", "n-tuple"):
-            st_out, st_s = run_st(qs, pos, extra, opts, fmt)
-            ml_out, ml_s = run_mlbuild(table, corpus, opts, fmt)
-            n = opts["num_negatives"]
-            a_sets = negative_sets(st_out.to_dict(), n, fmt)
-            b_sets = negative_sets(ml_out.rows.to_dict(as_series=False), n, fmt)
-            diff = [k for k in set(a_sets) | set(b_sets) if a_sets.get(k) != b_sets.get(k)]
-            results[f"{name}/{fmt}"] = {
-                "queries_compared": len(set(a_sets) | set(b_sets)),
-                "different": len(diff),
-                "rows_st": len(st_out),
-                "rows_mlbuild": ml_out.rows.height,
-                "st_s": round(st_s, 2),
-                "mlbuild_s": round(ml_s, 2),
-                "examples": [str(k) for k in diff[:3]],
-            }
-            print(
-                f"check {name:12s} {fmt:8s}: {len(diff)} of {len(set(a_sets) | set(b_sets))} queries differ "
-                f"(rows {len(st_out)} vs {ml_out.rows.height})",
-                flush=True,
-            )
-    return {"sizes": {"queries": a.check_queries, "passages": a.check_passages, "dim": a.dim}, "results": results}
+    d = Path(a.data)
+    q = np.load(d / "queries.npy")[: a.check_queries]
+    corpus = np.fromfile(d / "corpus.f32", dtype=np.float32).reshape(-1, q.shape[1])
+    a.device, a.precision = "cpu", "fp32"
+    s, i, _ = search(q, corpus, a)
+    np.save(d / "ref_s.npy", s)
+    np.save(d / "ref_i.npy", i)
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(len(q), size=min(len(q), a.brute), replace=False))
+    sc = np.empty((len(sample), len(corpus)), np.float32)  # float64 dot products rounded to float32
+    qs64 = q[sample].astype(np.float64).T
+    for c0 in range(0, len(corpus), 1 << 16):
+        sc[:, c0 : c0 + (1 << 16)] = (corpus[c0 : c0 + (1 << 16)].astype(np.float64) @ qs64).T
+    bi = [np.lexsort((np.arange(sc.shape[1]), -row))[: a.k] for row in sc]
+    np.save(d / "brute_rows.npy", sample)
+    np.save(d / "brute_i.npy", np.array(bi))
 
 
-def cmd_speed(a) -> dict:
-    from mlbuild.steps.mine_negatives import MineNegativesParams, derived_range_max
-
-    opts = OPTIONS[a.options]
-    p = MineNegativesParams(**{k: v for k, v in opts.items()})
-    k = (p.range_max or derived_range_max(p, 1)) + 1  # what both search for (range_max + max positives)
-    floor = spawn("floor", a, k=k)
-    search = spawn("search", a, k=k)
-    ml = spawn("mlbuild", a)
-    st = spawn("st", a)
-    out = {
-        "options": opts,
-        "format": a.format,
-        "k": k,
-        "floor": floor,
-        "search": search,
-        "mlbuild": ml,
-        "st": st,
-        "speedup_end_to_end": round(st["seconds"] / ml["seconds"], 2),
-        "search_vs_floor": round(search["seconds"] / floor["seconds"], 2),
-        "peak_rss_ratio": round(st["peak_run_mb"] / ml["peak_run_mb"], 2),
-        "added_rss_ratio": round(
-            (st["peak_run_mb"] - st["rss_data_mb"]) / max(1.0, ml["peak_run_mb"] - ml["rss_data_mb"]), 2
-        ),
-    }
-    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}, indent=1), flush=True)
-    return out
-
-
-def cmd_scale(a) -> dict:
-    rows = [spawn("mlbuild", a, passages=n, queries=a.scale_queries) for n in a.scale_passages]
-    return {"queries": a.scale_queries, "runs": rows}
-
-
-def cmd_gpu(a) -> dict:
-    """CUDA: exactness of fp32/fp16/bf16 search against CPU fp32, and query-passage scores per second."""
+def run_search(a) -> dict:
     import torch
 
-    from mlbuild.models.search import exact_topk
-
-    assert torch.cuda.is_available(), "no CUDA device"
-    name = torch.cuda.get_device_name()
-    out: dict = {"device": name}
-    qs, pos, extra = make_data(2000, 200_000, a.dim, a.seed)
-    corpus = np.concatenate([extra, pos])
-    ref_s, ref_i = exact_topk(qs, corpus, 32, device="cpu")
-    for prec in ("fp32", "fp16", "bf16"):
-        s, i = exact_topk(qs, corpus, 32, device="cuda", precision=prec)
-        out[f"exact_{prec}_rows_differing"] = int((i != ref_i).any(1).sum())
-        out[f"exact_{prec}_max_score_err"] = float(np.abs(s - ref_s).max())
-    qs, pos, extra = make_data(a.gpu_queries, a.gpu_passages, a.dim, a.seed)
-    corpus = np.concatenate([extra, pos])
-    for prec in ("fp16", "fp32"):
-        exact_topk(qs[:1000], corpus, 32, device="cuda", precision=prec)  # warm-up
-        torch.cuda.synchronize()
+    torch.set_num_threads(a.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mining-", dir=a.tmp))
+    try:
         t0 = time.perf_counter()
-        exact_topk(qs, corpus, 32, device="cuda", precision=prec)
-        torch.cuda.synchronize()
-        secs = time.perf_counter() - t0
-        out[f"{prec}_seconds"] = round(secs, 3)
-        out[f"{prec}_scores_per_s"] = len(qs) * len(corpus) / secs
-        out[f"{prec}_tflops"] = 2 * len(qs) * len(corpus) * a.dim / secs / 1e12
-    # the card's fp16 matmul rate measured here (dense, large square)
+        corpus = make_corpus(a.passages, a.dim, a.seed, tmp / "corpus.f32" if a.on_disk else None)
+        q = make_queries(corpus, a.queries, a.seed)
+        gen_s = time.perf_counter() - t0
+        if a.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        s, i, secs = search(q, corpus, a)
+        res = {
+            "device": a.device,
+            "precision": a.precision,
+            "queries": a.queries,
+            "passages": a.passages,
+            "dim": a.dim,
+            "k": a.k,
+            "on_disk": a.on_disk,
+            "threads": a.threads,
+            "seconds": round(secs, 3),
+            "data_seconds": round(gen_s, 3),
+            "scores_per_s": a.queries * a.passages / secs,
+            "search_tflops": 2 * a.queries * a.passages * a.dim / secs / 1e12,
+            "peak_rss_mb": round(rss_mb(), 1),
+            "corpus_file_mb": round(a.passages * a.dim * 4 / 2**20, 1) if a.on_disk else None,
+            "identical": None,
+        }
+        if a.device.startswith("cuda"):
+            res.update(cuda_extras(a, q, corpus))
+            res["fraction_of_matmul"] = round(res["search_tflops"] / res["matmul_fp16_tflops"], 4)
+        if not a.no_check:
+            res.update(check(a, tmp, q, corpus, s, i))
+        return res
+    finally:
+        for f in tmp.glob("*"):
+            f.unlink()
+        tmp.rmdir()
+
+
+def check(a, tmp: Path, q: np.ndarray, corpus: np.ndarray, s: np.ndarray, i: np.ndarray) -> dict:
+    """Compare with an in-memory fp32 search (another process) and a float64 brute force on a sample."""
+    if not a.on_disk:
+        corpus.tofile(tmp / "corpus.f32")
+    np.save(tmp / "queries.npy", q)
+    cmd = [sys.executable, __file__, "--worker", "reference", "--data", str(tmp), "--k", str(a.k)]
+    cmd += ["--threads", str(a.threads), "--brute", str(a.brute), "--query-chunk", str(a.query_chunk)]
+    cmd += ["--check-queries", str(a.check_queries)]
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    ref_s, ref_i = np.load(tmp / "ref_s.npy"), np.load(tmp / "ref_i.npy")
+    s, i = s[: len(ref_i)], i[: len(ref_i)]
+    rows, bi = np.load(tmp / "brute_rows.npy"), np.load(tmp / "brute_i.npy")
+    same = bool((ref_i == i).all() and (ref_s == s).all())
+    brute_same = bool((i[rows] == bi).all())
+    return {
+        "identical": same and brute_same,
+        "rows_checked": len(ref_i),
+        "rows_differing_from_in_memory": int((ref_i != i).any(1).sum()),
+        "brute_force_rows_checked": len(rows),
+        "brute_force_rows_differing": int((i[rows] != bi).any(1).sum()),
+    }
+
+
+def cuda_extras(a, q, corpus) -> dict:
+    import torch
+
     x = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
     for _ in range(3):
         x @ x
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    for _ in range(10):
+    for _ in range(20):
         x @ x
     torch.cuda.synchronize()
-    out["fp16_matmul_tflops_8192"] = 2 * 8192**3 * 10 / (time.perf_counter() - t0) / 1e12
-    out["sizes"] = {"queries": a.gpu_queries, "passages": len(corpus), "dim": a.dim}
-    print(json.dumps(out, indent=1), flush=True)
+    mm = 2 * 8192**3 * 20 / (time.perf_counter() - t0) / 1e12
+    del x
+    out = {
+        "gpu": torch.cuda.get_device_name(),
+        "gpus": torch.cuda.device_count(),
+        "matmul_fp16_tflops": round(mm, 1),
+        "peak_device_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+    }
+    if a.st:
+        out["st"] = st_compare(a, q, corpus)
     return out
+
+
+def st_compare(a, q: np.ndarray, corpus: np.ndarray) -> dict:
+    """sentence-transformers' mine_hard_negatives on a subset (its own search), with/without faiss, and
+    mlbuild's search on the same subset, as scores per second."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.util import cos_sim, mine_hard_negatives, pairwise_cos_sim
+
+    nq, nc = min(len(q), a.st_queries), min(len(corpus), a.st_passages)
+    qs, cs = q[:nq], np.asarray(corpus[:nc])
+    rows = {f"q{j}": ("q", j) for j in range(nq)} | {f"c{j}": ("c", j) for j in range(nc)}
+    mats = {"q": qs, "c": cs}
+
+    class Stub:
+        device = torch.device("cuda")
+
+        def _encode(self, texts, **kw):
+            kinds = [rows[t] for t in texts]
+            return np.stack([mats[k][j] for k, j in kinds])
+
+        encode_document = encode_query = _encode
+
+        def similarity(self, x, y):
+            return cos_sim(x, y)
+
+        def similarity_pairwise(self, x, y):
+            return pairwise_cos_sim(x, y)
+
+    ds = Dataset.from_dict({"query": [f"q{j}" for j in range(nq)], "positive": [f"c{j}" for j in range(nq)]})
+    ct = [f"c{j}" for j in range(nc)]
+    out: dict = {"queries": nq, "passages": nc}
+    for faiss in (False, True):
+        if faiss:
+            try:
+                import faiss as _  # noqa: F401
+            except ImportError:
+                out["faiss"] = "not installed"
+                continue
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        mine_hard_negatives(
+            ds, Stub(), corpus=ct, num_negatives=a.k - 1, use_faiss=faiss, verbose=False, batch_size=65536
+        )
+        secs = time.perf_counter() - t0
+        key = "st_faiss" if faiss else "st"
+        out[key] = {"seconds": round(secs, 3), "scores_per_s": nq * nc / secs}
+        out[key]["peak_device_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    _, _, secs = search(qs, cs, a)
+    out["mlbuild"] = {"seconds": round(secs, 3), "scores_per_s": nq * nc / secs}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the step
+def run_step(a) -> dict:
+    """mine_negatives.v1 end to end: ``passages`` rows (query, positive, vectors) in parquet shards of 50k
+    rows, read back batch by batch; the output counted, not kept."""
+    import polars as pl
+    import torch
+
+    from mlbuild.pipeline.base import RunContext
+    from mlbuild.steps.mine_negatives import MineNegatives, MineNegativesParams
+
+    torch.set_num_threads(a.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-step-", dir=a.tmp))
+    n, d = a.passages, a.dim
+    rng = np.random.default_rng(a.seed)
+    shards = []
+    for s in range(0, n, 50_000):
+        m = min(50_000, n - s)
+        pos = unit(rng.standard_normal((m, d), dtype=np.float32))
+        qs = unit(pos + 0.5 * rng.standard_normal((m, d), dtype=np.float32))
+        df = pl.DataFrame(
+            {
+                "row_id": [str(j) for j in range(s, s + m)],
+                "query": [f"q{j}" for j in range(s, s + m)],
+                "positive": [f"p{j}" for j in range(s, s + m)],
+                "query_embedding": pl.Series(qs),
+                "positive_embedding": pl.Series(pos),
+            }
+        )
+        shards.append(tmp / f"{len(shards):05d}.parquet")
+        df.write_parquet(shards[-1])
+        del df, pos, qs
+
+    class Table:  # what a TableRef offers a global step: its shards one at a time
+        rows = n
+        columns = ["row_id", "query", "positive", "query_embedding", "positive_embedding"]
+
+        def iter_batches(self, columns=None):
+            for f in shards:
+                yield pl.read_parquet(f, columns=columns)
+
+    p = MineNegativesParams(engine="precomputed", num_negatives=5, relative_margin=0.05, device=a.device)
+    step = MineNegatives(p, RunContext(work_dir=tmp))
+    step.setup()
+    out = {"rows": 0}
+    t0 = time.perf_counter()
+    stats = step.run_global(Table(), lambda o: out.__setitem__("rows", out["rows"] + o.rows.height))
+    secs = time.perf_counter() - t0
+    for f in shards:
+        f.unlink()
+    return {
+        "what": "step",
+        "rows": n,
+        "dim": d,
+        "output_rows": out["rows"],
+        "queries": stats["queries"],
+        "seconds": round(secs, 3),
+        "peak_rss_mb": round(rss_mb(), 1),
+        "scores_per_s": n * n / secs,
+        "identical": None,
+    }
+
+
+def scale(a) -> dict:
+    runs = []
+    for n in a.scale:
+        cmd = [sys.executable, __file__, "--device", a.device, "--passages", str(n), "--queries", str(a.queries)]
+        cmd += ["--dim", str(a.dim), "--threads", str(a.threads), "--k", str(a.k), "--no-check"]
+        cmd += ["--on-disk"] if a.on_disk else []
+        cmd += ["--step"] if a.step else []
+        p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if p.returncode:
+            print(p.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"run with {n} rows failed")
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        print(json.dumps(r), flush=True)
+        runs.append(r)
+    peaks = [r["peak_rss_mb"] for r in runs]
+    return {
+        "scale": runs,
+        "peak_rss_mb": max(peaks),
+        "peak_growth": round(max(peaks) / min(peaks), 3),
+        "rows_growth": round(max(a.scale) / min(a.scale), 1),
+        "identical": None,
+        "scores_per_s": runs[-1]["scores_per_s"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["check", "speed", "scale", "gpu", "all", "worker"])
-    ap.add_argument("what", nargs="?", help="worker: st | mlbuild | search | floor")
-    ap.add_argument("--queries", type=int, default=10_000)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--passages", type=int, default=200_000)
     ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--options", choices=list(OPTIONS), default="nv-retriever")
-    ap.add_argument("--format", choices=["triplet", "n-tuple"], default="triplet")
     ap.add_argument("--k", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--on-disk", action="store_true", help="corpus generated into a file and memory-mapped")
+    ap.add_argument("--no-check", action="store_true", help="skip the comparison with an in-memory search")
+    ap.add_argument("--brute", type=int, default=50, help="queries checked against a float64 brute force")
+    ap.add_argument("--check-queries", type=int, default=1_000_000_000, help="queries compared (the first N)")
+    ap.add_argument("--step", action="store_true", help="the mine_negatives.v1 step end to end (rows = passages)")
+    ap.add_argument("--scale", type=int, nargs="+", help="sizes, each in its own process (peak RSS as rows grow)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--query-chunk", type=int, default=65_536)
     ap.add_argument("--query-block", type=int, default=None)
     ap.add_argument("--corpus-block", type=int, default=None)
-    ap.add_argument("--check-queries", type=int, default=2000)
-    ap.add_argument("--check-passages", type=int, default=30_000)
-    ap.add_argument("--scale-passages", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--scale-queries", type=int, default=10_000)
-    ap.add_argument("--gpu-queries", type=int, default=100_000)
-    ap.add_argument("--gpu-passages", type=int, default=1_000_000)
-    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--st", action=argparse.BooleanOptionalAction, default=True, help="CUDA: sentence-transformers")
+    ap.add_argument("--st-queries", type=int, default=10_000)
+    ap.add_argument("--st-passages", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tmp", default=None, help="folder for the on-disk corpus (default: the system's)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
-    if a.command == "worker":
-        print(json.dumps(worker(argparse.Namespace(**{**vars(a), "what": a.what}))))
+    if a.worker == "reference":
+        worker_reference(a)
         return
-    res: dict = {"cpu_count": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
-    if a.command in ("check", "all"):
-        res["check"] = cmd_check(a)
-    if a.command in ("speed", "all"):
-        res["speed"] = cmd_speed(a)
-    if a.command in ("scale", "all"):
-        res["scale"] = cmd_scale(a)
-    if a.command == "gpu":
-        res["gpu"] = cmd_gpu(a)
-    res["load_avg_at_end"] = os.getloadavg()
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=1))
+    if a.scale:
+        res = scale(a)
+    elif a.step:
+        res = run_step(a)
+    else:
+        res = run_search(a)
+    res["load_avg"] = os.getloadavg()
+    print(json.dumps(res), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ Engines:
 The cache stores one vector per text, keyed by sha256 over (model id, revision, pooling, prompt,
 max length, kind) and the text, joined with unit separators (so ``["ab", "c"]`` and ``["a", "bc"]``
 never share a key). Vectors are written in shards, each with its key file written last, so a killed
-run keeps every finished shard.
+run keeps every finished shard; a sqlite index (key -> shard, row) makes a lookup one query per batch,
+so a corpus embedded chunk by chunk never rescans the cache.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +58,18 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------- cache
 class EmbeddingCache:
-    """Per-text vectors on disk: ``<dir>/<namespace>/<shard>.npy`` + ``<shard>.keys`` (written last)."""
+    """Per-text vectors on this machine's disk: ``<dir>/<namespace>/<shard>.npy`` + ``<shard>.keys`` (written
+    last: a shard counts once its keys exist) and ``index.sqlite`` (text key -> shard, row), so a lookup
+    costs one indexed query per batch of keys however large the cache grows. Shards whose keys file exists
+    but which are not indexed yet (a run killed between the two, or a cache from before the index) are
+    indexed on first use."""
 
     def __init__(self, cache_dir: str | Path):
         self.dir = Path(cache_dir)
+        self._dbs: dict[str, sqlite3.Connection] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # connections stay in the process that opened them
+        return {"dir": self.dir, "_dbs": {}}
 
     @staticmethod
     def namespace_id(namespace: dict[str, Any]) -> str:
@@ -72,20 +82,53 @@ class EmbeddingCache:
     def _ns_dir(self, ns_id: str) -> Path:
         return self.dir / ns_id
 
+    def _db(self, ns_id: str) -> sqlite3.Connection:
+        db = self._dbs.get(ns_id)
+        if db is None:
+            d = self._ns_dir(ns_id)
+            d.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(d / "index.sqlite", timeout=60, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, shard TEXT NOT NULL, row INTEGER NOT NULL)"
+            )
+            db.execute("CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY)")
+            self._dbs[ns_id] = db
+            self._index_missing(ns_id, db)
+        return db
+
+    def _index_missing(self, ns_id: str, db: sqlite3.Connection) -> None:
+        known = {r[0] for r in db.execute("SELECT name FROM shards")}
+        for kf in sorted(self._ns_dir(ns_id).glob("*.keys")):
+            if kf.stem not in known and kf.with_suffix(".npy").exists():
+                self._index_shard(db, kf.stem, kf.read_text(encoding="ascii").split())
+
+    @staticmethod
+    def _index_shard(db: sqlite3.Connection, name: str, keys: list[str]) -> None:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?)", [(k, name, i) for i, k in enumerate(keys)])
+            db.execute("INSERT OR IGNORE INTO shards VALUES (?)", (name,))
+
     def lookup(self, ns_id: str, keys: list[str]) -> dict[str, np.ndarray]:
-        d = self._ns_dir(ns_id)
-        if not d.is_dir():
+        if not self._ns_dir(ns_id).is_dir():
             return {}
-        want = set(keys)
+        db = self._db(ns_id)
+        where: dict[str, list[tuple[int, str]]] = {}
+        uniq = list(dict.fromkeys(keys))
+        for s in range(0, len(uniq), 500):
+            part = uniq[s : s + 500]
+            q = f"SELECT key, shard, row FROM keys WHERE key IN ({','.join('?' * len(part))})"
+            for key, shard, row in db.execute(q, part):
+                where.setdefault(shard, []).append((row, key))
         found: dict[str, np.ndarray] = {}
-        for kf in sorted(d.glob("*.keys")):
-            shard_keys = kf.read_text(encoding="ascii").split()
-            rows = [(i, k) for i, k in enumerate(shard_keys) if k in want and k not in found]
-            if not rows:
-                continue
-            arr = np.load(kf.with_suffix(".npy"), mmap_mode="r")
-            for i, k in rows:
-                found[k] = np.array(arr[i], dtype=np.float32)
+        for shard, rows in where.items():
+            arr = np.load(self._ns_dir(ns_id) / f"{shard}.npy", mmap_mode="r")
+            idx = np.array([r for r, _ in rows], dtype=np.int64)
+            vals = np.asarray(arr[idx], dtype=np.float32)
+            for (_, k), v in zip(rows, vals):
+                found[k] = v
+            del arr
         return found
 
     def store(self, ns_id: str, namespace: dict[str, Any], keys: list[str], vectors: np.ndarray) -> None:
@@ -101,6 +144,7 @@ class EmbeddingCache:
         ktmp = d / f".{name}.{os.getpid()}.tmp.keys"
         ktmp.write_text("\n".join(keys), encoding="ascii")
         os.replace(ktmp, d / f"{name}.keys")  # the marker: a shard counts once its keys exist
+        self._index_shard(self._db(ns_id), name, keys)
 
 
 # --------------------------------------------------------------------------------------- embedders

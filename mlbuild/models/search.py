@@ -1,33 +1,42 @@
-"""Exact inner-product top-k search in blocks, memory-bounded, with deterministic ties.
+"""Exact inner-product top-k over a corpus that need not fit in memory: streamed in blocks, sharded over
+devices, deterministic ties.
 
-:func:`exact_topk` streams the corpus once in blocks (outer loop) and keeps a running top-k for every
-query (inner loop over query blocks). Peak memory is the corpus embeddings (the caller's array, not
-copied on CPU) + one ``query_block x corpus_block`` score block + ``n_queries x k`` running results;
-never ``n_queries x n_corpus``.
+Every device and precision runs the same three steps (:class:`ShardSearch`):
 
-Ties are broken by corpus index (lower first), also at the k-th position: a block's top-k is taken
-as the top ``k + 1``; when the k-th and (k+1)-th scores are equal the row is recomputed exactly from
-the block's scores, so which tied items make the cut never depends on the kernel.
+1. **Candidates.** The corpus is streamed block by block (views of a host array, pages of a memory-mapped
+   file released after use, or a copy resident on the GPU when it fits; on CUDA, blocks from host memory
+   are copied from pinned buffers on a side stream while the previous block is scored). Each query block
+   is scored with one matmul (fp32; fp16/bf16 when asked, the CUDA default) and fed into a running top-``k2``
+   per query (``k2 = k + extra``). A threshold pre-filter keeps only scores above the running ``k2``-th
+   value, so once it settles a block costs one matmul and one comparison, not a top-k over the row.
+2. **Exact rescoring.** Each candidate's score is recomputed as a float64 dot product of the fp32 vectors,
+   rounded to fp32 (:func:`exact_scores`): the same arithmetic for every pair, so identical vectors get
+   identical scores wherever they sit in the corpus (a BLAS matmul does not promise that: its rounding
+   depends on the position of a row in the kernel's block). Rows are ordered by (score desc, index asc).
+3. **Proof.** A row is exact when its ``k``-th exact score exceeds the highest score any item outside its
+   candidates could have: the ``k2``-th approximate score plus the matmul's rounding bound
+   (``|q| max|c| (err(dtype, d) + 2^-20)``). Other rows (exact ties or near-ties at the cut, a loose
+   half-precision bound) are searched again in fp32 with a 4x wider window, until proven or the window
+   covers the corpus. So every returned list equals the exact fp32 one, ties broken by the lowest index.
 
-Precision:
+Several devices: :class:`CorpusSearch` cuts the corpus into contiguous shards, one per device, searches
+them in threads (or, across Ray actors with one GPU each, one :class:`ShardSearch` per actor) and merges
+the exact per-shard lists with :func:`merge_exact` (same ties rule). Peak memory per device: one corpus
+block, one ``query_block x corpus_block`` score block and the ``n_queries x k2`` running lists; the
+caller bounds ``n_queries`` by searching query chunks.
 
-- ``fp32`` (CPU default): exact fp32 scores, matmul with torch's CPU threads (``threads``).
-- ``fp16`` / ``bf16`` (CUDA default ``fp16``): the corpus is held on the GPU in half precision (or
-  streamed from pinned host memory when it does not fit), candidates are found with half-precision
-  matmuls over ``k + extra`` slots, then rescored exactly in fp32. A row is accepted only when its
-  k-th exact score is above the best score any missed item could have (the over-fetched boundary
-  score plus a rounding bound); other rows are searched again in fp32. The result is therefore the
-  same as the fp32 search. The same code runs on CPU (``bf16``), which is how the tests check it.
-
-``faiss_topk`` is the optional faiss ``IndexFlatIP`` path for very large corpora (faiss on GPU
-retrieves at most 2048 items per query); it is imported only when asked for.
+``faiss_topk`` is the optional faiss ``IndexFlatIP`` path (imported only when asked for); with
+``backend="faiss"`` its results are candidates that go through the same rescoring and proof.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -38,7 +47,10 @@ from .device import resolve_device
 log = logging.getLogger(__name__)
 
 FAISS_GPU_K_LIMIT = 2048
-_UNIT_ROUNDOFF = {"fp16": 2.0**-11, "bf16": 2.0**-8, "fp32": 2.0**-24}
+_UNIT_ROUNDOFF = {"fp16": 2.0**-11, "bf16": 2.0**-8, "fp32": 2.0**-24, "tf32": 2.0**-11}
+_SLACK = 2.0**-20  # fp32 rounding of the exact score itself, with room to spare
+_RESCORE_ELEMENTS = 1 << 22  # float64 elements per rescoring chunk (32 MB)
+_GATHER_ROWS = 64  # rows of a memory-mapped file gathered between page releases (a fault may map a 2 MB folio)
 
 
 def _torch():
@@ -46,121 +58,552 @@ def _torch():
 
 
 def default_blocks(device: str, n_queries: int, n_corpus: int, dim: int) -> tuple[int, int]:
-    """(query_block, corpus_block): a score block of at most 128 MB on CPU, 4 GB on CUDA."""
+    """(query_block, corpus_block): a score block of 128 MB on CPU; 2 GB (fp16) on CUDA."""
     if device.startswith("cuda"):
         return max(1, min(n_queries, 16384)), max(1, min(n_corpus, 65536))
     return max(1, min(n_queries, 512)), max(1, min(n_corpus, 65536))
 
 
-def _order_by_score_then_index(torch: Any, vals: Any, idx: Any) -> tuple[Any, Any]:
-    """Sort each row by score descending, ties by index ascending."""
-    idx_sorted, perm = torch.sort(idx, dim=1)
-    vals = torch.gather(vals, 1, perm)
-    vals, perm2 = torch.sort(vals, dim=1, descending=True, stable=True)
-    return vals, torch.gather(idx_sorted, 1, perm2)
+def matmul_error(precision: str, dim: int) -> float:
+    """Bound on |approximate - exact| / (|q| |c|) of one matmul score at ``precision``: inputs rounded to
+    the half format (2u + u^2), fp32 accumulation over ``dim`` terms (gamma_d), the output rounded (u)."""
+    g = dim * _UNIT_ROUNDOFF["fp32"]
+    gamma = g / (1 - g)
+    if precision in ("fp32", "tf32"):
+        u = _UNIT_ROUNDOFF[precision]
+        return gamma if precision == "fp32" else 2 * u + u * u + 1.01 * gamma
+    u = _UNIT_ROUNDOFF[precision]
+    return 3 * u + 2 * u * u + 1.01 * gamma
 
 
-def block_topk(torch: Any, scores: Any, k: int, offset: int, exact_ties: bool = True) -> tuple[Any, Any]:
-    """Top ``k`` of each row of a score block by (score desc, index asc); indices shifted by ``offset``.
-    With ``exact_ties=False`` (half-precision candidate search) tied items may come in any order."""
-    nq, nc = scores.shape
-    if nc <= k:
-        idx = torch.arange(nc, device=scores.device).expand(nq, nc)
-        if not exact_ties:
-            v, perm = torch.sort(scores, dim=1, descending=True)
-            return v, perm + offset
-        vals, idx = _order_by_score_then_index(torch, scores, idx)
-        return vals, idx + offset
-    if not exact_ties:
-        v, i = torch.topk(scores, k, dim=1, largest=True, sorted=True)
-        return v, i + offset
-    v, i = torch.topk(scores, k + 1, dim=1, largest=True, sorted=True)
-    tied = v[:, k - 1] == v[:, k]
-    v, i = v[:, :k].contiguous(), i[:, :k].contiguous()
-    if bool(tied.any()):
-        for r in torch.nonzero(tied).flatten().tolist():
-            row = scores[r]
-            t = v[r, k - 1]
-            above = torch.nonzero(row > t).flatten()
-            equal = torch.nonzero(row == t).flatten()[: k - above.numel()]  # lowest indices first
-            sel = torch.cat([above, equal])
-            i[r] = sel
-            v[r] = row[sel]
-    if bool((v[:, 1:] == v[:, :-1]).any()):  # equal scores inside the list: order them by index
-        v, i = _order_by_score_then_index(torch, v, i)
-    return v, i + offset
+# ------------------------------------------------------------------------------------------ host corpus
+class HostCorpus:
+    """The corpus as row segments of host arrays (numpy arrays or memory-mapped files), searched as one.
+    Blocks inside one in-memory part are views; others are copied into the caller's buffer. Pages of
+    memory-mapped parts are released after each read (:meth:`release`), so reading a file larger than
+    memory keeps the resident set at one block."""
 
-
-def merge_topk(torch: Any, run_v: Any, run_i: Any, new_v: Any, new_i: Any, k: int) -> tuple[Any, Any]:
-    """Merge two row-wise (score desc, index asc) lists whose indices are disjoint and ordered
-    (every index in ``run_i`` is below every index in ``new_i``): a stable sort keeps index order."""
-    v = torch.cat([run_v, new_v], dim=1)
-    i = torch.cat([run_i, new_i], dim=1)
-    v, perm = torch.sort(v, dim=1, descending=True, stable=True)
-    return v[:, :k].contiguous(), torch.gather(i, 1, perm[:, :k]).contiguous()
-
-
-def _as_tensor(torch: Any, x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # read-only (memory-mapped) arrays: we never write to them
-            return torch.from_numpy(x)
-    return x.float().contiguous()
-
-
-class Parts:
-    """A corpus matrix kept as row segments (views of the caller's arrays), logically concatenated, so a
-    corpus table plus a few extra rows is searched without copying the table's vectors."""
-
-    def __init__(self, torch: Any, parts: list[Any]):
-        self.torch = torch
-        self.parts = [p for p in parts if p.shape[0]] or parts[:1]
+    def __init__(self, parts: Sequence[Any]):
+        arrays = [_as_array(p) for p in parts]
+        widths = {a.shape[1] for a in arrays if a.ndim == 2}
+        if any(a.ndim != 2 for a in arrays) or len(widths) > 1:
+            raise ValueError(f"corpus parts must be 2-D with one width, got {[a.shape for a in arrays]}")
+        self.parts = [a for a in arrays if len(a)] or arrays[:1]
         self.starts = [0]
-        for p in self.parts:
-            self.starts.append(self.starts[-1] + p.shape[0])
-        width = {p.shape[1] for p in self.parts if p.ndim == 2}
-        if len(width) > 1 or any(p.ndim != 2 for p in self.parts):
-            raise ValueError(f"corpus parts must be 2-D with one width, got {[tuple(p.shape) for p in self.parts]}")
-        self.shape = (self.starts[-1], width.pop() if width else 0)
-        self.ndim = 2
+        for a in self.parts:
+            self.starts.append(self.starts[-1] + len(a))
+        self.shape = (self.starts[-1], widths.pop() if widths else 0)
 
-    def numel(self) -> int:
-        return self.shape[0] * self.shape[1]
+    def __len__(self) -> int:
+        return self.shape[0]
 
-    def blocks(self, size: int):
-        """(start, stop, rows) blocks of ``size`` rows (the last may be shorter): views inside a part, a
-        small copy where a block spans two parts. Equal-shaped blocks keep the matmul kernel (and so the
-        rounding of equal vectors' scores) the same across the corpus."""
-        n = self.shape[0]
-        for s in range(0, n, size):
-            e = min(n, s + size)
-            pieces = []
-            for p, base in zip(self.parts, self.starts):
-                lo, hi = max(s, base), min(e, base + p.shape[0])
-                if lo < hi:
-                    pieces.append(p[lo - base : hi - base])
-            yield s, e, pieces[0] if len(pieces) == 1 else self.torch.cat(pieces)
+    def slice(self, start: int, stop: int) -> HostCorpus:
+        """Rows [start, stop) as a corpus of views (a shard)."""
+        out = []
+        for a, base in zip(self.parts, self.starts):
+            lo, hi = max(start, base), min(stop, base + len(a))
+            if lo < hi:
+                out.append(a[lo - base : hi - base])
+        return HostCorpus(out or [np.zeros((0, self.shape[1]), np.float32)])
 
-    def take(self, idx: Any) -> Any:
-        """Rows ``idx`` (a LongTensor of any shape) -> tensor [*idx.shape, d]."""
-        torch = self.torch
-        if len(self.parts) == 1:
-            return self.parts[0][idx]
+    def block(self, start: int, stop: int, buf: np.ndarray | None = None, copy: bool = False) -> np.ndarray:
+        """Rows [start, stop) as float32: a view when they lie in one in-memory part (unless ``copy``), else
+        a copy in ``buf`` (or a new array)."""
+        pieces = []
+        for a, base in zip(self.parts, self.starts):
+            lo, hi = max(start, base), min(stop, base + len(a))
+            if lo < hi:
+                pieces.append(a[lo - base : hi - base])
+        if not copy and len(pieces) == 1 and not _mapped(pieces[0]) and pieces[0].dtype == np.float32:
+            return pieces[0]
+        out = buf[: stop - start] if buf is not None else np.empty((stop - start, self.shape[1]), np.float32)
+        s = 0
+        for p in pieces:
+            out[s : s + len(p)] = p
+            s += len(p)
+            release_rows(p, 0, len(p))
+        return out
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (int64, any shape, all valid) -> float32 [*idx.shape, d]."""
         flat = idx.reshape(-1)
-        out = torch.empty((flat.numel(), self.shape[1]), dtype=self.parts[0].dtype)
-        for p, base in zip(self.parts, self.starts):
-            m = (flat >= base) & (flat < base + p.shape[0])
-            if bool(m.any()):
-                out[m] = p[flat[m] - base]
+        out = np.empty((len(flat), self.shape[1]), dtype=np.float32)
+        for a, base in zip(self.parts, self.starts):
+            m = np.flatnonzero((flat >= base) & (flat < base + len(a)))
+            if not len(m):
+                continue
+            if not _mapped(a):
+                out[m] = a[flat[m] - base]
+                continue
+            # a file: rows in file order, a few thousand at a time, each range's pages released after use
+            # (a page fault maps its neighbours too, so random rows would otherwise map much of the file)
+            m = m[np.argsort(flat[m], kind="stable")]
+            _advise(a, mmap.MADV_RANDOM)  # no read-ahead or fault-around: a row maps its own pages
+            for s in range(0, len(m), _GATHER_ROWS):
+                sel = m[s : s + _GATHER_ROWS]
+                rows = flat[sel] - base
+                out[sel] = a[rows]
+                release_rows(a, int(rows[0]), int(rows[-1]) + 1)
+            _advise(a, mmap.MADV_NORMAL)
         return out.reshape(*idx.shape, self.shape[1])
 
     def max_norm(self) -> float:
-        return max(float(self.torch.linalg.vector_norm(p, dim=1).max()) for p in self.parts if p.shape[0])
+        best = 0.0
+        for a in self.parts:
+            for s in range(0, len(a), 1 << 16):  # in chunks: no temporary the size of the corpus
+                c = np.asarray(a[s : s + (1 << 16)], dtype=np.float32)
+                if len(c):
+                    best = max(best, float(np.sqrt(np.einsum("ij,ij->i", c, c).max())))
+                release_rows(a, s, s + len(c))  # a memory-mapped file is read once, one chunk resident at a time
+        return best
+
+    def release(self) -> None:
+        """Drop the pages of memory-mapped parts from this process (they stay in the page cache)."""
+        for a in self.parts:
+            release_pages(a)
 
 
-def _rows(c: Any, idx: Any) -> Any:
-    return c.take(idx) if isinstance(c, Parts) else c[idx]
+def _as_array(x: Any) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach"):  # a torch tensor
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def _mapped(a: np.ndarray) -> bool:
+    return isinstance(a, np.memmap) or isinstance(a.base, (np.memmap, mmap.mmap))
+
+
+def release_pages(a: np.ndarray) -> None:
+    """``madvise(MADV_DONTNEED)`` on the shared (never copy-on-write) mapping behind a ``np.memmap``: its
+    pages leave this process's resident set and stay in the page cache. A no-op for other arrays."""
+    while isinstance(a, np.ndarray):
+        mm = getattr(a, "_mmap", None)
+        if isinstance(a, np.memmap) and isinstance(mm, mmap.mmap) and a.mode != "c":
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                mm.madvise(mmap.MADV_DONTNEED)
+            return
+        a = a.base
+
+
+_FAULT_AROUND = 1 << 21  # the kernel maps the page cache folio (up to 2 MB) or 64 KB around a faulting page
+
+
+def _advise(a: np.ndarray, option: int) -> None:
+    mm = getattr(a, "_mmap", None)
+    if isinstance(mm, mmap.mmap):
+        with contextlib.suppress(ValueError, OSError):
+            mm.madvise(option)
+
+
+def release_rows(a: np.ndarray, lo: int, hi: int) -> None:
+    """Release the pages of rows [lo, hi) of a memory-mapped array (and the fault-around margin)."""
+    if not _mapped(a) or hi <= lo:
+        return
+    mm = getattr(a, "_mmap", None)
+    if not isinstance(a, np.memmap) or not isinstance(mm, mmap.mmap) or a.mode == "c":
+        return
+    try:
+        base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+        row = a.strides[0]
+        start = a.ctypes.data - base + lo * row - _FAULT_AROUND
+        stop = a.ctypes.data - base + hi * row + _FAULT_AROUND
+        start = max(0, start - start % mmap.PAGESIZE)
+        stop = min(len(mm), stop)
+        if stop > start:
+            mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+    except (ValueError, OSError, AttributeError, TypeError):
+        release_pages(a)
+
+
+def _tensor(torch: Any, a: np.ndarray) -> Any:
+    """A CPU tensor sharing ``a``'s memory (read-only arrays too: the search never writes to them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.from_numpy(a)
+
+
+# ------------------------------------------------------------------------------------------ exact scores
+def exact_scores(torch: Any, q: Any, c: Any) -> Any:
+    """Scores of query rows ``q`` [n, d] against their own candidate rows ``c`` [n, w, d] as the float64 dot
+    product of the fp32 vectors rounded to fp32 [n, w]: float32 products are exact in float64 and the sum
+    of ``d`` of them is within ``d 2^-53`` of exact, so the fp32 result does not depend on where a row sits
+    (nor, but for values within 1e-13 of a rounding midpoint, on the device)."""
+    n, w = c.shape[0], c.shape[1]
+    out = torch.empty((n, w), dtype=torch.float32, device=c.device)
+    step = max(1, _RESCORE_ELEMENTS // max(1, w * c.shape[2]))
+    for s in range(0, n, step):
+        qq = q[s : s + step].double().unsqueeze(1)
+        out[s : s + step] = (c[s : s + step].double() * qq).sum(-1).float()
+    return out
+
+
+def order_by_score_then_index(torch: Any, vals: Any, idx: Any) -> tuple[Any, Any]:
+    """Sort each row by score descending, ties by index ascending (padding -inf / -1 last)."""
+    key = torch.where(idx < 0, torch.iinfo(torch.int64).max, idx)
+    key, perm = torch.sort(key, dim=1)
+    vals = torch.gather(vals, 1, perm)
+    vals, perm2 = torch.sort(vals, dim=1, descending=True, stable=True)
+    idx = torch.gather(key, 1, perm2)
+    return vals, torch.where(idx == torch.iinfo(torch.int64).max, -1, idx)
+
+
+def merge_exact(lists: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge exact per-shard lists ((scores [Q, k_s], global indices [Q, k_s]), padding -inf / -1) into the
+    exact top ``k`` by (score desc, index asc): the scores do not depend on the shard, so this is exact."""
+    torch = _torch()
+    v = torch.from_numpy(np.concatenate([a for a, _ in lists], axis=1))
+    i = torch.from_numpy(np.concatenate([b for _, b in lists], axis=1))
+    v, i = order_by_score_then_index(torch, v, i)
+    out_v = np.full((v.shape[0], k), -np.inf, dtype=np.float32)
+    out_i = np.full((v.shape[0], k), -1, dtype=np.int64)
+    kk = min(k, v.shape[1])
+    out_v[:, :kk] = v[:, :kk].numpy()
+    out_i[:, :kk] = i[:, :kk].numpy()
+    return out_v, out_i
+
+
+# ------------------------------------------------------------------------------------------ block streaming
+class _Feeder:
+    """Corpus blocks on the device, in order: the resident copy's slices; on CPU the host blocks; on CUDA
+    double-buffered copies (host -> pinned staging -> device on a side stream, overlapped with scoring)."""
+
+    def __init__(self, torch: Any, host: HostCorpus, dev: Any, block: int, resident: Any = None):
+        self.torch, self.host, self.dev, self.block, self.resident = torch, host, dev, block, resident
+        self.cuda = dev.type == "cuda"
+
+    def __iter__(self) -> Iterator[tuple[int, int, Any]]:
+        n, b = len(self.host), self.block
+        spans = [(s, min(n, s + b)) for s in range(0, n, b)]
+        if self.resident is not None:
+            for s, e in spans:
+                yield s, e, self.resident[s:e]
+        elif not self.cuda:
+            buf = np.empty((min(b, n), self.host.shape[1]), np.float32)
+            for s, e in spans:
+                yield s, e, _tensor(self.torch, self.host.block(s, e, buf))
+        else:
+            yield from self._cuda_stream(spans)
+
+    def _cuda_stream(self, spans: list[tuple[int, int]]) -> Iterator[tuple[int, int, Any]]:
+        torch, d = self.torch, self.host.shape[1]
+        rows = max(e - s for s, e in spans)
+        stage = [torch.empty((rows, d), dtype=torch.float32, pin_memory=True) for _ in range(2)]
+        on_dev = [torch.empty((rows, d), dtype=torch.float32, device=self.dev) for _ in range(2)]
+        copied = [torch.cuda.Event(), torch.cuda.Event()]  # device buffer filled (copy stream)
+        used = [torch.cuda.Event(), torch.cuda.Event()]  # device buffer read by the scoring (compute stream)
+        side = torch.cuda.Stream(device=self.dev)
+
+        def fill(j: int) -> None:
+            s, e = spans[j]
+            slot = j % 2
+            copied[slot].synchronize()  # the staging buffer's last copy to the device is done
+            self.host.block(s, e, stage[slot].numpy(), copy=True)  # into the pinned buffer
+            side.wait_event(used[slot])  # the scoring of the block that held this device buffer is done
+            with torch.cuda.stream(side):
+                on_dev[slot][: e - s].copy_(stage[slot][: e - s], non_blocking=True)
+            copied[slot].record(side)
+
+        fill(0)
+        for j, (s, e) in enumerate(spans):
+            if j + 1 < len(spans):
+                fill(j + 1)  # host copy and transfer of the next block while this one is scored
+            slot = j % 2
+            torch.cuda.current_stream(self.dev).wait_event(copied[slot])
+            yield s, e, on_dev[slot][: e - s]
+            used[slot].record(torch.cuda.current_stream(self.dev))
+
+
+# ------------------------------------------------------------------------------------------ one shard
+def search_block(torch: Any, scores: Any, run_v: Any, run_i: Any, offset: int) -> None:
+    """Merge a score block into the running (unordered) top lists ``run_v`` / ``run_i`` in place: only
+    scores above a row's current k2-th value enter; a dense top-k when many do, else the few entrants.
+    Called through the module (tests watch the score blocks)."""
+    nq, nb = scores.shape
+    k2 = run_v.shape[1]
+    thr = run_v.min(1).values
+    hit = scores > thr.to(scores.dtype)[:, None]
+    counts = hit.sum(1)
+    total = int(counts.sum())
+    if total == 0:
+        return
+    if total * 4 > nq * k2:  # many entrants (first blocks): top-k of each row of the block
+        v, i = torch.topk(scores, min(k2, nb), dim=1, sorted=False)
+        cv, ci = torch.cat([run_v, v.float()], 1), torch.cat([run_i, i + offset], 1)
+        tv, ti = torch.topk(cv, k2, dim=1, sorted=False)
+        run_v.copy_(tv)
+        run_i.copy_(torch.gather(ci, 1, ti))
+        return
+    r, c = hit.nonzero(as_tuple=True)  # row-major: grouped by row
+    rows = torch.nonzero(counts).flatten()
+    rank = torch.cumsum(counts > 0, 0) - 1
+    first = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(r.numel(), device=r.device) - first[r]
+    width = int(counts.max())
+    pv = torch.full((rows.numel(), width), -float("inf"), dtype=torch.float32, device=scores.device)
+    pi = torch.full((rows.numel(), width), -1, dtype=torch.int64, device=scores.device)
+    pv[rank[r], pos] = scores[r, c].float()
+    pi[rank[r], pos] = c + offset
+    cv, ci = torch.cat([run_v[rows], pv], 1), torch.cat([run_i[rows], pi], 1)
+    tv, ti = torch.topk(cv, k2, dim=1, sorted=False)
+    run_v[rows] = tv
+    run_i[rows] = torch.gather(ci, 1, ti)
+
+
+@contextlib.contextmanager
+def _full_precision_reductions(torch: Any, cuda: bool):
+    """fp16/bf16 matmuls accumulate in fp32 (the error bound assumes it) while searching."""
+    if not cuda:
+        yield
+        return
+    m = torch.backends.cuda.matmul
+    old = (m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction)
+    m.allow_fp16_reduced_precision_reduction = False
+    m.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction = old
+
+
+class ShardSearch:
+    """Exact top-k of query rows against one contiguous shard of the corpus on one device; indices are
+    global (``offset`` + row in the shard). Reusable across query chunks (a resident copy stays)."""
+
+    def __init__(
+        self,
+        corpus: HostCorpus | np.ndarray | Sequence[np.ndarray],
+        *,
+        offset: int = 0,
+        device: str = "auto",
+        precision: str = "auto",
+        query_block: int | None = None,
+        corpus_block: int | None = None,
+        resident: bool | None = None,
+    ):
+        self.torch = torch = _torch()
+        self.host = corpus if isinstance(corpus, HostCorpus) else HostCorpus(_parts(corpus))
+        self.offset = offset
+        dev = resolve_device(device)
+        self.dev = torch.device(dev)
+        self.cuda = self.dev.type == "cuda"
+        if precision == "auto":
+            precision = "fp16" if self.cuda else "fp32"
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"unknown precision {precision!r} (known: auto, fp32, fp16, bf16)")
+        self.precision = precision
+        self.query_block, self.corpus_block = query_block, corpus_block
+        self._cmax: float | None = None
+        self.resident = self._upload() if self.cuda and resident is not False else None
+
+    def _upload(self) -> Any:
+        """The shard's fp32 vectors on the GPU when they take at most 45% of its free memory, else None
+        (blocks are then streamed from host memory)."""
+        torch = self.torch
+        n, d = self.host.shape
+        free, _ = torch.cuda.mem_get_info(self.dev)
+        if n * d * 4 > 0.45 * free:
+            log.info("corpus shard (%.1f GB) does not fit on %s; streaming it", n * d * 4 / 1e9, self.dev)
+            return None
+        out = torch.empty((n, d), dtype=torch.float32, device=self.dev)
+        for s, e, blk in _Feeder(torch, self.host, self.dev, 1 << 16):
+            out[s:e] = blk
+        torch.cuda.synchronize(self.dev)
+        return out
+
+    def cmax(self) -> float:
+        """The largest corpus row norm (for the rounding bound): from the resident copy when there is one."""
+        if self._cmax is None:
+            if self.resident is not None and len(self.resident):
+                self._cmax = float(self.torch.linalg.vector_norm(self.resident, dim=1).max())
+            else:
+                self._cmax = self.host.max_norm()
+        return self._cmax
+
+    def search(
+        self, queries: np.ndarray, k: int, *, extra: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32 [Q, k], global indices int64 [Q, k]) by (score desc, index asc), padded with
+        -inf / -1 when the shard has fewer than ``k`` rows."""
+        torch = self.torch
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        n = len(self.host)
+        out_v = np.full((len(q), k), -np.inf, dtype=np.float32)
+        out_i = np.full((len(q), k), -1, dtype=np.int64)
+        kk = min(k, n)
+        if len(q) == 0 or kk <= 0:
+            return out_v, out_i
+        k2 = min(n, kk + (extra if extra is not None else max(32, kk)))
+        precision = self.precision
+        if precision != "fp32" and float(np.linalg.norm(q, axis=1).max()) * self.cmax() > 6e4:
+            precision = "fp32"  # half precision would overflow
+        qd = _tensor(torch, q).to(self.dev)
+        rows = torch.arange(len(q), device=self.dev)
+        with torch.inference_mode(), _full_precision_reductions(torch, self.cuda):
+            while rows.numel():
+                cand_v, cand_i = self._candidates(qd[rows], k2, precision, progress)
+                progress = None  # counted once
+                v, i, ok = self._rescore(qd[rows], cand_v, cand_i, kk, precision, k2 >= n)
+                done = rows[ok].cpu().numpy()
+                out_v[done, :kk] = v[ok].cpu().numpy()
+                out_i[done, :kk] = i[ok].cpu().numpy() + self.offset
+                rows = rows[~ok]
+                if rows.numel():
+                    log.info("exact search: %d rows not proven at k2=%d; widening in fp32", rows.numel(), k2)
+                precision, k2 = "fp32", min(n, k2 * 4)
+        return out_v, out_i
+
+    def _candidates(self, q: Any, k2: int, precision: str, progress: Callable[[int], None] | None) -> tuple[Any, Any]:
+        torch = self.torch
+        nq = q.shape[0]
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        qb_d, cb_d = default_blocks(self.dev.type, nq, len(self.host), q.shape[1])
+        qb, cb = self.query_block or qb_d, self.corpus_block or cb_d
+        qh = q.to(dtype)
+        run_v = torch.full((nq, k2), -float("inf"), dtype=torch.float32, device=self.dev)
+        run_i = torch.full((nq, k2), -1, dtype=torch.int64, device=self.dev)
+        buf = None
+        for c0, c1, blk in _Feeder(torch, self.host, self.dev, cb, self.resident):
+            blk = blk if blk.dtype == dtype else blk.to(dtype)
+            for q0 in range(0, nq, qb):
+                q1 = min(nq, q0 + qb)
+                if self.cuda:
+                    scores = qh[q0:q1] @ blk.T  # the caching allocator reuses the block's memory
+                else:  # one score buffer for the whole scan: a fresh 128 MB tensor per block costs page faults
+                    if buf is None:
+                        buf = torch.empty(min(qb, nq) * min(cb, len(self.host)), dtype=dtype)
+                    scores = buf[: (q1 - q0) * (c1 - c0)].view(q1 - q0, c1 - c0)
+                    torch.mm(qh[q0:q1], blk.T, out=scores)
+                search_block(torch, scores, run_v[q0:q1], run_i[q0:q1], c0)
+                del scores
+            if progress is not None:
+                progress(c1 - c0)
+        return run_v, run_i
+
+    def _rows(self, idx: Any) -> Any:
+        """fp32 corpus rows ``idx`` (shard-local) on the device."""
+        if self.resident is not None:
+            return self.resident[idx]
+        return _tensor(self.torch, self.host.take(idx.cpu().numpy())).to(self.dev)
+
+    def _rescore(
+        self, q: Any, cand_v: Any, cand_i: Any, k: int, precision: str, complete: bool
+    ) -> tuple[Any, Any, Any]:
+        """Exact scores of the candidates, ordered; which rows are proven exact."""
+        torch = self.torch
+        nq, k2 = cand_i.shape
+        exact = torch.empty((nq, k2), dtype=torch.float32, device=self.dev)
+        step = max(1, _RESCORE_ELEMENTS // (k2 * q.shape[1]))
+        for s in range(0, nq, step):
+            exact[s : s + step] = exact_scores(torch, q[s : s + step], self._rows(cand_i[s : s + step]))
+        v, i = order_by_score_then_index(torch, exact, cand_i)
+        v, i = v[:, :k].contiguous(), i[:, :k].contiguous()
+        if complete:
+            return v, i, torch.ones(nq, dtype=torch.bool, device=self.dev)
+        if precision == "fp32" and self.cuda and torch.backends.cuda.matmul.allow_tf32:
+            precision = "tf32"
+        bound = (
+            torch.linalg.vector_norm(q.double(), dim=1) * self.cmax() * (matmul_error(precision, q.shape[1]) + _SLACK)
+        )
+        boundary = cand_v.min(1).values.double()
+        return v, i, v[:, k - 1].double() > boundary + bound
+
+
+def _parts(corpus: Any) -> list[Any]:
+    return list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
+
+
+# ------------------------------------------------------------------------------------------ the corpus
+class CorpusSearch:
+    """Exact top-k against a corpus sharded over ``devices`` (contiguous row ranges, one per device; the
+    same device may be named several times, which is how the tests simulate several GPUs on a CPU).
+    Keep one instance for all query chunks: resident GPU copies are made once."""
+
+    def __init__(
+        self,
+        corpus: Any,
+        *,
+        devices: Sequence[str] | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        query_block: int | None = None,
+        corpus_block: int | None = None,
+        backend: str = "torch",
+        resident: bool | None = None,
+    ):
+        host = corpus if isinstance(corpus, HostCorpus) else HostCorpus(_parts(corpus))
+        self.host, self.backend = host, backend
+        devs = list(devices) if devices else visible_devices(device)
+        n = len(host)
+        cuts = [n * j // len(devs) for j in range(len(devs) + 1)]
+        self.shards = [
+            ShardSearch(
+                host.slice(a, b),
+                offset=a,
+                device=d,
+                precision=precision,
+                query_block=query_block,
+                corpus_block=corpus_block,
+                resident=resident,
+            )
+            for d, a, b in zip(devs, cuts, cuts[1:])
+        ]
+        self._faiss = None
+
+    def search(
+        self, queries: np.ndarray, k: int, *, extra: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or (len(q) and len(self.host) and q.shape[1] != self.host.shape[1]):
+            raise ValueError(f"queries {q.shape} and corpus {self.host.shape} must be 2-D with the same width")
+        if self.backend == "faiss":
+            return self._search_faiss(q, k, extra)
+        if len(self.shards) == 1:
+            return self.shards[0].search(q, k, extra=extra, progress=progress)
+        with ThreadPoolExecutor(len(self.shards)) as pool:  # kernels release the GIL: devices run together
+            lists = list(pool.map(lambda s: s.search(q, k, extra=extra, progress=progress), self.shards))
+        return merge_exact(lists, k)
+
+    def _search_faiss(self, q: np.ndarray, k: int, extra: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """faiss candidates (fp32), the same exact rescoring and proof; unproven rows by the torch path."""
+        torch = _torch()
+        shard = ShardSearch(self.host, device="cpu", precision="fp32")
+        n = len(self.host)
+        kk = min(k, n)
+        out_v = np.full((len(q), k), -np.inf, dtype=np.float32)
+        out_i = np.full((len(q), k), -1, dtype=np.int64)
+        if not len(q) or kk <= 0:
+            return out_v, out_i
+        k2 = min(n, kk + (extra if extra is not None else max(32, kk)))
+        if self._faiss is None:
+            self._faiss = _faiss_index(self.host)
+        cs, ci = self._faiss.search(q, k2)
+        qt = torch.from_numpy(q)
+        with torch.inference_mode():
+            v, i, ok = shard._rescore(qt, torch.from_numpy(cs), torch.from_numpy(ci), kk, "fp32", k2 >= n)
+        ok_n = ok.numpy()
+        out_v[ok_n, :kk], out_i[ok_n, :kk] = v[ok].numpy(), i[ok].numpy()
+        if (~ok_n).any():
+            out_v[~ok_n], out_i[~ok_n] = shard.search(q[~ok_n], k, extra=extra)
+        return out_v, out_i
+
+
+def visible_devices(device: str = "auto") -> list[str]:
+    """``auto``: every visible CUDA device, else the CPU; ``cuda``: every visible CUDA device; else as given."""
+    dev = resolve_device(device)
+    if dev == "cuda":
+        n = _torch().cuda.device_count()
+        return [f"cuda:{j}" for j in range(n)] or ["cuda"]
+    return [dev]
+
+
+def _faiss_index(host: HostCorpus) -> Any:
+    faiss = requires("faiss", "pip install faiss-cpu  (or faiss-gpu)", "faiss search")
+    index = faiss.IndexFlatIP(host.shape[1])
+    for s in range(0, len(host), 1 << 16):
+        index.add(np.ascontiguousarray(host.block(s, min(len(host), s + (1 << 16)))))
+    return index
 
 
 def exact_topk(
@@ -169,193 +612,50 @@ def exact_topk(
     k: int,
     *,
     device: str = "auto",
+    devices: Sequence[str] | None = None,
     precision: str = "auto",
     query_block: int | None = None,
     corpus_block: int | None = None,
     threads: int | None = None,
     extra: int | None = None,
     progress: Callable[[int], None] | None = None,
+    backend: str = "torch",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` corpus rows by inner product for each query row. ``corpus`` is a [C, d] array or a
-    list of arrays (row segments, searched as if concatenated, without copying them).
+    """Top ``k`` corpus rows by inner product for each query row. ``corpus`` is a [C, d] array (or a
+    memory-mapped file) or a list of arrays (row segments searched as if concatenated, without copying).
 
     Returns (scores float32 [Q, k], indices int64 [Q, k]); rows are sorted by score (desc) then index
     (asc); when the corpus has fewer than ``k`` rows the tail is padded with ``-inf`` / ``-1``.
     ``progress`` is called with the number of corpus rows done after each corpus block."""
-    torch = _torch()
-    dev = resolve_device(device)
-    if precision == "auto":
-        precision = "fp16" if dev.startswith("cuda") else "fp32"
-    if precision not in _UNIT_ROUNDOFF:
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
         raise ValueError(f"unknown precision {precision!r} (known: auto, fp32, fp16, bf16)")
     if threads:
-        torch.set_num_threads(int(threads))
-    q = _as_tensor(torch, queries)
-    parts = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
-    c = Parts(torch, [_as_tensor(torch, p) for p in parts])
-    nq, nc = q.shape[0], c.shape[0]
-    if q.ndim != 2 or c.ndim != 2 or (nq and nc and q.shape[1] != c.shape[1]):
-        raise ValueError(f"queries {tuple(q.shape)} and corpus {tuple(c.shape)} must be 2-D with the same width")
-    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    out_i = np.full((nq, k), -1, dtype=np.int64)
-    if nq == 0 or nc == 0 or k <= 0:
-        return out_s, out_i
-    if precision == "fp32":
-        s, i = _scan(torch, q, c, k, dev, torch.float32, query_block, corpus_block, progress)
-    else:
-        s, i = _scan_half(torch, q, c, k, dev, precision, query_block, corpus_block, extra, progress)
-    kk = min(k, nc)
-    out_s[:, :kk] = s[:, :kk]
-    out_i[:, :kk] = i[:, :kk]
-    return out_s, out_i
-
-
-def _scan(
-    torch: Any,
-    q: Any,
-    c: Any,
-    k: int,
-    dev: str,
-    dtype: Any,
-    query_block: int | None,
-    corpus_block: int | None,
-    progress: Callable[[int], None] | None,
-    exact_ties: bool = True,
-    to_numpy: bool = True,
-) -> tuple[Any, Any]:
-    """One pass over the corpus (outer loop) with a running top-k per query (inner loop)."""
-    nq, nc = q.shape[0], c.shape[0]
-    qb_default, cb_default = default_blocks(dev, nq, nc, q.shape[1])
-    qb, cb = query_block or qb_default, corpus_block or cb_default
-    kk = min(k, nc)
-    cuda = dev.startswith("cuda")
-    qd = q.to(dev, dtype=dtype) if cuda or dtype != torch.float32 else q
-    run_v = run_i = None
-    resident = buf = None
-    if cuda:
-        resident = _upload_corpus(torch, c, dev, dtype, cb)
-    with torch.inference_mode():
-        for c0, c1, view in c.blocks(cb):
-            if resident is not None:
-                cblock = resident[c0:c1]
-            elif cuda:
-                cblock = view.pin_memory().to(dev, non_blocking=True).to(dtype)
-            else:
-                cblock = view if dtype == torch.float32 else view.to(dtype)
-            kb = min(kk, c1 - c0)
-            vs, is_ = [], []
-            for q0 in range(0, nq, qb):
-                q1 = min(nq, q0 + qb)
-                if cuda:
-                    scores = qd[q0:q1] @ cblock.T  # the caching allocator reuses the block's memory
-                else:
-                    # one score buffer for the whole scan: a fresh 100 MB tensor per block costs page
-                    # faults worth a quarter of the matmul
-                    if buf is None:
-                        buf = torch.empty(min(qb, nq) * min(cb, nc), dtype=dtype)
-                    scores = buf[: (q1 - q0) * (c1 - c0)].view(q1 - q0, c1 - c0)
-                    torch.mm(qd[q0:q1], cblock.T, out=scores)
-                v, i = search_block(torch, scores, kb, c0, exact_ties)
-                if run_v is not None:
-                    v, i = merge_topk(torch, run_v[q0:q1], run_i[q0:q1], v, i, kk)
-                vs.append(v)
-                is_.append(i)
-                del scores
-            run_v, run_i = torch.cat(vs), torch.cat(is_)
-            if progress is not None:
-                progress(c1 - c0)
-    if not to_numpy:
-        return run_v.float(), run_i
-    return run_v.float().cpu().numpy(), run_i.cpu().numpy()
-
-
-def search_block(torch: Any, scores: Any, k: int, offset: int, exact_ties: bool) -> tuple[Any, Any]:
-    """Indirection so tests can watch the score blocks."""
-    return block_topk(torch, scores, k, offset, exact_ties)
-
-
-def _upload_corpus(torch: Any, c: Any, dev: str, dtype: Any, cb: int) -> Any:
-    """The whole corpus on the GPU in ``dtype`` when it fits in half the free memory, else None
-    (then blocks are streamed from pinned host memory)."""
-    free, _total = torch.cuda.mem_get_info(torch.device(dev))
-    need = c.shape[0] * c.shape[1] * torch.tensor([], dtype=dtype).element_size()
-    if need > free // 2:
-        log.info("corpus (%.1f GB) does not fit on %s; streaming it in blocks", need / 1e9, dev)
-        return None
-    out = torch.empty((c.shape[0], c.shape[1]), dtype=dtype, device=dev)
-    for s, e, view in c.blocks(max(cb, 1 << 16)):
-        out[s:e] = view.pin_memory().to(dev, non_blocking=True).to(dtype)
-    return out
-
-
-def _scan_half(
-    torch: Any,
-    q: Any,
-    c: Any,
-    k: int,
-    dev: str,
-    precision: str,
-    query_block: int | None,
-    corpus_block: int | None,
-    extra: int | None,
-    progress: Callable[[int], None] | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Half-precision candidates, exact fp32 rescoring, and an fp32 rerun of rows not proven exact."""
-    nc = c.shape[0]
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    if dev.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
-        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-    k2 = min(nc, k + (extra if extra is not None else max(32, k)))
-    cuda = dev.startswith("cuda")
-    approx, cand = _scan(
-        torch, q, c, k2, dev, dtype, query_block, corpus_block, progress, exact_ties=False, to_numpy=False
+        _torch().set_num_threads(int(threads))
+    search = CorpusSearch(
+        corpus,
+        devices=devices,
+        device=device,
+        precision=precision,
+        query_block=query_block,
+        corpus_block=corpus_block,
+        backend=backend,
     )
-    # exact fp32 scores of the candidates, a query chunk at a time: on the GPU from an fp32 copy of the
-    # corpus when it fits, else on the CPU from the caller's arrays
-    c32, q32, where = c, q, torch.device("cpu")
-    if cuda:
-        free, _ = torch.cuda.mem_get_info(torch.device(dev))
-        up = _upload_corpus(torch, c, dev, torch.float32, 1 << 16) if c.numel() * 4 < free // 2 else None
-        if up is not None:
-            c32, q32, where = up, q.to(dev), up.device
-    cand_t = cand.to(where)
-    approx = approx.to(where)
-    exact = torch.empty(cand_t.shape, dtype=torch.float32, device=where)
-    step = 4096 if cuda else 1024
-    for s in range(0, q.shape[0], step):
-        exact[s : s + step] = torch.einsum("qd,qkd->qk", q32[s : s + step], _rows(c32, cand_t[s : s + step]))
-    v, i = _order_by_score_then_index(torch, exact, cand_t)
-    kk = min(k, nc)
-    out_v, out_i = v[:, :kk].contiguous(), i[:, :kk].contiguous()
-    if k2 >= nc:
-        return out_v.cpu().numpy(), out_i.cpu().numpy()
-    # An item left out scored (in half precision) at most the k2-th candidate's half-precision score,
-    # so its exact score is at most that plus the rounding bound |q| |c| (3u + u^2 + d u32).
-    u = _UNIT_ROUNDOFF[precision]
-    qn = torch.linalg.vector_norm(q32, dim=1)
-    cmax = c.max_norm()
-    bound = qn * cmax * (3 * u + u * u + q.shape[1] * _UNIT_ROUNDOFF["fp32"]) + 1e-6
-    ok = out_v[:, kk - 1] > approx[:, -1] + bound
-    bad = torch.nonzero(~ok).flatten()
-    if bad.numel():
-        log.info(
-            "half-precision search: %d of %d rows not proven exact; searching them again in fp32",
-            bad.numel(),
-            q.shape[0],
-        )
-        bad_cpu = bad.cpu()
-        s2, i2 = _scan(torch, q[bad_cpu], c, kk, dev, torch.float32, query_block, corpus_block, None, to_numpy=False)
-        out_v[bad] = s2.to(out_v.device)
-        out_i[bad] = i2.to(out_i.device)
-    return out_v.cpu().numpy(), out_i.cpu().numpy()
+    return search.search(_as_array(queries), k, extra=extra, progress=progress)
+
+
+def topk_search(
+    queries: Any, corpus: Any, k: int, *, backend: str = "torch", **kw: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_topk` with ``backend="torch"`` or ``"faiss"`` (faiss candidates, then the same exact
+    rescoring and proof)."""
+    return exact_topk(queries, corpus, k, backend=backend, **kw)
 
 
 def faiss_topk(
     queries: np.ndarray, corpus: np.ndarray, k: int, *, use_gpu: bool = False, query_block: int = 16384
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k with faiss ``IndexFlatIP`` (exact inner product; ties are not ordered by index). faiss on
-    GPU retrieves at most 2048 items per query."""
+    """Top-k with faiss ``IndexFlatIP`` alone (fp32 BLAS scores, ties not ordered by index). faiss on GPU
+    retrieves at most 2048 items per query."""
     faiss = requires("faiss", "pip install faiss-cpu  (or faiss-gpu)", "faiss search")
     if use_gpu and k > FAISS_GPU_K_LIMIT:
         raise ValueError(f"faiss on GPU retrieves at most {FAISS_GPU_K_LIMIT} items per query, asked for {k}")
@@ -374,37 +674,28 @@ def faiss_topk(
     return s, i
 
 
-def topk_search(
-    queries: np.ndarray, corpus: np.ndarray, k: int, *, backend: str = "torch", **kw: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """``backend="torch"`` (exact, blocked, deterministic ties) or ``"faiss"``."""
-    if backend == "faiss":
-        dev = resolve_device(kw.get("device", "auto"))
-        corpus = np.concatenate(corpus) if isinstance(corpus, (list, tuple)) else corpus
-        return faiss_topk(queries, corpus, k, use_gpu=dev.startswith("cuda"))
-    return exact_topk(queries, corpus, k, **kw)
-
-
-def score_rows(queries: np.ndarray, corpus: np.ndarray, pairs_q: np.ndarray, pairs_c: np.ndarray) -> np.ndarray:
-    """Exact fp32 inner products of the given (query row, corpus row) pairs."""
-    if len(pairs_q) == 0:
+def exact_pair_scores(queries: np.ndarray, corpus_rows: np.ndarray) -> np.ndarray:
+    """Exact scores (see :func:`exact_scores`) of query ``j`` with corpus row ``j``: float32 [n]."""
+    torch = _torch()
+    if len(queries) == 0:
         return np.zeros(0, dtype=np.float32)
-    out = np.empty(len(pairs_q), dtype=np.float32)
-    step = 1 << 16
-    for s in range(0, len(pairs_q), step):
-        a = queries[pairs_q[s : s + step]]
-        b = corpus[pairs_c[s : s + step]]
-        out[s : s + step] = np.einsum("ij,ij->i", a, b)
-    return out
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    c = torch.from_numpy(np.ascontiguousarray(corpus_rows, dtype=np.float32)).unsqueeze(1)
+    return exact_scores(torch, q, c)[:, 0].numpy()
 
 
 __all__ = [
-    "Parts",
+    "CorpusSearch",
+    "HostCorpus",
+    "ShardSearch",
     "exact_topk",
-    "faiss_topk",
     "topk_search",
-    "score_rows",
-    "block_topk",
-    "merge_topk",
+    "exact_scores",
+    "exact_pair_scores",
+    "faiss_topk",
+    "merge_exact",
+    "order_by_score_then_index",
+    "visible_devices",
+    "release_pages",
     "FAISS_GPU_K_LIMIT",
 ]

