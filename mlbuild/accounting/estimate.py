@@ -112,7 +112,11 @@ def estimate_recipe(recipe: Any, sample_rows: int = 200, limit: int | None = Non
                 note = f"needs {', '.join(missing)}, made by an earlier step: not estimated (run it with --limit)"
                 out.append(StepEstimate(spec.id, spec.uses, False, note))
             else:
-                out.append(estimate_step(step, sample, total, spec.id, spec.uses))
+                est = estimate_step(step, sample, total, spec.id, spec.uses)
+                before = [s.id for s in recipe.steps[: recipe.steps.index(spec)]]
+                if before:  # they may drop rows: the counts are for every source row
+                    est.note = f"an upper bound: earlier steps ({', '.join(before)}) may drop rows"
+                out.append(est)
         elif model_backed:
             out.append(StepEstimate(spec.id, spec.uses, False, "this step does not estimate its prompts"))
     return out
@@ -133,7 +137,7 @@ def render_estimate(estimates: list[StepEstimate]) -> str:
         )
         if e.cost:
             head += f"; cost {e.cost['min']:,.4f} to {e.cost['max']:,.4f} {e.cost['currency']}"
-        lines.append(head)
+        lines.append(head + (f"; {e.note}" if e.note else ""))
         for lang, v in e.by_lang.items():
             lines.append(f"  {lang}: ~{v['prompts']:,} calls, ~{v['in']:,} in, <= {v['out_max']:,} out")
     return "\n".join(lines)

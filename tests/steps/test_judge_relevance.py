@@ -319,6 +319,71 @@ def test_dry_run_estimate_from_the_recipe(write_recipe):
     assert "judge (judge_relevance.v1): ~4 calls" in text and "USD" in text
 
 
+# ------------------------------------------------------------------------------------------ the shipped recipe, CLI
+FALSE_NEGATIVES = {
+    "en-2": "At its mouth",
+    "en-4": "Every spider",
+    "es-2": "La capital peruana",
+    "pt-2": "Nenhum planeta",
+}
+
+
+def _shipped_reply(body):
+    passage = re.findall(r"Passage: (.*)", body["messages"][-1]["content"])[-1]
+    return "##final score: 3" if any(passage.startswith(s) for s in FALSE_NEGATIVES.values()) else "##final score: 1"
+
+
+def test_shipped_recipe_through_the_cli_accounts_tokens_in_manifest_and_card(tmp_path, monkeypatch, capsys):
+    """recipes/judge-negatives.toml as shipped, run with `mlbuild run` against a local OpenAI-compatible server:
+    the planted false negatives are dropped and counted, the manifest's step row and the card carry tokens per
+    language and the cost from the recipe's price table, and the key is nowhere in the output or the logs."""
+    from mlbuild.cli import main
+
+    recipe = ROOT / "recipes" / "judge-negatives.toml"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-shipped-secret")
+    out = tmp_path / "out"
+    with FakeOpenAIServer(_shipped_reply) as srv:
+        args = ["run", str(recipe), "--out", str(out), "--set", f"vars.base_url={srv.base_url}"]
+        assert main([*args, "--set", "vars.model=test-judge"]) == 0
+        assert len(srv.requests) == 12
+        assert all(r.headers["Authorization"] == "Bearer sk-shipped-secret" for r in srv.requests)
+    logs = capsys.readouterr()
+    (ds,) = [p.parent for p in out.rglob("manifest.json") if ".mlbuild" not in p.parts]
+    m = json.loads((ds / "manifest.json").read_text())
+    judge = next(s for s in m["steps"] if s["id"] == "judge")
+    assert judge["dropped"] == {"false_negative": 4} and judge["rows_out"] == 8
+    tokens = judge["tokens"]
+    assert {k: v["prompts"] for k, v in tokens["by_lang"].items()} == {"en": 6, "es": 4, "pt": 2}
+    assert tokens["total"]["reported_in"] == 12 and tokens["total"]["in"] > 12  # server's counts beside ours
+    assert tokens["method"] == "approx:utf8_bytes/4"
+    c = tokens["cost"]
+    assert c["dataset"] == pytest.approx((tokens["total"]["in"] * 0.15 + tokens["total"]["out"] * 0.6) / 1e6)
+    assert sum(c["by_lang"].values()) == pytest.approx(c["dataset"])
+    assert "tokens" not in next(s for s in m["steps"] if s["id"] == "sample")
+    card = (ds / "README.md").read_text()
+    assert "### Model usage" in card and "| `judge` | es | 4 |" in card and "USD" in card
+    (rej,) = (ds / "rejects").glob("*judge*.jsonl")
+    rejected = [json.loads(x) for x in rej.read_text().splitlines()]
+    assert sorted(r["row_id"] for r in rejected) == sorted(FALSE_NEGATIVES)
+    assert {r["reason"] for r in rejected} == {"false_negative"} and {r["row"]["grade"] for r in rejected} == {3}
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert not any("sk-shipped-secret" in p.read_text(errors="ignore") for p in files)
+    assert "sk-shipped-secret" not in logs.out + logs.err
+
+
+def test_dry_run_through_the_cli_estimates_and_writes_nothing(tmp_path, capsys):
+    from mlbuild.cli import main
+
+    recipe = ROOT / "recipes" / "judge-negatives.toml"
+    assert main(["run", str(recipe), "--out", str(tmp_path / "out"), "--dry-run", "--dry-run-rows", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "judge (judge_relevance.v1): ~12 calls" in text and "from 5 of 12 source rows" in text
+    assert "USD" in text and "earlier steps (sample) may drop rows" in text
+    assert not (tmp_path / "out").exists()
+    assert main(["run", str(recipe), "--dry-run", "--dry-run-rows", "0"]) == 2
+    assert "--dry-run-rows 0" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ tiny real model
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
