@@ -237,6 +237,28 @@ def test_lists_remove_false_negatives_with_their_aligned_entries(monkeypatch):
     assert rep.data["agreement"]["all"]["pairs"] == 6 and "## Agreement with `ref`" in rep.markdown
 
 
+def test_a_users_template_renders_in_the_sandbox(monkeypatch, tmp_path):
+    """A template from the recipe folder: its name, version and hash go to the manifest; one that reaches for
+    Python internals is refused with its file and line before any model loads, or at render time."""
+    ctx = RunContext(recipe_dir=tmp_path, device="cpu")
+    (tmp_path / "mine.v2.j2").write_text("Query: {{ query }}\nPassage: {{ passage }}\n##final score:")
+    step, llm = make(monkeypatch, ctx=ctx, template="mine.v2.j2", mode="qrels")
+    assert step.process(triplets()).rows["grade"].to_list() == [3, 0, None, 2]
+    assert llm.calls[0][0] == "Query: q1\nPassage: a relevant text\n##final score:"
+    assert ctx.extra["template"]["file"] == "mine.v2.j2" and ctx.extra["template"]["version"] == "v2"
+    (tmp_path / "evil.v1.j2").write_text("{{ passage }}\n{{ query.__class__.__mro__[1].__subclasses__() }}")
+    loaded = []
+    monkeypatch.setattr(J, "load_llm", lambda *a, **k: loaded.append(1))
+    bad = JudgeRelevance(JudgeParams(template="evil.v1.j2"), ctx)
+    with pytest.raises(RecipeError, match=r"evil.v1.j2: line 2: .*__class__") as e:
+        bad.setup()
+    assert e.value.exit_code == 2 and not loaded
+    (tmp_path / "attr.v1.j2").write_text("{% set n = '_' ~ '_class_' ~ '_' %}{{ query|attr(n) }}")
+    step, _ = make(monkeypatch, ctx=ctx, template="attr.v1.j2")
+    with pytest.raises(RecipeError, match="template"):
+        step.process(triplets())
+
+
 def test_bad_layout_and_params_are_reported(monkeypatch, write_recipe):
     step, _ = make(monkeypatch, passage_column="n")
     with pytest.raises(RecipeError, match="expected text or a list"):
