@@ -79,6 +79,21 @@ def test_usage_counts_per_language_and_adds_up_across_shards():
     assert Usage(TokenCounter()).stats() == {}
 
 
+def test_a_mixed_language_batch_shares_the_servers_counts_in_proportion():
+    u = Usage(TokenCounter())
+    prompts = ["a" * 40, "b" * 40, "c" * 80, ""]  # 10, 10, 20 and 0 tokens
+    u.add_computed_mixed(["en", "es", "en", None], prompts, ["x" * 4] * 4, reported_in=101, reported_out=7)
+    t = u.stats()["tokens"]
+    assert {k: v["computed_prompts"] for k, v in t.items()} == {"en": 2, "es": 1, "und": 1}
+    assert t["en"]["computed_in"] == 30 and t["es"]["computed_in"] == 10 and t["und"]["computed_in"] == 0
+    assert sum(v["reported_in"] for v in t.values()) == 101 and t["en"]["reported_in"] in (75, 76)
+    assert t["und"]["reported_in"] == 0  # no counted input tokens: no share of the server's
+    assert sum(v["reported_out"] for v in t.values()) == 7  # 1 token out per prompt: shares 2:1:1
+    u2 = Usage(TokenCounter())
+    u2.add_computed_mixed(["en"], ["abcd"], ["x"])  # no server counts: none recorded
+    assert "reported_in" not in u2.stats()["tokens"]["en"]
+
+
 def test_price_table_is_checked_like_params():
     price, problems = parse_price({"input": 0.15, "output": 0.6})
     assert problems == [] and price.per == 1_000_000 and price.currency == "USD"

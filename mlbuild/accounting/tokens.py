@@ -114,6 +114,33 @@ class Usage:
         if reported_out is not None:
             s["reported_out"] = s.get("reported_out", 0) + int(reported_out)
 
+    def add_computed_mixed(
+        self,
+        langs: Sequence[str | None],
+        prompts: Sequence[str],
+        outputs: Sequence[str],
+        reported_in: int | None = None,
+        reported_out: int | None = None,
+    ) -> None:
+        """:meth:`add_computed` for one batch whose prompts are in several languages (``langs``, one per prompt):
+        the server's counts for the batch are shared out in proportion to the tokens counted per language
+        (whole tokens, adding up to the server's)."""
+        groups: dict[str, list[int]] = {}
+        for k, lang in enumerate(langs):
+            groups.setdefault(lang or "und", []).append(k)
+        counted = {
+            lang: (
+                sum(self.counter.count([prompts[k] for k in idx], special_tokens=True)),
+                sum(self.counter.count([outputs[k] for k in idx])),
+            )
+            for lang, idx in groups.items()
+        }
+        rep_in = _share(reported_in, {lang: c[0] for lang, c in counted.items()})
+        rep_out = _share(reported_out, {lang: c[1] for lang, c in counted.items()})
+        for lang, idx in groups.items():
+            ps, os_ = [prompts[k] for k in idx], [outputs[k] for k in idx]
+            self.add_computed(lang, ps, os_, rep_in.get(lang), rep_out.get(lang))
+
     def stats(self) -> dict[str, Any]:
         if not self.by_lang:
             return {}
@@ -126,4 +153,17 @@ def totals(tokens: dict[str, dict[str, int]]) -> dict[str, int]:
     for v in tokens.values():
         for k, n in v.items():
             out[k] = out.get(k, 0) + int(n)
+    return out
+
+
+def _share(total: int | None, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split over ``weights`` in proportion (largest remainders; equal shares when all weights are 0)."""
+    if total is None or not weights:
+        return {}
+    w = {k: (v if any(weights.values()) else 1) for k, v in weights.items()}
+    whole = sum(w.values())
+    exact = {k: total * v / whole for k, v in w.items()}
+    out = {k: int(x) for k, x in exact.items()}
+    for k in sorted(exact, key=lambda k: (out[k] - exact[k], k))[: total - sum(out.values())]:
+        out[k] += 1
     return out

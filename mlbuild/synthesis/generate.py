@@ -120,6 +120,8 @@ class GenerateStage(Step):
         self.seed = p.seed if p.seed is not None else self.ctx.seed
         self.ctx.extra["seed"] = self.seed
         self.ctx.extra["template"] = self._template_record(tpath, epath)
+        if p.price is not None:  # the writer prices this stage's tokens with it (manifest, card)
+            self.ctx.extra["price"] = dict(p.price)
         self.caller = Caller(self)
 
     def _template_record(self, tpath, epath) -> dict[str, Any]:
