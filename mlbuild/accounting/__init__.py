@@ -5,7 +5,7 @@ step for the manifest and card (:mod:`.summary`), and estimates before a run (:m
 from __future__ import annotations
 
 from .estimate import StepEstimate, estimate_recipe, estimate_step, render_estimate
-from .prices import Price, cost, parse_price
+from .prices import Price, check_price, cost, parse_price, price_extra
 from .summary import usage_markdown, usage_summary
 from .tokens import APPROX, TokenCounter, Usage, approx_tokens, load_counter, totals
 
@@ -16,11 +16,13 @@ __all__ = [
     "TokenCounter",
     "Usage",
     "approx_tokens",
+    "check_price",
     "cost",
     "estimate_recipe",
     "estimate_step",
     "load_counter",
     "parse_price",
+    "price_extra",
     "render_estimate",
     "totals",
     "usage_markdown",

@@ -41,3 +41,16 @@ def cost(price: Price, tokens_in: int, tokens_out: int) -> float:
 
 def as_dict(price: Price) -> dict[str, Any]:
     return P.as_dict(price)
+
+
+def check_price(engine: str, raw: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A step's ``price`` parameter: a table for the ``openai`` engine only, checked like parameters."""
+    out = []
+    if raw is not None and engine != "openai":
+        out.append(("price", "a price table applies to engine 'openai' (a local model is not billed per token)"))
+    return out + parse_price(raw, "price")[1]
+
+
+def price_extra(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """What a step puts into ``ctx.extra`` so the writer prices its tokens (nothing without a table)."""
+    return {"price": dict(raw)} if raw is not None else {}
