@@ -54,7 +54,7 @@ from typing import Any, Literal
 import polars as pl
 
 from .. import langs
-from ..accounting import TokenCounter, Usage, load_counter, parse_price
+from ..accounting import TokenCounter, Usage, check_price, load_counter, price_extra
 from ..errors import RecipeError
 from ..judging import report
 from ..judging.engine import Judge, load_llm
@@ -123,9 +123,7 @@ class JudgeRelevance(Step):
             out.append(("base_url", "engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)"))
         if p.samples > 1 and p.temperature == 0:
             out.append(("samples", "a vote over greedy judgments repeats one answer: set temperature > 0 (e.g. 0.7)"))
-        if p.price is not None and p.engine != "openai":
-            out.append(("price", "a price table applies to engine 'openai' (a local model is not billed per token)"))
-        out += parse_price(p.price, "price")[1]
+        out += check_price(p.engine, p.price)
         if columns is not None:
             for name in ("lang_column", "reference_column"):
                 c = getattr(p, name)
@@ -176,8 +174,7 @@ class JudgeRelevance(Step):
         self.ctx.extra["template"] = {"file": prompt.path.name, "version": prompt.version, "sha256": prompt.sha256}
         self.ctx.extra["seed"] = self.seed
         self.judge = Judge(self.llm, p, self.seed, prompt.completion, self.ctx.cache, self.name)
-        if p.price is not None:
-            self.ctx.extra["price"] = dict(p.price)
+        self.ctx.extra.update(price_extra(p.price))  # the writer prices the tokens with it
 
     # -- jobs: one judgment per (row, candidate)
     def _jobs(self, batch: pl.DataFrame) -> tuple[bool, list[tuple[int, int, str, str]], dict[str, list[int]]]:

@@ -58,7 +58,7 @@ from typing import Any, Literal
 import polars as pl
 
 from .. import langs
-from ..accounting import parse_price
+from ..accounting import check_price
 from ..models.lid import DEFAULT_CONFUSABLE
 from ..pipeline.base import Step, StepOutput, StepReport
 from ..pipeline.filters import ON_FAIL_DOC, OnFail
@@ -182,11 +182,7 @@ class SynthesizeQueries(Step):
         problems: list[tuple[str, str]] = []
         if p.engine == "openai" and not p.base_url:
             problems.append(("base_url", "engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)"))
-        if p.price is not None and p.engine != "openai":
-            problems.append(
-                ("price", "a price table applies to engine 'openai' (a local model is not billed per token)")
-            )
-        problems += parse_price(p.price, "price")[1]
+        problems += check_price(p.engine, p.price)
         if not p.monolingual and not p.target_langs:
             problems.append(("target_langs", "nothing to ask: set target_langs or monolingual = true"))
         if p.max_query_words < p.min_query_words:

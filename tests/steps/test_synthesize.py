@@ -823,6 +823,12 @@ def test_recipe_errors_are_reported_before_loading(write_recipe, tiny_lid):
         load_recipe(write_recipe(bad, _files()))
     msg = str(e.value)
     assert "3 problems" in msg and "base_url" in msg and "nope.v1.j2" in msg and "sample" in msg
+    # a price table: the openai engine only, checked like parameters
+    bad = RECIPE.format(engine="price = { input = 1.0, outptu = 2.0 }", lid=tiny_lid)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write_recipe(bad, _files()))
+    msg = str(e.value)
+    assert "price: a price table applies to engine 'openai'" in msg and "did you mean 'output'" in msg
 
 
 @pytest.mark.parametrize(
