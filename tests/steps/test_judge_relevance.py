@@ -406,6 +406,70 @@ def test_dry_run_through_the_cli_estimates_and_writes_nothing(tmp_path, capsys):
     assert "--dry-run-rows 0" in capsys.readouterr().err
 
 
+QRELS_RECIPE = """
+[dataset]
+name = "graded"
+version = "0.1.0"
+
+[source]
+uses = "jsonl.v1"
+path = "queries.jsonl"
+
+[sources.corpus]
+uses = "jsonl.v1"
+path = "corpus.jsonl"
+
+[[steps]]
+id = "judge"
+uses = "judge_relevance.v1"
+mode = "qrels"
+passage_column = "candidates"
+aligned_columns = ["doc_ids"]
+grade_column = "doc_scores"
+engine = "openai"
+model = "test-judge"
+base_url = "BASE_URL"
+
+[output]
+format = ["hf", "beir"]
+"""
+
+
+def test_graded_qrels_for_new_queries_in_beir_layout(write_recipe, tmp_path):
+    """New queries with retrieved candidates, judged in qrels mode into doc_scores: the beir format writes the
+    grades as a graded qrels file per language."""
+    corpus = {"d1": "The station is by the river.", "d2": "Bananas are yellow.", "d3": "Trains leave hourly."}
+    queries = [
+        {"query_id": "q1", "query": "where is the station", "lang": "en", "doc_ids": ["d1", "d2", "d3"]},
+        {"query_id": "q2", "query": "¿dónde está la estación?", "lang": "es", "doc_ids": ["d2", "d1"]},
+    ]
+    for q in queries:
+        q["candidates"] = [corpus[d] for d in q["doc_ids"]]
+    grade = {"The station is by the river.": 3, "Trains leave hourly.": 1}
+
+    def reply(body):
+        passage = re.findall(r"Passage: (.*)", body["messages"][-1]["content"])[-1]
+        return f"##final score: {grade.get(passage, 0)}"
+
+    files = {
+        "queries.jsonl": "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries),
+        "corpus.jsonl": "".join(
+            json.dumps({"doc_id": k, "title": "", "passage": v}) + "\n" for k, v in corpus.items()
+        ),
+    }
+    with FakeOpenAIServer(reply) as srv:
+        path = write_recipe(QRELS_RECIPE.replace("BASE_URL", srv.base_url), files)
+        res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
+    qrels = {
+        lang: (res.dataset_dir / "beir" / lang / "qrels" / "test.tsv").read_text().splitlines()
+        for lang in ("en", "es")
+    }
+    assert qrels["en"] == ["query-id\tcorpus-id\tscore", "q1\td1\t3", "q1\td2\t0", "q1\td3\t1"]
+    assert qrels["es"] == ["query-id\tcorpus-id\tscore", "q2\td2\t0", "q2\td1\t3"]
+    rep = json.loads((res.dataset_dir / "reports" / "judge.json").read_text())
+    assert rep["by_lang"]["en"]["grades"] == {"0": 1, "1": 1, "3": 1} and rep["totals"]["judged"] == 5
+
+
 # ------------------------------------------------------------------------------------------ tiny real model
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
