@@ -255,7 +255,7 @@ class Translate(Step):
             )
         except StepError:
             raise
-        except Exception as e:  # noqa: BLE001 - named with the step and the pair
+        except Exception as e:  # named with the step and the pair
             raise StepError(self.name, f"{src} -> {tgt}, column '{col}': {type(e).__name__}: {e}") from e
 
     def _round_trip(

@@ -163,8 +163,22 @@ def test_resources_table_is_checked_and_kept(write_recipe):
         load_recipe(write_recipe(bad, DATA, name="bad.toml"))
     msg = str(ei.value)
     assert "resources.lidd: no step with id 'lidd'; did you mean 'lid'?" in msg
-    assert "resources.lid -> num_gpu: unknown key; did you mean 'num_gpus'?" in msg
-    assert "resources.lid -> num_cpus: expected a non-negative number" in msg
+    assert "resources.lid -> num_gpu: unknown parameter; did you mean 'num_gpus'?" in msg
+    assert "resources.lid -> num_cpus: expected between 0 and 4096, got -2" in msg
+    with pytest.raises(RecipeError, match=r"num_workers: expected between 1 and 1000000, got 0"):
+        load_recipe(write_recipe(GOOD + "\n[resources.lid]\nnum_workers = 0\n", DATA, name="zero.toml"))
+
+
+def test_a_check_that_knows_the_columns_replaces_its_earlier_message(write_recipe):
+    """langid's expect is checked without and with the columns: one message, next to the others."""
+    text = GOOD.replace('expect = "${vars.lang}"', 'expect = "zzqq"\nmin_score = 5').replace(
+        'column = "text"', 'column = "nope"'
+    )
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(text, DATA))
+    msg = str(ei.value)
+    assert msg.count("'zzqq' is neither a known language code") == 1 and "or a column name" in msg
+    assert "needs column 'nope'" in msg and "min_score: expected between 0 and 1" in msg
 
 
 # ---- issue 13: every problem in one pass, declared bounds, typed [dataset]/[output], vars, formats
