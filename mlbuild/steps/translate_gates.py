@@ -261,3 +261,10 @@ def run_gates(
         )
         verdicts.append(lang.verdict)
     return verdicts, lang
+
+
+def lang_series(col: str, codes: list[str | None], scores: list[float | None]) -> list:
+    """The language gate's columns for ``col``: ``<col>_lang`` and ``<col>_lang_score``."""
+    import polars as pl
+
+    return [pl.Series(f"{col}_lang", codes, dtype=pl.Utf8), pl.Series(f"{col}_lang_score", scores, dtype=pl.Float32)]

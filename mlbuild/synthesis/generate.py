@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from ..accounting import price_extra
 from ..errors import RecipeError
 from ..models.lid import families_index
 from ..pipeline import filters as F
@@ -120,6 +121,7 @@ class GenerateStage(Step):
         self.seed = p.seed if p.seed is not None else self.ctx.seed
         self.ctx.extra["seed"] = self.seed
         self.ctx.extra["template"] = self._template_record(tpath, epath)
+        self.ctx.extra.update(price_extra(p.price))  # the writer prices this stage's tokens with it
         self.caller = Caller(self)
 
     def _template_record(self, tpath, epath) -> dict[str, Any]:

@@ -234,7 +234,9 @@ def test_every_numeric_parameter_declares_bounds():
         for n, c in registry.known(k).items()
         if c.__module__.startswith("mlbuild.")  # not the plugins other tests register
     ]
-    classes += [("dataset", DatasetSpec), ("output", OutputSpec)]
+    from mlbuild.accounting.prices import Price
+
+    classes += [("dataset", DatasetSpec), ("output", OutputSpec), ("price table", Price)]
     missing = []
     for name, cls in classes:
         hints = P.hints(cls)

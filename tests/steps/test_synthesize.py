@@ -724,9 +724,11 @@ def test_recipe_with_http_engine_runs_and_resumes(write_recipe, tiny_lid, tmp_pa
     monkeypatch.setenv("SYNTH_TEST_KEY", "sk-never-in-files")
     with FakeOpenAIServer(_reply) as srv:
         engine = f'engine = "openai"\nmodel = "test-model"\nbase_url = "{srv.base_url}"'
+        engine += "\nprice = { input = 2.0, output = 8.0 }"
         path = write_recipe(RECIPE.format(engine=engine, lid=tiny_lid), _files())
         res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
         n = len(srv.requests)
+        _check_token_accounting(res, n)
         # 3 passages x (summary + English question) + one Portuguese rewrite: the three English questions
         # are the same text, and a rewrite prompt shows question pairs only, so it is asked once
         assert n == 7
@@ -753,6 +755,19 @@ def test_recipe_with_http_engine_runs_and_resumes(write_recipe, tiny_lid, tmp_pa
         again = Runner(load_recipe(path), tmp_path / "out", quiet=True, resume=False, overwrite=True).run()
         assert again.fingerprint == res.fingerprint
         assert len(srv.requests) == n
+
+
+def _check_token_accounting(res, requests: int) -> None:
+    """Tokens in/out per language of the generate stage in the manifest and the card, priced."""
+    (row,) = [s for s in res.manifest["steps"] if s.get("tokens")]
+    assert row["id"].endswith("generate")
+    t = row["tokens"]
+    assert sorted(t["by_lang"]) == ["eng_Latn", "por_Latn"] and t["method"] == "approx:utf8_bytes/4"
+    assert t["total"]["computed_prompts"] == requests and t["total"]["reported_in"] == requests  # 1 per request
+    assert t["total"]["prompts"] >= requests and t["total"]["in"] > 0 and t["total"]["out"] > 0
+    assert t["cost"]["dataset"] == pytest.approx((t["total"]["in"] * 2.0 + t["total"]["out"] * 8.0) / 1e6)
+    card = (res.dataset_dir / "README.md").read_text()
+    assert "### Model usage" in card and f"| `{row['id']}` | por_Latn |" in card
 
 
 def test_recipe_with_tiny_random_lm(write_recipe, tiny_lid, tmp_path):
@@ -801,6 +816,9 @@ def test_recipe_with_tiny_random_lm(write_recipe, tiny_lid, tmp_path):
     }
     assert out.stats["synthesis"]["eng_Latn"]["generated_tokens"] > 0
     assert st.ctx.models["llm"]["revision"].startswith("sha256:")
+    assert out.stats["token_count_method"].startswith("tokenizer:")  # the model's own tokenizer
+    t = out.stats["tokens"]
+    assert t["eng_Latn"]["prompts"] >= 2 and t["eng_Latn"]["computed_in"] == t["eng_Latn"]["in"] > 0
 
 
 def test_recipe_errors_are_reported_before_loading(write_recipe, tiny_lid):
@@ -810,6 +828,12 @@ def test_recipe_errors_are_reported_before_loading(write_recipe, tiny_lid):
         load_recipe(write_recipe(bad, _files()))
     msg = str(e.value)
     assert "3 problems" in msg and "base_url" in msg and "nope.v1.j2" in msg and "sample" in msg
+    # a price table: the openai engine only, checked like parameters
+    bad = RECIPE.format(engine="price = { input = 1.0, outptu = 2.0 }", lid=tiny_lid)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write_recipe(bad, _files()))
+    msg = str(e.value)
+    assert "price: a price table applies to engine 'openai'" in msg and "did you mean 'output'" in msg
 
 
 @pytest.mark.parametrize(
