@@ -13,7 +13,8 @@ An entry of ``against`` is a string or a table:
   embedding_column = ... }`` (``hf = ...`` instead of ``path`` for the Hub).
 
 The text column is ``column``, else the step's ``against_column``, else the first of the step's own
-column, ``text``, ``query``, ``question``, ``sentence``, ``passage`` that the set has. Sets are small
+column, ``text``, ``query``, ``question``, ``sentence``, ``passage`` that the set has; an item's id is its
+``id``, ``_id``, ``query_id``, ``qid`` or ``row_id`` (else its position; a text file's line number). Sets are small
 (test questions): they are read whole.
 """
 
@@ -31,6 +32,7 @@ from ..pipeline.hashing import file_sha256
 
 KEYS = ("path", "hf", "name", "column", "split", "config", "parts", "embedding_column")
 TEXT_GUESSES = ("text", "query", "question", "sentence", "passage")
+ID_GUESSES = ("id", "_id", "query_id", "qid", "row_id")  # the item id named in rejects and the report
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv", ".txt")
 
 
@@ -68,9 +70,16 @@ def entry_problems(entry: Any, i: int) -> list[tuple[str, str]]:
     return out
 
 
+def entry_name(entry: dict[str, Any]) -> str:
+    """The name of a normalised entry in the report: its ``name``, else the last part of its path or id."""
+    where = str(entry.get("path") or entry.get("hf") or "")
+    return entry.get("name") or Path(where.rstrip("/")).name or where
+
+
 def normalize_entry(entry: Any, base_dir: Path) -> dict[str, Any]:
     """A table entry with ``path`` resolved against the recipe folder (``hf:`` strings to ``hf``)."""
     e = {"path": entry} if isinstance(entry, str) else dict(entry)
+    e["shown"] = e.get("path") or e.get("hf")  # as the recipe wrote it (no local absolute path in the card)
     if isinstance(e.get("path"), str) and e["path"].startswith("hf:"):
         e["hf"] = e.pop("path")[3:]
     if "path" in e:
@@ -166,7 +175,9 @@ def read_eval_set(entry: dict[str, Any], defaults: list[str | None]) -> EvalSet:
     col = _column(df, entry, defaults, where)
     texts = df[col].cast(pl.Utf8)
     keep = texts.is_not_null() & (texts.str.strip_chars().str.len_chars() > 0)
-    ids = df["row_id"].cast(pl.Utf8) if "row_id" in df.columns else pl.Series([str(i) for i in range(df.height)])
+    id_col = next((c for c in ID_GUESSES if c in df.columns), None)
+    ids = df[id_col].cast(pl.Utf8) if id_col else pl.Series([str(i) for i in range(df.height)])
+    ids = ids.fill_null("")
     vectors = None
     if entry.get("embedding_column"):
         from .vectors import column_matrix
@@ -178,5 +189,12 @@ def read_eval_set(entry: dict[str, Any], defaults: list[str | None]) -> EvalSet:
             vectors = column_matrix(df[ec].filter(keep), ec)
         except ValueError as ex:
             raise InputError(where, str(ex), field=ec) from None
-    name = entry.get("name") or Path(where.rstrip("/")).name or where
-    return EvalSet(name, kind, where, texts.filter(keep).to_list(), ids.filter(keep).to_list(), vectors, note)
+    return EvalSet(
+        entry_name(entry),
+        kind,
+        entry.get("shown") or where,
+        texts.filter(keep).to_list(),
+        ids.filter(keep).to_list(),
+        vectors,
+        note,
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..pipeline import filters
 from ..pipeline.base import StepReport
 from ..pipeline.filters import FilterCounts
+from .evalsets import entry_name, normalize_entry
 
 
 def _methods(p: Any, lsh: str | None) -> str:
@@ -67,6 +69,10 @@ def dedup_report(p: Any, stats: dict[str, Any]) -> StepReport:
 def decontaminate_report(p: Any, stats: dict[str, Any]) -> StepReport:
     d = stats.get("decontaminate", {})
     sets, matched, examples = d.get("sets", {}), d.get("matched", {}), d.get("examples", {})
+    # in the recipe's order (stats files may sort keys)
+    order = {n: i for i, n in enumerate(entry_name(normalize_entry(e, Path("."))) for e in p.against)}
+    sets = dict(sorted(sets.items(), key=lambda kv: order.get(kv[0], len(order))))
+    matched = dict(sorted(matched.items(), key=lambda kv: order.get(kv[0], len(order))))
     counts = FilterCounts.from_stats(stats.get("checks", {}))
     tests = f"{p.ngram}-gram overlap (shorter texts whole, from {p.min_words} words)"
     if p.cross_lingual:
@@ -92,7 +98,7 @@ def decontaminate_report(p: Any, stats: dict[str, Any]) -> StepReport:
     for n, m in matched.items():
         md.append(f"| {n} | {m.get('rows', 0)} | {m.get('ngram', 0)} | {m.get('embedding', 0)} |")
     ex_out: dict[str, dict[str, list[Any]]] = {}
-    for key, items in sorted(examples.items()):
+    for key, items in sorted(examples.items(), key=lambda kv: (order.get(kv[0].split("\x1f")[0], len(order)), kv[0])):
         name, test = key.split("\x1f", 1)
         ex_out.setdefault(name, {})[test] = items[: p.examples]
         md += ["", f"## {name}: {test} matches", ""]
