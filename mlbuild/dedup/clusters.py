@@ -1,15 +1,20 @@
-"""Duplicate pairs -> clusters -> which rows stay.
+"""Duplicate pairs -> which rows stay, and the row each dropped row duplicates.
 
 Rows belong to nodes: rows that share a group value (``parallel_id``: a text and its translations) are
 one node, a row without a group is a node of its own. A duplicate pair between rows of two nodes
-links the nodes (a pair inside one node is ignored: a translation never duplicates its own source);
-the connected components of that graph are the clusters. In each cluster one node stays, by the keep
-rule (``first``: the earliest; ``longest``: the node whose longest text is longest; ``score``: the
-node whose best score is highest; ties go to the earliest), and every other node leaves whole.
+links the nodes (a pair inside one node is ignored: a translation never duplicates its own source).
+Nodes are ranked by the keep rule (``first``: the earliest; ``longest``: the node whose longest text is
+longest; ``score``: the node whose best score is highest; ties go to the earliest) and visited best
+first: a node stays unless it is linked to a node that stayed, and then it leaves whole, as a duplicate
+of the best such node. A row therefore only ever leaves for a row it is itself similar to (or, with its
+group, for the row its group-mate is similar to), never through a chain of pairs (A ~ B ~ C does not
+drop C for A when C and A differ). Rows with the same normalised text form one exact class: a near or
+semantic pair found for the class's first row holds for all of its rows.
 
-Each row also gets its own link, the first of its pairs by (method, other row), for the reject
-detail. Everything here depends only on row positions and pair lists, so the result is the same
-however the input was cut into shards."""
+Each dropped row names the kept row it duplicates: the kept row of its own pair with the winning node
+(first by method, then row), else, for a row that leaves only with its group, its group's pair.
+Everything here depends only on row positions and pair lists, so the result is the same however the
+input was cut into shards."""
 
 from __future__ import annotations
 
@@ -65,8 +70,9 @@ class Edges:
 
 @dataclass
 class Decisions:
-    """Per row: whether it stays, the row it duplicates (the kept row of its cluster, else -1), the reason
-    code (index into REASONS, -1 when kept), and its own link (other row, method, score)."""
+    """Per row: whether it stays, the kept row it duplicates (-1 when kept), the reason code (index into
+    REASONS, -1 when kept), and the pair behind it (other row, method, score; -1/NaN for a group leaver).
+    ``clusters``: kept nodes with duplicates; ``nodes_dropped``: nodes (groups) that left."""
 
     kept: np.ndarray
     duplicate_of: np.ndarray
@@ -91,74 +97,99 @@ def nodes_of(group_hash: np.ndarray, has_group: np.ndarray) -> np.ndarray:
     return node
 
 
-def components(n_nodes: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected component label of every node given undirected node pairs (a, b)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    g = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n_nodes, n_nodes)).tocsr()
-    return connected_components(g, directed=False)[1]
+def _first_by(keys: tuple[np.ndarray, ...], group: np.ndarray) -> np.ndarray:
+    """Index of the first element of each ``group`` value by ``keys`` (lexsort order, last key primary)."""
+    order = np.lexsort((*keys, group))
+    g = group[order]
+    return order[np.r_[True, g[1:] != g[:-1]]]
 
 
-def row_links(
-    n: int, u: np.ndarray, v: np.ndarray, m: np.ndarray, s: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's first pair by (method, other row): (other row or -1, method or -1, score)."""
-    link = np.full(n, -1, dtype=np.int64)
-    meth = np.full(n, -1, dtype=np.int8)
-    score = np.full(n, np.nan, dtype=np.float32)
-    if len(u):
-        ends, other = np.concatenate([u, v]), np.concatenate([v, u])
-        mm, ss = np.concatenate([m, m]), np.concatenate([s, s])
-        order = np.lexsort((other, mm, ends))
-        first = order[np.unique(ends[order], return_index=True)[1]]
-        link[ends[first]], meth[ends[first]], score[ends[first]] = other[first], mm[first], ss[first]
-    return link, meth, score
+def _adjacency(cu: np.ndarray, cv: np.ndarray, m: np.ndarray, s: np.ndarray) -> dict[int, list[tuple]]:
+    """class -> [(method, other class, score)] sorted by method then other class, both directions."""
+    ends, other = np.concatenate([cu, cv]), np.concatenate([cv, cu])
+    mm, ss = np.concatenate([m, m]), np.concatenate([s, s])
+    order = np.lexsort((other, mm, ends))
+    adj: dict[int, list[tuple]] = {}
+    for e, o, k, x in zip(ends[order].tolist(), other[order].tolist(), mm[order].tolist(), ss[order].tolist()):
+        adj.setdefault(e, []).append((k, o, x))
+    return adj
 
 
-def decide(node: np.ndarray, edges: Edges, keep: str, length: np.ndarray, score: np.ndarray | None) -> Decisions:
-    """Clusters and the keep rule (see the module docstring)."""
-    n = len(node)
-    if n == 0:
-        z = np.zeros(0, dtype=np.int64)
-        return Decisions(
-            np.zeros(0, bool), z, np.zeros(0, np.int8), z, np.zeros(0, np.int8), np.zeros(0, np.float32), 0, 0
-        )
-    n_nodes = int(node.max()) + 1
-    u, v, m, s = edges.arrays()
-    a, b = node[u], node[v]
-    cross = a != b
-    u, v, m, s, a, b = u[cross], v[cross], m[cross], s[cross], a[cross], b[cross]
-    comp = components(n_nodes, a, b)
-    comp_size = np.bincount(comp, minlength=n_nodes)
-    # node attributes: first row, longest text, best score
+def _rank(node: np.ndarray, keep: str, length: np.ndarray, score: np.ndarray | None) -> np.ndarray:
+    """Rank of every node by the keep rule (0 best; ties to the node with the earliest row)."""
+    n, n_nodes = len(node), int(node.max()) + 1
     first = np.full(n_nodes, n, dtype=np.int64)
     np.minimum.at(first, node, np.arange(n, dtype=np.int64))
+    key = np.zeros(n_nodes, dtype=np.float64)
     if keep == "longest":
-        key = np.zeros(n_nodes, dtype=np.float64)
         np.maximum.at(key, node, length.astype(np.float64))
     elif keep == "score":
-        key = np.full(n_nodes, -np.inf, dtype=np.float64)
+        key[:] = -np.inf
         np.maximum.at(key, node, np.nan_to_num(score.astype(np.float64), nan=-np.inf))
-    else:
-        key = np.zeros(n_nodes, dtype=np.float64)
-    order = np.lexsort((first, -key, comp))  # per component: best key, then earliest
-    starts = np.ones(n_nodes, dtype=bool)
-    starts[1:] = comp[order][1:] != comp[order][:-1]
-    winner = np.empty(int(comp.max()) + 1 if n_nodes else 0, dtype=np.int64)
-    winner[comp[order][starts]] = order[starts]
-    node_kept = (comp_size[comp] < 2) | (winner[comp] == np.arange(n_nodes))
+    rank = np.empty(n_nodes, dtype=np.int64)
+    rank[np.lexsort((first, -key))] = np.arange(n_nodes)
+    return rank
+
+
+def decide(
+    node: np.ndarray, klass: np.ndarray, edges: Edges, keep: str, length: np.ndarray, score: np.ndarray | None
+) -> Decisions:
+    """Which rows stay and what the others duplicate (see the module docstring). ``klass``: each row's exact
+    class (the first row with the same normalised text, else the row itself); ``edges``: the pairs, whose
+    near and semantic ones join exact classes (they were found between class representatives)."""
+    n = len(node)
+    dup = np.full(n, -1, dtype=np.int64)
+    reason = np.full(n, -1, dtype=np.int8)
+    score_out = np.full(n, np.nan, dtype=np.float32)
+    if n == 0:
+        return Decisions(np.zeros(0, bool), dup, reason, dup, reason, score_out, 0, 0)
+    u, v, m, s = edges.arrays()
+    similar = m > 0
+    adj = _adjacency(klass[u[similar]], klass[v[similar]], m[similar], s[similar])
+    size = np.bincount(klass, minlength=n)
+    involved = np.flatnonzero((size[klass] > 1) | np.isin(klass, np.fromiter(adj, dtype=np.int64, count=len(adj))))
+    rank = _rank(node, keep, length, score)
+    order = involved[np.lexsort((involved, rank[node[involved]]))]  # rows of involved nodes, best node first
+    node_kept = np.ones(int(node.max()) + 1, dtype=bool)
+    node_dup = np.full(len(node_kept), -1, dtype=np.int64)
+    kept_of: dict[int, int] = {}  # exact class -> its kept row (the first seen in a kept node)
+    onode, orows, oclass = node[order].tolist(), order.tolist(), klass[order].tolist()
+    i, total = 0, len(orows)
+    while i < total:  # one node at a time: its involved rows are contiguous in ``order``
+        j = i
+        while j < total and onode[j] == onode[i]:
+            j += 1
+        found = []
+        for r, c in zip(orows[i:j], oclass[i:j]):
+            k = kept_of.get(c)
+            if k is not None:
+                found.append((r, 0, k, 1.0))
+                continue
+            for meth, other, sc in adj.get(c, ()):
+                k = kept_of.get(other)
+                if k is not None:
+                    found.append((r, meth, k, sc))
+                    break
+        x = onode[i]
+        if found:
+            node_kept[x] = False
+            node_dup[x] = min(found, key=lambda f: (f[1], f[2]))[2]
+            for r, meth, k, sc in found:
+                dup[r], reason[r], score_out[r] = k, meth, sc
+        else:
+            for c, r in zip(oclass[i:j], orows[i:j]):
+                kept_of.setdefault(c, r)
+        i = j
     kept = node_kept[node]
-    link, meth, lscore = row_links(n, u, v, m, s)
-    dup = np.where(kept, -1, first[winner[comp[node]]])
-    reason = np.where(kept, -1, np.where(link >= 0, meth, GROUP)).astype(np.int8)
+    group_only = ~kept & (reason < 0)
+    dup[group_only], reason[group_only] = node_dup[node[group_only]], GROUP
     return Decisions(
         kept=kept,
         duplicate_of=dup,
         reason=reason,
-        link=link,
-        link_method=meth,
-        link_score=lscore,
-        clusters=int((comp_size >= 2).sum()),
+        link=dup.copy(),
+        link_method=np.where(reason == GROUP, -1, reason).astype(np.int8),
+        link_score=score_out,
+        clusters=int(len(np.unique(dup[~kept]))),
         nodes_dropped=int((~node_kept).sum()),
     )

@@ -163,13 +163,14 @@ class DedupState:
         if "semantic" in self.cfg.methods and self.vec is not None:
             self._semantic_pairs(edges, rep, progress)
         self.stats["pairs"] = edges.counts()
-        d = clusters.decide(self.node, edges, self.cfg.keep, self.length, self.score)
+        d = clusters.decide(self.node, self.klass, edges, self.cfg.keep, self.length, self.score)
         self.stats.update(clusters=d.clusters, groups_dropped=d.nodes_dropped if self.has_group.any() else 0)
         return d
 
     def _exact_pairs(self, edges: clusters.Edges) -> np.ndarray:
         """Exact pairs (each row with the first row of its key); returns the representatives mask."""
         rep = np.ones(self.n, dtype=bool)
+        self.klass = np.arange(self.n, dtype=np.int64)  # exact class: the first row of equal texts
         for rows, run in self.exact.runs():
             first = np.ones(len(rows), dtype=bool)
             first[1:] = run[1:] != run[:-1]
@@ -177,6 +178,7 @@ class DedupState:
             later = ~first
             rep[rows[later]] = False
             if "exact" in self.cfg.methods:
+                self.klass[rows[later]] = head[later]
                 edges.add(head[later], rows[later], 0, 1.0)
         if "exact" not in self.cfg.methods:
             rep[:] = True  # without the exact method, equal texts are left to the others

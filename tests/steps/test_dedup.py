@@ -337,3 +337,17 @@ def test_cli_run_and_bad_recipe_exit_2(write_recipe, tmp_path):
         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert p.returncode == 2 and "near_threshold" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_no_chains_a_row_leaves_only_for_a_row_it_resembles(write_recipe, tmp_path):
+    # A ~ B (cosine 0.87), B ~ C (0.87), A and C far apart (0.5): B leaves for A, C stays
+    ang = np.radians([0, 30, 60, 120])
+    vec = np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    rows = [{"id": k, "text": k, "lang": "en", "embedding": v.tolist()} for k, v in zip("ABCD", vec)]
+    extra = 'methods = ["semantic"]\nengine = "precomputed"\nsemantic_threshold = 0.85\ndevice = "cpu"\n'
+    kept, rej, rep, _ = build(write_recipe, tmp_path, rows, extra)
+    assert kept["row_id"].to_list() == ["A", "C", "D"] and rej["B"]["row"]["text_dup_of"] == "A"
+    # keep = longest: B's text is longest, so B stays and both A and C leave for it
+    rows[1]["text"] = "B longest"
+    kept, rej, rep, _ = build(write_recipe, tmp_path, rows, extra + 'keep = "longest"\n', name="l.toml")
+    assert kept["row_id"].to_list() == ["B", "D"] and {rej[k]["row"]["text_dup_of"] for k in "AC"} == {"B"}
