@@ -39,9 +39,9 @@ class Config:
     methods: tuple[str, ...]
     cross_lingual: bool = True
     semantic_pairs: str = "all"  # or "cross_lingual"
-    near_threshold: float = 0.55
-    shingle: str = "word"
-    shingle_size: int = 2
+    near_threshold: float = 0.5
+    shingle: str = "char"
+    shingle_size: int = 4
     num_perm: int = 128
     bands: int = 32
     rows: int = 4

@@ -6,8 +6,9 @@ Methods (``methods``, run in this order; each later one sees one row per exact-d
 - ``exact``: equal after normalisation (Unicode NFKC, lower case, punctuation and format characters
   dropped, white space collapsed);
 - ``near``: MinHash-LSH (datasketch's permutations and band split) on ``shingle`` shingles
-  (``word`` n-grams, or ``char`` n-grams for languages written without spaces), every candidate pair
-  verified on its exact Jaccard similarity (at least ``near_threshold``);
+  (``char``: windows of ``shingle_size`` characters, by default 4, which still see one changed word in
+  a short sentence and need no word boundaries; ``word``: windows of words, for long documents), every
+  candidate pair verified on its exact Jaccard similarity (at least ``near_threshold``);
 - ``semantic``: cosine similarity of embeddings (at least ``semantic_threshold``) among each row's
   ``semantic_k`` nearest rows, by blocked exact search (never a rows x rows matrix). With
   ``semantic_pairs = "cross_lingual"`` only pairs in different languages count (translations of one
@@ -38,7 +39,7 @@ Example::
     column = "text"
     methods = ["exact", "near", "semantic"]
     semantic_pairs = "cross_lingual"
-    near_threshold = 0.55
+    near_threshold = 0.5
     semantic_threshold = 0.9
     keep = "longest"
 """
@@ -85,9 +86,9 @@ class DedupParams:
     )
     keep: Literal["first", "longest", "score"] = param("first", doc="which row of a cluster stays")
     score_column: str | None = param(None, doc="keep = 'score': numeric column, highest stays")
-    near_threshold: float = param(0.55, doc="least Jaccard similarity of shingle sets", gt=0.0, le=1.0)
-    shingle: Literal["word", "char"] = param("word", doc="shingles: word n-grams or character n-grams")
-    shingle_size: int = param(2, doc="words or characters per shingle", ge=1, le=64)
+    near_threshold: float = param(0.5, doc="least Jaccard similarity of shingle sets", gt=0.0, le=1.0)
+    shingle: Literal["word", "char"] = param("char", doc="shingles: character n-grams or word n-grams")
+    shingle_size: int = param(4, doc="characters or words per shingle", ge=1, le=64)
     num_perm: int = param(128, doc="MinHash permutations", ge=8, le=1024)
     bands: int | None = param(None, doc="LSH bands (default: datasketch's choice, leaning to recall)", ge=1, le=1024)
     band_rows: int | None = param(None, doc="signature values per LSH band (with bands)", ge=1, le=1024)

@@ -92,7 +92,8 @@ def test_exact_and_near_duplicates_go_to_rejects_naming_the_kept_row(write_recip
         # one word shared with base only: distinct
         {"id": "other", "text": "The keeper of the museum opened the doors at nine every morning", "lang": "en"},
     ]
-    kept, rej, rep, ds = build(write_recipe, tmp_path, rows, 'methods = ["exact", "near"]\n')
+    words = 'shingle = "word"\nshingle_size = 2\nnear_threshold = 0.55\n'
+    kept, rej, rep, ds = build(write_recipe, tmp_path, rows, 'methods = ["exact", "near"]\n' + words)
     assert set(kept["row_id"]) == {"base", "other", *(f"x{i}" for i in range(len(DISTINCT)))}
     for rid in ("case", "punct", "space", "nfkc"):
         assert rej[rid]["reason"] == "exact_duplicate", rid
@@ -112,9 +113,17 @@ def test_exact_and_near_duplicates_go_to_rejects_naming_the_kept_row(write_recip
 def test_near_threshold_is_the_exact_jaccard(write_recipe, tmp_path):
     # 'word' shares 10 of 12 word bigrams with base (one word changed in the middle: Jaccard 10/14 = 0.714)
     rows = [{"id": "base", "text": BASE}, {"id": "word", "text": BASE.replace("rocky", "sandy")}]
-    kept, rej, _, _ = build(write_recipe, tmp_path, rows, 'methods = ["near"]\nnear_threshold = 0.75\n')
+    kept, rej, _, _ = build(
+        write_recipe, tmp_path, rows, 'methods = ["near"]\nshingle = "word"\nshingle_size = 2\nnear_threshold = 0.75\n'
+    )
     assert kept.height == 2 and not rej
-    kept, rej, _, _ = build(write_recipe, tmp_path, rows, 'methods = ["near"]\nnear_threshold = 0.7\n', name="b.toml")
+    kept, rej, _, _ = build(
+        write_recipe,
+        tmp_path,
+        rows,
+        'methods = ["near"]\nshingle = "word"\nshingle_size = 2\nnear_threshold = 0.7\n',
+        name="b.toml",
+    )
     assert kept["row_id"].to_list() == ["base"] and "jaccard 0.714" in rej["word"]["detail"]
 
 
