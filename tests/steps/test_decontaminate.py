@@ -153,22 +153,31 @@ def test_translated_copies_by_precomputed_embeddings(write_recipe, tmp_path):
         {"id": "de", "text": "Frage eins auf Deutsch", "embedding": unit(v[1:2] + 0.05 * v[3:4])[0].tolist()},
         {"id": "fr", "text": "question deux en français", "embedding": v[2].tolist()},
         {"id": "other", "text": "sans rapport", "embedding": v[4].tolist()},
+        {"id": "en-para", "text": "an English paraphrase", "embedding": v[0].tolist()},
     ]
+    for r, lang in zip(rows, ["de", "fr", "fr", "en"]):
+        r["lang"] = lang
     step = """
 [[steps]]
 uses = "decontaminate.v1"
 column = "text"
-against = [{ path = "eval/emb.jsonl", embedding_column = "emb", name = "xq" }]
+against = [{ path = "eval/emb.jsonl", embedding_column = "emb", name = "xq", lang = "eng" }]
 engine = "precomputed"
 threshold = 0.9
 """
     files = {"eval/emb.jsonl": jsonl(evalset)}
     write_recipe("", files, name="unused.toml")
-    kept, rej, rep, _ = run(write_recipe, tmp_path, rows, step)
-    assert kept["row_id"].to_list() == ["other"]
+    kept, rej, rep, ds = run(write_recipe, tmp_path, rows, step)
+    # the English row is in the set's language: left to the n-gram test
+    assert kept["row_id"].to_list() == ["other", "en-para"]
+    assert "items in another language than the row" in (ds / "README.md").read_text()
     assert rej["de"]["reason"] == "embedding_match" and "with xq item 'e1'" in rej["de"]["detail"]
     assert rej["fr"]["detail"].startswith("cosine 1.000 with xq item 'e2'")
     assert rep["matched"]["xq"] == {"ngram": 0, "embedding": 2, "rows": 2}
+    kept, rej, rep, _ = run(write_recipe, tmp_path, rows, step + 'embedding_pairs = "all"\n', name="all.toml")
+    assert kept["row_id"].to_list() == ["other"] and rej["en-para"]["detail"].startswith(
+        "cosine 1.000 with xq item 'e0'"
+    )
 
 
 @pytest.fixture(scope="module")
