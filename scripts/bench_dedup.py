@@ -53,16 +53,19 @@ def make_rows(path: Path, n: int, seed: int = 0) -> None:
     vocab = [
         "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(20_000)
     ]
-    weights = [1 / (i + 10) for i in range(len(vocab))]
+    cum, total = [], 0.0
+    for i in range(len(vocab)):
+        total += 1 / (i + 10)
+        cum.append(total)
     texts: list[str] = []
     with path.open("w", encoding="utf-8") as f:
         for i in range(n):
             if texts and rnd.random() < 0.1:
-                w = rnd.choice(texts[-50_000:]).split()
+                w = texts[rnd.randrange(max(0, len(texts) - 50_000), len(texts))].split()
                 w[rnd.randrange(len(w))] = rnd.choice(vocab)
                 t = " ".join(w)
             else:
-                t = " ".join(rnd.choices(vocab, weights, k=rnd.randint(6, 14)))
+                t = " ".join(rnd.choices(vocab, cum_weights=cum, k=rnd.randint(6, 14)))
             texts.append(t)
             f.write(json.dumps({"id": f"r{i}", "text": t}) + "\n")
 
