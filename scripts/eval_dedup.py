@@ -320,7 +320,7 @@ def main() -> None:
     ap.add_argument("--near-min-words", type=int, default=5)
     ap.add_argument("--near", default="", help="extra TOML lines for the near run (shingle, threshold)")
     ap.add_argument("--semantic-threshold", type=float, default=0.9)
-    ap.add_argument("--decontam-threshold", type=float, default=0.9)
+    ap.add_argument("--decontam-threshold", type=float, default=0.85)
     ap.add_argument("--parts", default="near,semantic,decontam")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()

@@ -6,6 +6,7 @@ rows with the same key (an exact-duplicate text, a shared LSH band); rows in a r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,11 @@ class Buckets:
                 yield rec["row"][keep], run[keep]
 
 
+@lru_cache(maxsize=64)
+def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, k=2)
+
+
 def run_pairs(rows: np.ndarray, run: np.ndarray, all_pairs_upto: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Row pairs ``(u, v)``, ``u < v``, within runs (``rows`` sorted within each run, runs contiguous): each
     row with the first of its run and with the row before it; every pair in runs of at most
@@ -76,7 +82,7 @@ def run_pairs(rows: np.ndarray, run: np.ndarray, all_pairs_upto: int = 0) -> tup
         starts = np.flatnonzero(start)
         for s in starts[(size[run[starts]] > 2) & (size[run[starts]] <= all_pairs_upto)]:
             r = rows[s : s + size[run[s]]]
-            i, j = np.triu_indices(len(r), k=2)  # neighbours and the first row are already in
+            i, j = _triu(len(r))  # neighbours and the first row are already in
             us.append(r[i])
             vs.append(r[j])
     return np.concatenate(us), np.concatenate(vs)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .text import uniq
+
 METHODS = ("exact", "near", "semantic", "cross_lingual")
 REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate", "cross_lingual_duplicate", "duplicate_group")
 GROUP = 4  # reason code of a row that leaves with its group
@@ -190,6 +192,6 @@ def decide(
         link=dup.copy(),
         link_method=np.where(reason == GROUP, -1, reason).astype(np.int8),
         link_score=score_out,
-        clusters=int(len(np.unique(dup[~kept]))),
+        clusters=int(len(uniq(dup[~kept]))),
         nodes_dropped=int((~node_kept).sum()),
     )

@@ -44,8 +44,8 @@ def dedup_report(p: Any, stats: dict[str, Any]) -> StepReport:
     by_lang = stats.get("dropped_by_lang", {})
     reasons = sorted({r for v in by_lang.values() for r in v})
     md = [f"# Deduplication of `{p.column}`", "", summary, ""]
-    md += [f"Pairs found per method: {d.get('pairs', {})}; near-duplicate candidates verified: "]
-    md[-1] += f"{d.get('near_candidates', 0)}.\n"
+    md += [f"Pairs found per method: {d.get('pairs', {})}; near-duplicate pairs: "]
+    md[-1] += f"{d.get('near_candidates', 0)} LSH candidates, {d.get('near_verified', 0)} verified on exact Jaccard.\n"
     if by_lang:
         md += ["| language | " + " | ".join(reasons) + " |", "|---" * (len(reasons) + 1) + "|"]
         for lang, v in sorted(by_lang.items()):
@@ -60,6 +60,7 @@ def dedup_report(p: Any, stats: dict[str, Any]) -> StepReport:
         "pairs": d.get("pairs", {}),
         "clusters": d.get("clusters", 0),
         "near_candidates": d.get("near_candidates", 0),
+        "near_verified": d.get("near_verified", 0),
         "lsh": d.get("lsh"),
         "dropped_by_lang": by_lang,
     }

@@ -58,6 +58,12 @@ def exact_keys(normed: pl.Series, salt: list[str] | None = None) -> np.ndarray:
     return out
 
 
+def uniq(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct values by sorting (numpy 2's hash-based ``np.unique`` was 20x slower on 64-bit keys)."""
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+
+
 def fmix64(h: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finaliser (a bijection that spreads every input bit), element-wise."""
     h = h ^ (h >> np.uint64(33))
