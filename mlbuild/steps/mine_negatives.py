@@ -5,7 +5,9 @@ every distinct positive of the input rows; or a side table such as a BEIR corpus
 are added). Candidates are filtered and sampled with the options and semantics of sentence-transformers'
 ``util.mine_hard_negatives``, plus ``exclude_same`` (never a passage that shares e.g. ``parallel_id`` with
 a positive: translations and duplicates of the positive stay out) and ``group_by`` (mine within each
-language). Rows that share a query are one query with several positives; a list-valued positive column is
+language). ``retrievers = ["dense", "bm25"]`` pools BM25 candidates (per-language analyzer) with the dense
+ones, each negative tagged with the retriever(s) that found it (:mod:`mlbuild.mining.pool`). Rows that share
+a query are one query with several positives; a list-valued positive column is
 several positives too (the row is split, ids ``<row_id>/p<i>``). Scores are cosine similarities.
 
 It streams (:mod:`mlbuild.mining`): pass 1 reads the corpus table and the rows batch by batch into a
@@ -18,7 +20,9 @@ Reads: ``query_column``, ``positive_column`` (+ ``group_by``, ``exclude_same`` c
 Writes (``output_format``, sentence-transformers' layouts, see :mod:`mlbuild.mining.layouts`): ``triplet``
 (one row per negative, ``negative``), ``n-tuple`` (``negative_1`` .. ``negative_<n>``), ``labeled-pair``
 (the positive column holds the document, ``label``), ``labeled-list`` (``[positive, negatives...]``,
-``labels``); with ``include_scores`` / ``teacher`` also score columns. Rows that get no negative (or, for
+``labels``), ``margin`` (Margin-MSE: teacher margins); per query (``num_candidates``): ``listwise``,
+``st-listwise``, ``flag-reranker``, ``rank-permutation`` (:mod:`mlbuild.mining.layouts.lists`); with
+``include_scores`` / ``teacher`` / pooled retrievers also score and tag columns. Rows that get no negative (or, for
 ``n-tuple``, fewer than ``num_negatives``) go to ``rejects/``. Report: score quantiles, candidates skipped
 per reason, queries short of negatives, per group.
 
@@ -27,7 +31,8 @@ Parameters (sentence-transformers' name in brackets where it differs): ``num_neg
 NV-Retriever's TopK-PercPos 95%), ``sampling`` [sampling_strategy] with ``seed``, ``output_format``,
 ``include_scores`` [output_scores], ``include_positives``, ``query_prompt``, ``passage_prompt``
 [corpus_prompt], ``teacher`` + ``teacher_rescore`` [cross_encoder]; and ``engine``/``model``,
-``exclude_same``, ``group_by``, ``widen_limit``, ``corpus``. See docs/mining.md.
+``exclude_same``, ``group_by``, ``widen_limit``, ``corpus``, ``retrievers``, ``bm25_lang``,
+``num_candidates``, ``corpus_id_column``, ``positive_id_column``, ``prompt``. See docs/mining.md.
 
 Example::
 
@@ -58,7 +63,7 @@ from ..mining.index import MiningIndex, Sources
 from ..mining.mine import Miner, Results, SearchOptions
 from ..mining.pool import RETRIEVERS
 from ..mining.pool import labels as pool_labels
-from ..mining.report import ScoreSample, markdown, summary
+from ..mining.report import ScoreSample, group_stats, markdown, summary
 from ..mining.rows import batches, prepare
 from ..mining.select import Rules
 from ..mining.store import Scratch, VectorFile
@@ -255,6 +260,7 @@ class MineNegatives(Step):
 
     # -------------------------------------------------------------------- passes
     def run_global(self, table: Any, emit) -> dict[str, Any]:
+        p = self.params
         root = Path(self.ctx.work_dir) / "scratch" if self.ctx.work_dir is not None else None
         with Scratch(root) as scratch:
             index = self._index(table, scratch)
@@ -266,11 +272,25 @@ class MineNegatives(Step):
             if groups:
                 corpus, queries = self._vectors(index, scratch)
                 miner = Miner(index, corpus, queries, results, rules, self._search_options(), **self._mine_kw())
-                stats.update(self._group_stats(index, miner.run(groups)))
+                stats.update(group_stats(index, miner.run(groups), bool(p.group_by)))
                 pos_all, neg_all = miner.pos_all, miner.neg_all
             stats.update(Emitter(index, results, self._emit_options(), self._teacher_scores()).run(table, emit))
             stats["positive_score"], stats["negative_score"] = pos_all.quantiles(), neg_all.quantiles()
+            stats.update(self._setup_stats(results))
         return stats
+
+    def _setup_stats(self, res: Results) -> dict[str, Any]:
+        """Layout, teacher, retrievers and the negatives each retriever found (for the report and card)."""
+        p = self.params
+        t = getattr(self, "teacher", None)
+        out = {"layout": p.output_format, "teacher": t.id if t is not None else None, "retrievers": list(p.retrievers)}
+        if p.num_candidates:
+            out["num_candidates"] = p.num_candidates
+        if p.retrievers != ["dense"] and len(res.count):
+            found = np.arange(res.n)[None, :] < res.count[:, None]
+            tags = np.bincount(np.asarray(res.retriever[: len(res.count)])[found], minlength=1 << len(p.retrievers))
+            out["negatives_by_retriever"] = {name: int(c) for name, c in zip(pool_labels(p.retrievers), tags) if c}
+        return out
 
     def _mine_kw(self) -> dict[str, Any]:
         p = self.params
@@ -356,21 +376,6 @@ class MineNegatives(Step):
             raise StepError(self.name, f"query and passage vectors have different widths: {sorted(map(str, dims))}")
         return grouped_corpus(index, index.passage_vecs, VectorFile(scratch.path("corpus.f32"))), index.query_vecs
 
-    def _group_stats(self, index: MiningIndex, per_group: dict) -> dict[str, Any]:
-        rows_per_group = np.bincount(index.query_group.array()[index.row_query.array()], minlength=len(index.groups))
-        out: dict[str, Any] = {"skipped": {}, "short_queries": 0, "widened_queries": 0}
-        by_group = {}
-        for g, st in per_group.items():
-            st.rows = int(rows_per_group[index.groups[g]])
-            by_group[g or "all"] = st.as_dict()
-            out["short_queries"] += st.short
-            out["widened_queries"] += st.widened
-            for k, v in st.skipped.items():
-                out["skipped"][k] = out["skipped"].get(k, 0) + v
-        if self.params.group_by:
-            out["by_group"] = by_group
-        return out
-
     # -------------------------------------------------------------------- report
     def finalize(self, stats: dict[str, Any]) -> StepReport | None:
         p = self.params
@@ -378,6 +383,8 @@ class MineNegatives(Step):
             return None
         keys = ("num_negatives", "range_min", "range_max", "max_score", "min_score", "absolute_margin")
         keys += ("relative_margin", "sampling", "output_format", "exclude_same", "group_by", "widen_limit")
+        keys += ("retrievers", "num_candidates")
         report = {"step": self.name, "params": {k: getattr(p, k) for k in keys}, **stats}
-        md = markdown(stats, p.num_negatives, p.output_format)
-        return StepReport(summary=summary(stats, p.num_negatives), data=report, markdown=md)
+        n = p.num_candidates - 1 if p.num_candidates else p.num_negatives
+        md = markdown(stats, n, p.output_format)
+        return StepReport(summary=summary(stats, n), data=report, markdown=md)
