@@ -135,8 +135,11 @@ def test_bm25_pooling_tags_negatives_and_keeps_translations_out():
     cv = dict(zip(corpus["text"], corpus["embedding"].to_numpy())) | dict(
         zip(rows["positive"], rows["positive_embedding"].to_numpy())
     )
+    checked = set()
     for q, n, s, t in out.rows.select("query", "negative", "negative_score", "negative_retriever").iter_rows():
         assert s == pytest.approx(float(qv[q] @ cv[n]), abs=1e-5)
+        checked.add(t)
+    assert "bm25" in checked
 
 
 def test_pooled_output_does_not_depend_on_batches_or_chunks():
