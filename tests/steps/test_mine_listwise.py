@@ -267,6 +267,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
         max_position_embeddings=64,
         pad_token_id=0,
         num_labels=1,
+        initializer_range=0.5,  # scores that differ (at 0.02 a random cross-encoder scores every pair alike)
     )
     transformers.BertModel(cfg).save_pretrained(d / "enc")
     transformers.BertForSequenceClassification(cfg).save_pretrained(d / "ce")
@@ -295,8 +296,10 @@ def test_listwise_teacher_scores_order_and_rank_permutation(tiny, tmp_path):
     for r in df.head(5).iter_rows(named=True):
         want = teacher_scores(tiny["teacher"], r["query"], r["docs"])
         assert r["teacher_scores"] == pytest.approx(want.tolist(), abs=1e-5)
+    assert all(len({round(x, 4) for x in ts}) > 2 for ts in df["teacher_scores"])  # the order is not ties
     for ts, order in df.select("teacher_scores", "teacher_order").iter_rows():
         assert sorted(order) == list(range(len(ts)))
+        assert order != list(range(len(ts))) or ts == sorted(ts, reverse=True)
         assert all(ts[a] >= ts[b] for a, b in zip(order, order[1:]))  # the ordering follows the scores
     report = step.finalize(out.stats)
     assert f"Teacher: `{tiny['teacher']}`" in report.markdown and "Layout: `listwise`, 4 candidates" in report.markdown
