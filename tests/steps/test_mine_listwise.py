@@ -405,3 +405,18 @@ def test_cli_run_writes_the_layout_and_names_the_teacher(tiny, write_recipe, tmp
     card = (ds / "README.md").read_text()
     assert str(tiny["teacher"]) in card and fmt in card
     assert f"Layout: `{fmt}`" in (ds / "reports" / "mine_negatives.md").read_text()
+
+
+@pytest.mark.slow  # the packaged models: bergamot-en-pt, multilingual-e5-small
+def test_mine_listwise_recipe_keeps_translations_out(tmp_path):
+    from mlbuild.pipeline.runner import Runner
+    from mlbuild.recipe import load_recipe
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "mine-listwise.toml"
+    res = Runner(load_recipe(recipe), tmp_path / "out", quiet=True, limit=12).run()
+    df = pl.concat([pl.read_parquet(f) for f in sorted((res.dataset_dir / "data").rglob("*.parquet"))])
+    assert df.height > 12  # English and Portuguese queries
+    pid = {d: r["parallel_id"] for r in df.iter_rows(named=True) for d, lab in zip(r["docs"], r["labels"]) if lab}
+    for r in df.iter_rows(named=True):
+        assert len(set(r["docs"])) == len(r["docs"]) == 8 and sum(r["labels"]) == 1
+        assert all(pid.get(d) != r["parallel_id"] for d, lab in zip(r["docs"], r["labels"]) if not lab)
