@@ -20,7 +20,6 @@ from ..models.search import CorpusSearch, exact_pair_scores
 from ..pipeline.cache import SEP
 from .index import MiningIndex
 from .pool import bm25_index, pool, texts_in_blocks
-from .pool import labels as pool_labels
 from .report import ScoreSample
 from .select import Candidates, Exclusions, Rules, Selection, select
 from .store import Scratch, VectorFile
@@ -110,7 +109,6 @@ class Miner:
         self.index, self.corpus, self.queries, self.results = index, corpus, queries, results
         self.rules, self.opts, self.widen_limit, self.seed, self.teacher = rules, opts, widen_limit, seed, teacher
         self.retrievers, self.bm25_lang = tuple(retrievers), bm25_lang or (lambda g: None)
-        self.tags = pool_labels(self.retrievers)  # names of Results.retriever values
         self.bm25 = None  # the current group's BM25 index
         self.pos_all, self.neg_all = ScoreSample(), ScoreSample()  # over every group
 
