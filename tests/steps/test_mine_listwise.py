@@ -312,6 +312,28 @@ def test_listwise_teacher_scores_order_and_rank_permutation(tiny, tmp_path):
         assert all(ts[a] >= ts[b] for a, b in zip(order, order[1:]))
 
 
+def test_teacher_scores_come_from_the_call_cache_on_a_rerun(tiny, tmp_path, monkeypatch):
+    from mlbuild.models.rerank import CrossEncoderScorer
+    from mlbuild.pipeline.cache import CallCache
+
+    rows, corpus = crafted()
+    cache = CallCache(tmp_path / "calls.sqlite")
+    kw = dict(output_format="listwise", num_candidates=3, teacher=str(tiny["teacher"]), device="cpu")
+    calls = []
+    real = CrossEncoderScorer.score
+
+    def counting(self, queries, passages):
+        calls.append(len(queries))
+        return real(self, queries, passages)
+
+    monkeypatch.setattr(CrossEncoderScorer, "score", counting)
+    first = mine(rows, corpus, ctx_kw={"cache": cache}, **kw)[1].rows
+    assert sum(calls) > 0
+    calls.clear()
+    again = mine(rows, corpus, ctx_kw={"cache": cache}, **kw)[1].rows
+    assert calls == [] and again.equals(first)
+
+
 def test_margin_layout_is_the_teacher_difference(tiny):
     rows, corpus = crafted()
     step, out = mine(
