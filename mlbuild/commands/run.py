@@ -20,7 +20,9 @@ def register(sub) -> None:
         metavar="KEY=VALUE",
         help="override a recipe value, e.g. steps.translate.num_beams=4 (repeatable)",
     )
-    p.add_argument("--limit", type=int, default=None, help="only the first N source rows")
+    p.add_argument(
+        "--limit", type=int, default=None, help="only the first N input records (lines, rows), rejected ones included"
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address", default=None, help="Ray cluster address (with --executor ray)")

@@ -71,6 +71,7 @@ from ..mining.vectors import embed_texts, grouped_corpus
 from ..pipeline.base import Step, StepReport
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ..pipeline.vector_cache import vector_cache
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +217,6 @@ class MineNegatives(Step):
         return list(dict.fromkeys(out))
 
     # -------------------------------------------------------------------- models
-    def _cache_dir(self) -> Path | None:
-        cache = self.ctx.cache
-        if cache is not None and getattr(cache, "path", None) is not None:
-            return Path(cache.path).parent / "embeddings"
-        return Path(self.ctx.work_dir) / "embeddings" if self.ctx.work_dir is not None else None
-
     def setup(self) -> None:
         p = self.params
         self.embedder = self.teacher = None
@@ -236,7 +231,7 @@ class MineNegatives(Step):
                 pooling=p.pooling,
                 query_prompt=p.query_prompt,
                 passage_prompt=p.passage_prompt,
-                cache_dir=self._cache_dir(),
+                cache=vector_cache(self.ctx),
                 batch_size=p.batch_size,
             )
             info = dict(pooling=e.pooling, query_prompt=e.query_prompt, passage_prompt=e.passage_prompt)

@@ -55,12 +55,13 @@ import polars as pl
 
 from ..errors import StepError
 from ..models.lid import DEFAULT_CONFUSABLE, FastTextLID, families_index
-from ..models.mt import BERGAMOT_PAIRS, MTBackend, engines, load_mt
+from ..models.mt import BERGAMOT_PAIRS, PROMPT_FIELDS, MTBackend, engines, load_mt
 from ..pipeline import filters
 from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport
 from ..pipeline.filters import OnFail, Verdict
 from ..pipeline.params import param, suggest
 from ..pipeline.registry import register
+from ..templating import format_problems
 from . import translate_gates as gates
 from .translate_report import References, build_report, engine_counters, markdown, round_trip_scores, target_stats
 from .translate_segments import translate_texts
@@ -251,7 +252,7 @@ class Translate(Step):
             )
         except StepError:
             raise
-        except Exception as e:  # noqa: BLE001 - named with the step and the pair
+        except Exception as e:  # named with the step and the pair
             raise StepError(self.name, f"{src} -> {tgt}, column '{col}': {type(e).__name__}: {e}") from e
 
     def _round_trip(
@@ -377,6 +378,8 @@ def _check_engine(p: TranslateParams) -> list[tuple[str, str]]:
                 )
     if p.engine == "openai" and p.prompt is not None and "{text}" not in p.prompt:
         problems.append(("prompt", "the template must contain {text}"))
+    for name in ("prompt", "system"):  # filled with plain names only: no {text.__class__}
+        problems += [(name, m) for m in format_problems(getattr(p, name) or "", PROMPT_FIELDS)]
     if p.engine != "openai" and (p.prompt is not None or p.system is not None):
         problems.append(("prompt", "prompt/system apply to the openai engine only"))
     return problems

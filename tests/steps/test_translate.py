@@ -245,6 +245,16 @@ def test_check_reports_problems():
     assert not problems(target_langs=["pt"], engine="bergamot")
     assert "model" in problems(target_langs=["pt"], engine="transformers")
     assert "prompt" in problems(target_langs=["pt"], engine="openai", model="m", prompt="no slot")
+    # a template reads the values it is given and nothing else
+    leak = problems(target_langs=["pt"], engine="openai", model="m", prompt="{text.__class__} {text}")
+    assert "unknown field {text.__class__}" in leak["prompt"]
+    assert (
+        "unknown field {lang}" in problems(target_langs=["pt"], engine="openai", model="m", system="{lang}")["system"]
+    )
+    assert "conversions" in problems(target_langs=["pt"], engine="openai", model="m", prompt="{text!r}")["prompt"]
+    assert not problems(
+        target_langs=["pt"], engine="openai", model="m", prompt="{src_name} -> {tgt_name}: {text} {{x}}"
+    )
     _, errs = parse(
         tr.TranslateParams, {"columns": ["q"], "source_lang": "en", "target_langs": ["pt"], "gates": ["langauge"]}, "s"
     )
