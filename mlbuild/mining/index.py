@@ -16,6 +16,7 @@ What it keeps (numpy columns of a few bytes per row or passage; texts and vector
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,8 @@ class Sources:
     query_vec: str | None = None  # precomputed vectors
     positive_vec: str | None = None
     corpus_vec: str | None = None
+    corpus_id: str | None = None  # passage ids (list layouts' doc_ids); default: a hash of the text
+    positive_id: str | None = None
 
 
 class MiningIndex:
@@ -72,6 +75,7 @@ class MiningIndex:
         self.entries, self.queries = HashIndex(), HashIndex()
         self.attrs = HashIndex()
         self.passage_text = TextStore(scratch.path("passages.txt"))
+        self.passage_id = TextStore(scratch.path("passage_ids.txt"))  # "" = none given (hash of the text)
         self.query_text = TextStore(scratch.path("queries.txt"))
         self.passage_vecs = VectorFile(scratch.path("passages.f32"))
         self.query_vecs = VectorFile(scratch.path("queries.f32"))
@@ -89,7 +93,7 @@ class MiningIndex:
         vals = batch[self.cols.group].cast(pl.Utf8).fill_null("").to_list()
         return np.fromiter((self.groups.setdefault(v, len(self.groups)) for v in vals), np.int64, len(vals))
 
-    def _passages(self, groups: np.ndarray, texts: pl.Series, vectors: Any) -> np.ndarray:
+    def _passages(self, groups: np.ndarray, texts: pl.Series, vectors: Any, ids: pl.Series | None) -> np.ndarray:
         """Entry ids of (group, text) pairs, adding the new ones (texts, vectors) in first-seen order."""
         h, c = text_hashes(texts)
         start = len(self.texts)
@@ -97,6 +101,8 @@ class MiningIndex:
         first = first_positions(tid, start)
         if len(first):
             self.passage_text.append(texts.gather(first).cast(pl.Utf8).to_list())
+            given = ids.gather(first).cast(pl.Utf8).fill_null("").to_list() if ids is not None else None
+            self.passage_id.append(given or [""] * len(first))
             if vectors is not None:
                 self.passage_vecs.append(unit_rows(vectors()[first], "the embedding columns", self.step))
         if not self.grouped:
@@ -132,7 +138,9 @@ class MiningIndex:
             return
         groups = self._group_codes(batch)
         vec = self._vector_getter(batch, self.cols.corpus_vec)
-        eid = self._passages(groups, batch[self.cols.corpus_text], vec)
+        cid = self.cols.corpus_id
+        ids = batch[cid] if cid and cid in batch.columns else None
+        eid = self._passages(groups, batch[self.cols.corpus_text], vec, ids)
         self._attributes(batch, groups, eid)
 
     def add_rows(self, batch: pl.DataFrame) -> None:
@@ -140,7 +148,11 @@ class MiningIndex:
         if not batch.height:
             return
         groups = self._group_codes(batch)
-        eid = self._passages(groups, batch[self.cols.positive], self._vector_getter(batch, self.cols.positive_vec))
+        pid = self.cols.positive_id
+        ids = batch[pid] if pid and pid in batch.columns else None
+        eid = self._passages(
+            groups, batch[self.cols.positive], self._vector_getter(batch, self.cols.positive_vec), ids
+        )
         self._attributes(batch, groups, eid)
         qt_texts = batch[self.cols.query].cast(pl.Utf8)
         start = len(self.qtexts)
@@ -224,6 +236,17 @@ class MiningIndex:
         npos = self.pos_ptr[qids + 1] - self.pos_ptr[qids]
         r, _ = self.same_pairs(qids)
         return npos, npos + np.bincount(r, minlength=len(qids))
+
+    def doc_ids(self, text_ids: np.ndarray) -> list[str]:
+        """Ids of passages by text id: the id column's value where one was given, else ``sha1:`` and the
+        first 16 hex digits of the SHA-1 of the text (stable across runs and machines)."""
+        given = self.passage_id.get(text_ids)
+        need = [j for j, g in enumerate(given) if not g]
+        if need:
+            texts = self.passage_text.get(np.asarray(text_ids)[need])
+            for j, t in zip(need, texts):
+                given[j] = "sha1:" + hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return given
 
     def first_rows(self) -> np.ndarray:
         return self.query_first.array()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from ..models.search import CorpusSearch, exact_pair_scores
 from ..pipeline.cache import SEP
 from .index import MiningIndex
+from .pool import bm25_index, pool, texts_in_blocks
 from .report import ScoreSample
 from .select import Candidates, Exclusions, Rules, Selection, select
 from .store import Scratch, VectorFile
@@ -53,6 +54,7 @@ class Results:
         shape = (max(n_queries, 1), n)
         self.entry = np.memmap(scratch.path("neg_entry.i64"), dtype=np.int64, mode="w+", shape=shape)
         self.score = np.memmap(scratch.path("neg_score.f32"), dtype=np.float32, mode="w+", shape=shape)
+        self.retriever = np.memmap(scratch.path("neg_retriever.i8"), dtype=np.int8, mode="w+", shape=shape)
         self.count = np.zeros(n_queries, dtype=np.int32)
         self.pos_score = np.zeros(n_pairs, dtype=np.float32)
 
@@ -101,9 +103,13 @@ class Miner:
         widen_limit: int = 0,
         seed: int = 0,
         teacher: TeacherFn | None = None,
+        retrievers: Sequence[str] = ("dense",),
+        bm25_lang: Callable[[str], str | None] | None = None,
     ):
         self.index, self.corpus, self.queries, self.results = index, corpus, queries, results
         self.rules, self.opts, self.widen_limit, self.seed, self.teacher = rules, opts, widen_limit, seed, teacher
+        self.retrievers, self.bm25_lang = tuple(retrievers), bm25_lang or (lambda g: None)
+        self.bm25 = None  # the current group's BM25 index
         self.pos_all, self.neg_all = ScoreSample(), ScoreSample()  # over every group
 
     def run(self, groups: list[str]) -> dict[str, GroupStats]:
@@ -129,8 +135,11 @@ class Miner:
             corpus_block=o.corpus_block,
             backend=o.backend,
         )
+        if "bm25" in self.retrievers:  # one index per group, over the rows the dense search sees, same order
+            self.bm25 = bm25_index(texts_in_blocks(lambda ids: self._texts(a, ids), b - a), self.bm25_lang(g))
         for c in chunks:
             self.chunk(g, c, a, b - a, search, st, max_forbid)
+        self.bm25 = None
         return st
 
     def _texts(self, g_start: int, local: np.ndarray) -> list[str]:
@@ -143,7 +152,7 @@ class Miner:
         """Mine the queries ``qids`` of group ``g`` (corpus rows [g_start, g_start + size)) into the results."""
         ix, rules, res = self.index, self.rules, self.results
         qvec = self.queries.take(ix.query_qtext.array()[qids])
-        need_text = self.teacher is not None or rules.sampling == "random"
+        need_text = self.teacher is not None or rules.sampling == "random" or self.bm25 is not None
         qtexts = ix.query_text.get(ix.query_qtext.array()[qids]) if need_text else []
         # positives: exact scores (or the teacher's), the margin reference, exclusions
         rows, pair = ix.positives(qids)
@@ -175,6 +184,8 @@ class Miner:
             if n:
                 res.entry[q, :n] = order[g_start + sel.index[j]]
                 res.score[q, :n] = sel.score[j]
+                if sel.retriever is not None:
+                    res.retriever[q, :n] = sel.retriever[j]
         if len(sel.score):
             st.neg.add(np.concatenate(sel.score))
             self.neg_all.add(np.concatenate(sel.score))
@@ -184,8 +195,11 @@ class Miner:
     ) -> Candidates:
         if k <= 0:
             return Candidates(np.zeros((len(qvec), 0), np.int64), np.zeros((len(qvec), 0), np.float32))
-        s, i = search.search(qvec, k)
-        cands = Candidates(i, s)
+        lists = [search.search(qvec, k)]
+        if self.bm25 is not None:
+            lists.append(self.bm25.search(qtexts, k))
+        cands = pool(lists, self.retrievers, lambda r, i: exact_pair_scores(qvec[r], search.host.take(i)))
+        i = cands.index
         if self.teacher is not None and self.rules.teacher_rescore and i.size:
             rr, cc = np.nonzero(i >= 0)
             t = np.full(i.shape, -np.inf, dtype=np.float32)
@@ -218,5 +232,7 @@ class Miner:
                 if got[j] > len(sel.index[qi]):
                     widened.add(int(qi))
                     sel.index[qi], sel.score[qi] = sub.index[j], sub.score[j]
+                    if sel.retriever is not None:
+                        sel.retriever[qi] = sub.retriever[j]
             todo = todo[got < n]
         return len(widened)

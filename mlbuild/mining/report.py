@@ -50,6 +50,23 @@ class ScoreSample:
         return out
 
 
+def group_stats(index: Any, per_group: dict, grouped: bool) -> dict[str, Any]:
+    """Totals over the groups' :class:`~mlbuild.mining.mine.GroupStats` (and, when ``grouped``, each group's)."""
+    rows_per_group = np.bincount(index.query_group.array()[index.row_query.array()], minlength=len(index.groups))
+    out: dict[str, Any] = {"skipped": {}, "short_queries": 0, "widened_queries": 0}
+    by_group = {}
+    for g, st in per_group.items():
+        st.rows = int(rows_per_group[index.groups[g]])
+        by_group[g or "all"] = st.as_dict()
+        out["short_queries"] += st.short
+        out["widened_queries"] += st.widened
+        for k, v in st.skipped.items():
+            out["skipped"][k] = out["skipped"].get(k, 0) + v
+    if grouped:
+        out["by_group"] = by_group
+    return out
+
+
 def quantiles(x: np.ndarray) -> dict[str, Any]:
     s = ScoreSample()
     s.add(x)
@@ -64,6 +81,7 @@ def markdown(stats: dict[str, Any], num_negatives: int, output_format: str) -> s
         f"{stats.get('corpus', 0)} passages; {stats.get('negatives', 0)} negatives, "
         f"{stats.get('output_rows', 0)} output rows ({output_format}).",
         "",
+        *setup_lines(stats, output_format),
         "## Scores (cosine)",
         "",
         "| | count | mean | min | 5% | 25% | 50% | 75% | 95% | max |",
@@ -106,10 +124,31 @@ def markdown(stats: dict[str, Any], num_negatives: int, output_format: str) -> s
     return "\n".join(lines) + "\n"
 
 
+def setup_lines(stats: dict[str, Any], output_format: str) -> list[str]:
+    """Layout, list size, teacher and retrievers (with the negatives each found) as Markdown lines."""
+    out = [
+        f"- Layout: `{output_format}`"
+        + (f", {stats['num_candidates']} candidates per query" if stats.get("num_candidates") else "")
+    ]
+    if stats.get("merged_rows"):
+        out.append(f"- Rows merged into their query's row: {stats['merged_rows']}")
+    out.append(f"- Teacher: `{stats['teacher']}`" if stats.get("teacher") else "- Teacher: none")
+    by = stats.get("negatives_by_retriever") or {}
+    found = ", ".join(f"{k} {v}" for k, v in by.items())
+    out.append(
+        f"- Retrievers: {', '.join(stats.get('retrievers', ['dense']))}"
+        + (f" (negatives found by {found})" if found else "")
+    )
+    return [*out, ""]
+
+
 def summary(stats: dict[str, Any], num_negatives: int) -> str:
+    extra = f" Layout {stats['layout']}" if stats.get("layout") else ""
+    if extra:
+        extra += f", teacher {stats['teacher']}." if stats.get("teacher") else "."
     return (
         f"Hard negatives: {stats.get('negatives', 0)} for {stats.get('queries', 0)} queries; "
         f"{stats.get('short_queries', 0)} queries got fewer than {num_negatives}. "
         f"Positive score median {stats.get('positive_score', {}).get('q50', 'n/a')}, negative median "
-        f"{stats.get('negative_score', {}).get('q50', 'n/a')}."
+        f"{stats.get('negative_score', {}).get('q50', 'n/a')}.{extra}"
     )

@@ -1,7 +1,7 @@
 """Candidates and their selection: which retrieved passages become a query's negatives.
 
-A :class:`Candidates` window holds, per query, passages ordered by score (desc) then corpus index (asc),
-each with the retriever that found it and, when a teacher scored it, the teacher's score. :func:`select`
+A :class:`Candidates` window holds, per query, passages ordered by score (desc) then corpus index (asc)
+(pooled from several retrievers: in :mod:`.pool`'s order), each with the retriever that found it and, when a teacher scored it, the teacher's score. :func:`select`
 applies :class:`Rules` (sentence-transformers' semantics: positives out, then ``exclude_same`` matches,
 margins, max/min score, each candidate counted under the first reason that removes it; then
 ``range_min`` / ``range_max`` over what is left and ``top`` or seeded ``random`` sampling)."""
@@ -104,9 +104,10 @@ class Exclusions:
 
 @dataclass
 class Selection:
-    index: list[np.ndarray]  # per query: corpus indices of the chosen negatives (score desc, index asc)
+    index: list[np.ndarray]  # per query: corpus indices of the chosen negatives (window order)
     score: list[np.ndarray]
     skipped: dict[str, int] = field(default_factory=dict)
+    retriever: list[np.ndarray] | None = None  # per query: the chosen negatives' tags (``Candidates.retriever``)
 
     def counts(self) -> np.ndarray:
         return np.array([len(x) for x in self.index], dtype=np.int64)
@@ -144,20 +145,21 @@ def select(
     rank = np.cumsum(left, axis=1) - 1
     eligible = left & (rank >= rules.range_min) & (rank < range_max)
     n = rules.num_negatives
-    out_i: list[np.ndarray] = []
-    out_s: list[np.ndarray] = []
+    picks: list[np.ndarray] = []
     if rules.sampling == "top":
         chosen = eligible & (rank < rules.range_min + n)
-        for r in range(nq):
-            sel = np.flatnonzero(chosen[r])
-            out_i.append(cand_i[r, sel])
-            out_s.append(cand_s[r, sel])
+        picks = [np.flatnonzero(chosen[r]) for r in range(nq)]
     else:
         for r in range(nq):
             pos = np.flatnonzero(eligible[r])
             if len(pos) > n:
                 rng = np.random.default_rng(seeds[r] if seeds is not None else 0)
-                pos = np.sort(rng.choice(pos, size=n, replace=False))  # window order = score desc, index asc
-            out_i.append(cand_i[r, pos])
-            out_s.append(cand_s[r, pos])
-    return Selection(out_i, out_s, {k: int(v.sum()) for k, v in masks.items()})
+                pos = np.sort(rng.choice(pos, size=n, replace=False))  # kept in window order
+            picks.append(pos)
+    tags = None if cands.retriever is None else [cands.retriever[r, p] for r, p in enumerate(picks)]
+    return Selection(
+        [cand_i[r, p] for r, p in enumerate(picks)],
+        [cand_s[r, p] for r, p in enumerate(picks)],
+        {k: int(v.sum()) for k, v in masks.items()},
+        tags,
+    )

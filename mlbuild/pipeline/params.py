@@ -16,6 +16,9 @@ constraints, so a rule lives next to the parameter it constrains and every error
 - ``ge`` / ``gt`` / ``le`` / ``lt``: bounds of a number (of each number in a list); ``None`` passes.
 - ``choices``: allowed values of each item of a list of strings; ``min_items``: a list's least length.
 - ``pattern``: a regular expression a string must match whole (``re.fullmatch``).
+- ``omit_default=True``: a parameter added to a released version (``mine_negatives.v1``'s
+  ``retrievers``): left out of fingerprints while it holds its default, so recipes that do not use it
+  keep their fingerprints, checkpoints and caches.
 """
 
 from __future__ import annotations
@@ -79,10 +82,12 @@ def param(
     choices: tuple[str, ...] | list[str] | None = None,
     min_items: int | None = None,
     pattern: str | None = None,
+    omit_default: bool = False,
 ) -> Any:
     meta = {
         "doc": doc,
         "runtime": runtime,
+        "omit_default": omit_default,
         "kind": kind,
         "ge": ge,
         "gt": gt,
@@ -359,10 +364,16 @@ def declared(params: Any) -> dict[str, Any]:
         if f.metadata.get("runtime"):
             continue
         v = getattr(params, f.name)
+        if f.metadata.get("omit_default") and v == _default(f):
+            continue  # added to a released version: recipes that leave it unset keep their fingerprints
         if f.metadata.get("kind") in ("path", "file"):
             v = [path_token(x) for x in v] if isinstance(v, list) else path_token(v)
         out[f.name] = v
     return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def as_dict(params: Any) -> dict[str, Any]:

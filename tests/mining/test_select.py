@@ -64,4 +64,7 @@ def test_a_layout_is_a_registered_module():
         assert layouts.score_columns("first-negative", True, False) == ["first_score"]
     finally:
         layouts.LAYOUTS.pop("first-negative")
-    assert set(layouts.NAMES) == {"triplet", "n-tuple", "labeled-pair", "labeled-list"}
+    assert set(layouts.NAMES) == {
+        *("triplet", "n-tuple", "labeled-pair", "labeled-list", "margin"),
+        *("listwise", "st-listwise", "flag-reranker", "rank-permutation"),
+    }

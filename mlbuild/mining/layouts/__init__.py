@@ -4,7 +4,11 @@ A layout is a class with ``name``, the columns it adds (:meth:`Layout.columns`),
 (``score_columns`` with ``include_scores``, ``teacher_columns`` with a teacher), the fewest negatives a
 row needs (:meth:`Layout.needs`; rows with fewer go to rejects) and :meth:`Layout.build`, which turns one
 :class:`Mined` batch into output rows. A new layout is a new module here that calls :func:`register`
-(and is imported below)."""
+(and is imported below).
+
+Per-query layouts (``per_query = True``: ``listwise`` and the trainer layouts of :mod:`.lists`) write one
+row per distinct query, with its first input row; the query's other rows are merged into it (their
+positives are in its list) and counted, not rejected. They read :attr:`Mined.lists`."""
 
 from __future__ import annotations
 
@@ -15,6 +19,22 @@ import numpy as np
 import polars as pl
 
 from ...pipeline.base import reject
+
+
+@dataclass
+class QueryLists:
+    """Per row (of a per-query layout): its query and every positive of that query, with ids and
+    scores, and its negatives' ids; ``seeds`` fix each query's candidate order."""
+
+    query: list[str]
+    positives: list[list[str]]
+    pos_ids: list[list[str]]
+    pos_scores: list[list[float]]
+    neg_ids: list[list[str]]
+    seeds: list[int]
+    num_candidates: int
+    teacher_pos: list[list[float]] | None = None
+    prompt: str = ""  # flag-reranker's prompt column
 
 
 @dataclass
@@ -30,6 +50,8 @@ class Mined:
     first_of_query: np.ndarray  # per row: the first row of its query (in the whole input)
     teacher_pos: list[float] | None = None
     teacher_neg: list[list[float]] | None = None
+    neg_retrievers: list[list[str]] | None = None  # per row: the retriever(s) that found each negative
+    lists: QueryLists | None = None  # per-query layouts only
 
     @property
     def counts(self) -> np.ndarray:
@@ -40,6 +62,13 @@ class Layout:
     name: ClassVar[str] = ""
     score_columns: ClassVar[tuple[str, ...]] = ()
     teacher_columns: ClassVar[tuple[str, ...]] = ()
+    retriever_columns: ClassVar[tuple[str, ...]] = ()  # with retrievers other than dense alone
+    per_query: ClassVar[bool] = False
+    needs_teacher: ClassVar[bool] = False
+
+    def removes(self, positive_column: str) -> list[str]:
+        """Input columns the layout drops (per-query layouts: the positive column; the list holds them)."""
+        return [positive_column] if self.per_query else []
 
     def columns(self, num_negatives: int) -> list[str]:
         raise NotImplementedError
@@ -58,6 +87,9 @@ class Layout:
         """(rows, rejects): rows short of :meth:`needs` negatives are rejected with the count found."""
         counts = m.counts
         keep = counts >= self.needs(num_negatives)
+        if self.per_query:  # one row per query: the others are merged into it
+            m = subset(m, np.flatnonzero(m.first_of_query))
+            counts, keep = m.counts, m.counts >= self.needs(num_negatives)
         bad = None
         if (~keep).any():
             detail = pl.Series("detail", [f"found {c} of {num_negatives}" for c in counts[~keep]], dtype=pl.Utf8)
@@ -78,6 +110,20 @@ def subset(m: Mined, idx: np.ndarray) -> Mined:
         m.first_of_query[idx],
         pick(m.teacher_pos),
         pick(m.teacher_neg),
+        pick(m.neg_retrievers),
+        None
+        if m.lists is None
+        else QueryLists(
+            pick(m.lists.query),
+            pick(m.lists.positives),
+            pick(m.lists.pos_ids),
+            pick(m.lists.pos_scores),
+            pick(m.lists.neg_ids),
+            pick(m.lists.seeds),
+            m.lists.num_candidates,
+            pick(m.lists.teacher_pos),
+            m.lists.prompt,
+        ),
     )
 
 
@@ -95,15 +141,46 @@ def get(name: str) -> Layout:
     return LAYOUTS[name]
 
 
-def score_columns(name: str, include_scores: bool, teacher: bool) -> list[str]:
+def score_columns(name: str, include_scores: bool, teacher: bool, pooled: bool = False) -> list[str]:
     lay = get(name)
-    return [*(lay.score_columns if include_scores else ()), *(lay.teacher_columns if teacher else ())]
+    return [
+        *(lay.score_columns if include_scores else ()),
+        *(lay.teacher_columns if teacher else ()),
+        *(lay.retriever_columns if pooled else ()),
+    ]
+
+
+def param_problems(p: Any, lay: Layout) -> list[tuple[str, str]]:
+    """What ``mine_negatives.v1``'s params lack or carry for layout ``lay`` and the retrievers."""
+    out: list[tuple[str, str]] = []
+    if lay.per_query and p.num_candidates is None:
+        out.append(("num_candidates", f"output_format {lay.name!r} writes a list per query: set its size"))
+    if not lay.per_query and p.num_candidates is not None:
+        out.append(("num_candidates", f"only for per-query layouts ({', '.join(per_query_names())})"))
+    if lay.needs_teacher and not p.teacher:
+        out.append(("teacher", f"output_format {lay.name!r} needs a teacher cross-encoder"))
+    if p.prompt and lay.name != "flag-reranker":
+        out.append(("prompt", "only for output_format = 'flag-reranker'"))
+    if (p.corpus_id_column or p.positive_id_column) and not lay.per_query:
+        out.append(("corpus_id_column", "ids are written by per-query layouts only (doc_ids)"))
+    r = list(p.retrievers)
+    if len(set(r)) != len(r):
+        out.append(("retrievers", "each retriever at most once"))
+    if r and r[0] != "dense":
+        out.append(("retrievers", "must start with 'dense' (pooled candidates are scored and filtered on it)"))
+    if p.bm25_lang and "bm25" not in r:
+        out.append(("bm25_lang", "only with 'bm25' in retrievers"))
+    return out
+
+
+def per_query_names() -> list[str]:
+    return [n for n, lay in LAYOUTS.items() if lay.per_query]
 
 
 def series(name: str, values: Any, dtype: Any) -> pl.Series:
     return pl.Series(name, values, dtype=dtype)
 
 
-from . import labeled_list, labeled_pair, ntuple, triplet  # noqa: E402,F401  (registration)
+from . import labeled_list, labeled_pair, lists, margin, ntuple, triplet  # noqa: E402,F401  (registration)
 
 NAMES: tuple[str, ...] = tuple(LAYOUTS)

@@ -1,5 +1,5 @@
 """``labeled-list``: one row per input row; the positive column holds ``[positive, negatives...]``, with
-``labels`` [``scores``] [``teacher_scores``]."""
+``labels`` [``scores``] [``teacher_scores``] [``retrievers``: null for the positive]."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ class LabeledList(Layout):
     name = "labeled-list"
     score_columns = ("scores",)
     teacher_columns = ("teacher_scores",)
+    retriever_columns = ("retrievers",)
 
     def columns(self, num_negatives: int) -> list[str]:
         return ["labels"]
@@ -37,4 +38,6 @@ class LabeledList(Layout):
                     dtype=pl.List(pl.Float32),
                 )
             )
+        if m.neg_retrievers is not None:  # the positive's slot is null
+            cols.append(pl.Series("retrievers", [[None, *t] for t in m.neg_retrievers], dtype=pl.List(pl.Utf8)))
         return m.base.with_columns(cols)

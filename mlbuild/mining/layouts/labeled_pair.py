@@ -1,6 +1,6 @@
 """``labeled-pair``: each row's positive (id ``<row_id>/p``, ``label`` 1), then, once per query (with its
 first row), each negative (id ``<row_id>/n<j>``, ``label`` 0); the positive column holds the document
-[``score``] [``teacher_score``]. Rows are never rejected: the positive pair is always written."""
+[``score``] [``teacher_score``] [``retriever``: null on positives]. Rows are never rejected: the positive pair is always written."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class LabeledPair(Layout):
     name = "labeled-pair"
     score_columns = ("score",)
     teacher_columns = ("teacher_score",)
+    retriever_columns = ("retriever",)
 
     def columns(self, num_negatives: int) -> list[str]:
         return ["label"]
@@ -25,13 +26,14 @@ class LabeledPair(Layout):
 
     def build(self, m: Mined, num_negatives: int, include_scores: bool) -> pl.DataFrame:
         teacher = m.teacher_pos is not None
-        idx, suffix, docs, labels, scores, tscores = [], [], [], [], [], []
+        idx, suffix, docs, labels, scores, tscores, tags = [], [], [], [], [], [], []
         for r in range(len(m.positive)):
             idx.append(r)
             suffix.append("/p")
             docs.append(m.positive[r])
             labels.append(1)
             scores.append(float(m.pos_score[r]))
+            tags.append(None)
             if teacher:
                 tscores.append(m.teacher_pos[r])
             if m.first_of_query[r]:
@@ -41,6 +43,7 @@ class LabeledPair(Layout):
                     docs.append(t)
                     labels.append(0)
                     scores.append(m.neg_scores[r][j])
+                    tags.append(m.neg_retrievers[r][j] if m.neg_retrievers is not None else None)
                     if teacher:
                         tscores.append(m.teacher_neg[r][j])
         cols = [
@@ -52,4 +55,6 @@ class LabeledPair(Layout):
             cols.append(pl.Series("score", scores, dtype=pl.Float32))
         if teacher:
             cols.append(pl.Series("teacher_score", tscores, dtype=pl.Float32))
+        if m.neg_retrievers is not None:
+            cols.append(pl.Series("retriever", tags, dtype=pl.Utf8))
         return m.base[np.asarray(idx, dtype=np.int64)].with_columns(cols)

@@ -1,5 +1,5 @@
 """``n-tuple``: one row per input row with ``negative_1`` .. ``negative_<n>`` [``positive_score``,
-``negative_scores``] [``teacher_positive_score``, ``teacher_negative_scores``]; rows with fewer than ``n``
+``negative_scores``] [``teacher_positive_score``, ``teacher_negative_scores``] [``negative_retrievers``]; rows with fewer than ``n``
 negatives are rejected (``too_few_negatives``), as sentence-transformers drops them."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ class NTuple(Layout):
     name = "n-tuple"
     score_columns = ("positive_score", "negative_scores")
     teacher_columns = ("teacher_positive_score", "teacher_negative_scores")
+    retriever_columns = ("negative_retrievers",)
 
     def columns(self, num_negatives: int) -> list[str]:
         return [f"negative_{i}" for i in range(1, num_negatives + 1)]
@@ -37,4 +38,6 @@ class NTuple(Layout):
                 pl.Series("teacher_positive_score", m.teacher_pos, dtype=pl.Float32),
                 pl.Series("teacher_negative_scores", [s[:n] for s in m.teacher_neg], dtype=pl.List(pl.Float32)),
             ]
+        if m.neg_retrievers is not None:
+            cols.append(pl.Series("negative_retrievers", [t[:n] for t in m.neg_retrievers], dtype=pl.List(pl.Utf8)))
         return m.base.with_columns(cols)

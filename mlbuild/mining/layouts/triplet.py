@@ -1,5 +1,5 @@
 """``triplet``: one row per negative, ids ``<row_id>/n<j>``; column ``negative`` [``positive_score``,
-``negative_score``] [``teacher_positive_score``, ``teacher_negative_score``]."""
+``negative_score``] [``teacher_positive_score``, ``teacher_negative_score``] [``negative_retriever``]."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class Triplet(Layout):
     name = "triplet"
     score_columns = ("positive_score", "negative_score")
     teacher_columns = ("teacher_positive_score", "teacher_negative_score")
+    retriever_columns = ("negative_retriever",)
 
     def columns(self, num_negatives: int) -> list[str]:
         return ["negative"]
@@ -37,4 +38,6 @@ class Triplet(Layout):
                 pl.Series("teacher_positive_score", [m.teacher_pos[r] for r in rep], dtype=pl.Float32),
                 pl.Series("teacher_negative_score", [s for ss in m.teacher_neg for s in ss], dtype=pl.Float32),
             ]
+        if m.neg_retrievers is not None:
+            cols.append(pl.Series("negative_retriever", [t for ts in m.neg_retrievers for t in ts], dtype=pl.Utf8))
         return m.base[rep].with_columns(cols)
