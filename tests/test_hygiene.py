@@ -55,3 +55,13 @@ def test_long_functions_say_why():
                 if len(body) > 80 and not any("80 lines" in line for line in body if line.strip().startswith("#")):
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({len(body)} lines)")
     assert not long, "functions over 80 lines without a reason in a comment:\n" + "\n".join(long)
+
+
+def test_no_import_cycles_and_no_private_names_across_modules():
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "import_graph.py")], capture_output=True, text=True, timeout=120
+    )
+    assert "cycles: 0" in res.stdout and "private names imported across modules: 0" in res.stdout, res.stdout

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from . import Layout, Mined, register
+from .base import Layout, Mined, register
 
 POSITIVE = "positive"  # the retriever tag of a known positive
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from . import Layout, Mined, register
+from .base import Layout, Mined, register
 
 
 @register

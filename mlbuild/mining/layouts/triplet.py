@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from ...pipeline.base import ROW_ID
-from . import Layout, Mined, register
+from .base import Layout, Mined, register
 
 
 @register
