@@ -123,7 +123,7 @@ def make_data(path: Path, n: int, lines: list[str]) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(json.dumps({"id": i, "text": lines[i % len(lines)]}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"id": f"r{i}", "text": lines[i % len(lines)]}, ensure_ascii=False) + "\n")
     tmp.rename(path)
 
 
