@@ -78,10 +78,22 @@ def entry_name(entry: dict[str, Any]) -> str:
     return entry.get("name") or Path(where.rstrip("/")).name or where
 
 
+def _shown(where: str, base_dir: Path) -> str:
+    """How a set is named in the card and report: relative to the recipe folder, a Hub id as written, or
+    the file's name for a path elsewhere on this machine."""
+    p = Path(where).expanduser()
+    if not p.is_absolute():
+        return where
+    try:
+        return str(p.resolve().relative_to(Path(base_dir).resolve()))
+    except ValueError:
+        return p.name
+
+
 def normalize_entry(entry: Any, base_dir: Path) -> dict[str, Any]:
     """A table entry with ``path`` resolved against the recipe folder (``hf:`` strings to ``hf``)."""
     e = {"path": entry} if isinstance(entry, str) else dict(entry)
-    e["shown"] = e.get("path") or e.get("hf")  # as the recipe wrote it (no local absolute path in the card)
+    e["shown"] = _shown(e.get("path") or e.get("hf") or "", base_dir)  # no local absolute path in the card
     if isinstance(e.get("path"), str) and e["path"].startswith("hf:"):
         e["hf"] = e.pop("path")[3:]
     if "path" in e:

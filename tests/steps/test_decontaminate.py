@@ -122,6 +122,9 @@ cross_lingual = false
     assert rep["examples"]["beir"]["ngram"][0]["item"] == "b1"
     card = (ds / "README.md").read_text()
     assert "Decontaminated `text` against 3 evaluation sets: `qa.jsonl`" in card and "`beir`" in card
+    # sets are named as the recipe wrote them (relative to its folder) or by name: no local absolute path
+    assert rep["sets"]["qa.jsonl"].startswith("eval/qa.jsonl (") and str(tmp_path) not in card
+    assert str(tmp_path) not in json.dumps(rep)
     md = (ds / "reports" / "decontaminate.md").read_text()
     assert "| beir | 1 | 1 | 0 |" in md and "## qa.jsonl: ngram matches" in md
 
