@@ -138,6 +138,20 @@ def _step_row(st: StageRecord) -> dict[str, Any]:
     return row
 
 
+def shown_path(ref: Any, recipe_dir: Path) -> Any:
+    """A model reference as the card and manifest show it: a local path relative to the recipe folder, or
+    the file or folder name for a path elsewhere on this machine (the revision, a content hash, pins it);
+    packaged names and Hub ids as they are. Published files carry no local absolute path."""
+    if not isinstance(ref, str) or not ref.startswith("/"):
+        return ref
+    path, sep, rest = ref.partition("#")  # a GGUF file inside a model folder: "<folder>#<file>"
+    try:
+        shown = str(Path(path).resolve().relative_to(Path(recipe_dir).resolve()))
+    except ValueError:
+        shown = Path(path).name
+    return shown + sep + rest
+
+
 def make_manifest(
     build: BuildRecord,
     data: DataSummary,
@@ -149,6 +163,7 @@ def make_manifest(
     rc, ds = build.recipe, build.recipe.dataset
     models = {f"{st.id}.{role}": info for st in build.stages[1:] for role, info in st.models.items()}
     models.update(build.report_models)
+    models = {k: {**v, "id": shown_path(v.get("id"), rc.dir)} for k, v in models.items()}
     names = {Path(p).name for p in build.input_checksums}
     unique = len(names) == len(build.input_checksums)
     return {

@@ -229,3 +229,25 @@ def test_two_steps_of_one_kind_keep_their_own_reports(write_recipe, tmp_path, mo
     assert json.loads((reports / "second.json").read_text()) == {"tag": "two"}
     card = (res.dataset_dir / "README.md").read_text()
     assert "one: 2 rows" in card and "two: 2 rows" in card
+
+
+def test_published_files_carry_no_local_absolute_path(write_recipe, tmp_path, tiny_lid):
+    """Model paths in the manifest and card: relative to the recipe folder, or the name alone for a file
+    elsewhere (the content hash in `revision` pins it); the machine's directories never reach the Hub."""
+    import shutil
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(tiny_lid, tmp_path / "models" / "lid.ftz")
+    rows = [{"text": "the cat sits on the mat"}, {"text": "o gato está no tapete"}]
+    steps = (
+        '\n[[steps]]\nid = "a"\nuses = "langid.v1"\ncolumn = "text"\nmodel = "models/lid.ftz"\n'
+        f'\n[[steps]]\nid = "b"\nuses = "langid.v1"\ncolumn = "text"\nmodel = "{tiny_lid}"\non_fail = "keep"\n'
+    )
+    path = write_recipe(BASE.format(name="paths") + steps, {"rows.jsonl": jsonl(rows)})
+    res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
+    models = res.manifest["models"]
+    assert models["a.lid"]["id"] == "models/lid.ftz" and models["b.lid"]["id"] == Path(tiny_lid).name
+    assert models["a.lid"]["revision"].startswith("sha256:")
+    for f in ("README.md", "manifest.json"):
+        text = (res.dataset_dir / f).read_text()
+        assert str(tmp_path) not in text and str(Path(tiny_lid).parent) not in text, f
