@@ -29,14 +29,18 @@ import time
 from pathlib import Path
 
 # ../shared/data beside the project root (the main checkout: /work/main -> /work/shared)
-DATA = next(
-    (
-        p
-        for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
-        if (p / "data" / "tatoeba_laser").is_dir()
-    ),
-    Path(__file__).resolve().parents[2] / "shared",
-) / "data" / "tatoeba_laser"
+DATA = (
+    next(
+        (
+            p
+            for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
+            if (p / "data" / "tatoeba_laser").is_dir()
+        ),
+        Path(__file__).resolve().parents[2] / "shared",
+    )
+    / "data"
+    / "tatoeba_laser"
+)
 LANGS = ["deu", "fra", "spa", "rus", "tur", "cmn", "ara", "kaz"]
 KEEP_TARGET, REJECT_TARGET = 0.97, 0.90
 
