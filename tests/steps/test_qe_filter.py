@@ -150,7 +150,9 @@ def test_recipe_run_filters_and_reports(tmp_path, write_recipe, monkeypatch):
     res = Runner(load_recipe(_write_bitext(write_recipe)), tmp_path / "out", quiet=True).run()
     rows = pl.concat([pl.read_parquet(f) for f in sorted((res.dataset_dir / "data").rglob("*.parquet"))])
     assert rows.height == 9 and "qe_margin" in rows.columns
-    rejected = [json.loads(x) for f in (res.dataset_dir / "rejects").glob("*.jsonl") for x in f.read_text().splitlines()]
+    rejected = [
+        json.loads(x) for f in (res.dataset_dir / "rejects").glob("*.jsonl") for x in f.read_text().splitlines()
+    ]
     assert [r["reason"] for r in rejected] == ["qe_margin_low"]
     report = json.loads(next((res.dataset_dir / "reports").glob("*qe*.json")).read_text())
     assert report["per_lang"]["por_Latn"]["failed"] == {"qe_margin_low": 1}

@@ -514,7 +514,9 @@ def test_fake_engine_only_while_registered(write_recipe, tiny_lid):
     assert engines() == ("transformers", "ctranslate2", "bergamot", "openai")
     files = {"rows.jsonl": json.dumps({"doc_id": "d", "query": "q", "passage": "p"})}
     path = write_recipe(RECIPE.replace("{lid}", str(tiny_lid)).replace("{copy}", "0.9"), files)
-    with pytest.raises(RecipeError, match=r"engine: unknown MT engine 'fake' \(known: transformers, ctranslate2, bergamot"):
+    with pytest.raises(
+        RecipeError, match=r"engine: unknown MT engine 'fake' \(known: transformers, ctranslate2, bergamot"
+    ):
         load_recipe(path)
     with fake_mt_engine(FakeMT()):
         assert "fake" in engines()
