@@ -104,6 +104,7 @@ version = "0.1.0"
 [source]
 uses = "jsonl.v1"
 path = "rows.jsonl"
+id_column = "id"
 
 [[steps]]
 uses = "translate.v1"
