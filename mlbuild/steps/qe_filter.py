@@ -27,7 +27,7 @@ Example::
     source_lang = "en"
     target_lang = "de"
     method = "embedding"
-    min_margin = 0.04
+    min_margin = 0.0475
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from helpers_mt import LookupMT, build_tiny_opus_mt, fake_mt_engine
 from helpers_qe import use_words_embedder
 
 import mlbuild.steps.translate as tr
+from mlbuild import qe
 from mlbuild.pipeline.base import RunContext
 from mlbuild.pipeline.cache import CallCache
 from mlbuild.pipeline.params import parse
@@ -64,7 +65,9 @@ def test_qe_gate_drops_the_wrong_translation_and_keeps_scores(tmp_path, lost_mt,
     assert out.rejects["reason"].to_list() == ["qe_margin_low"] and out.rejects["row_id"].to_list() == ["r2/por_Latn"]
     assert "query: QE margin" in out.rejects["detail"][0]
     assert {"query_qe", "query_qe_margin"} <= set(out.rows.columns) and out.rows.height == 9
-    assert out.rows["query_qe"].null_count() == 0 and min(out.rows["query_qe_margin"].to_list()) >= 0.04
+    assert (
+        out.rows["query_qe"].null_count() == 0 and min(out.rows["query_qe_margin"].to_list()) >= qe.DEFAULT_MIN_MARGIN
+    )
     assert set(step.output_columns(["row_id", "query"])) >= {"query_qe", "query_qe_margin"}
     # the report and card: distribution per language and the rejected example
     rep = step.finalize(out.stats)
