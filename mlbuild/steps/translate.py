@@ -323,8 +323,8 @@ def _check_engine(p: TranslateParams) -> list[tuple[str, str]]:
         problems.append(
             ("engine", f"unknown MT engine {p.engine!r}{suggest(p.engine, list(known))} (known: {', '.join(known)})")
         )
-    if p.engine in ("transformers", "openai") and not p.model:
-        where = "" if p.engine == "transformers" else ", as the endpoint names it"
+    if p.engine in ("transformers", "ctranslate2", "openai") and not p.model:
+        where = ", as the endpoint names it" if p.engine == "openai" else ""
         problems.append(("model", f"the {p.engine} engine needs a model (a Hub id or a local path{where})"))
     if p.engine == "bergamot":
         if p.model not in (None, "bergamot-en-pt"):

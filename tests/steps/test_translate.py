@@ -244,6 +244,7 @@ def test_check_reports_problems():
     assert "target_langs" in problems(target_langs=["ky"], engine="bergamot")
     assert not problems(target_langs=["pt"], engine="bergamot")
     assert "model" in problems(target_langs=["pt"], engine="transformers")
+    assert "model" in problems(target_langs=["pt"], engine="ctranslate2")
     assert "prompt" in problems(target_langs=["pt"], engine="openai", model="m", prompt="no slot")
     _, errs = parse(
         tr.TranslateParams, {"columns": ["q"], "source_lang": "en", "target_langs": ["pt"], "gates": ["langauge"]}, "s"
