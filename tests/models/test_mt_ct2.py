@@ -168,3 +168,30 @@ def test_bad_settings_are_refused_before_loading(opus):
         load_mt("ctranslate2", None)
     assert mt_ct2.resolve_compute_type("auto", "cuda") == "int8_float16"
     assert mt_ct2.resolve_compute_type("auto", "cpu") == "int8"
+
+
+def test_projection_translates_with_the_engine(opus):
+    from mlbuild.pipeline.base import RunContext
+    from mlbuild.steps.project_spans import ProjectSpans, ProjectSpansParams
+
+    p = ProjectSpansParams(
+        text_column="text",
+        spans_column="spans",
+        source_lang="eng_Latn",
+        target_langs=["por_Latn"],
+        engine="ctranslate2",
+        model=str(opus),
+        method="markers",
+        decoding={"compute_type": "float32", "max_new_tokens": 8},
+        device="cpu",
+    )
+    assert not ProjectSpans.check(p, ["row_id", "text", "spans"])
+    step = ProjectSpans(p, RunContext())
+    step.setup()
+    assert isinstance(step.mt, mt_ct2.CTranslate2MT) and step.mt.compute_type == "float32"
+    assert (
+        step.mt.translate(["the cat sits on the mat"], "eng_Latn", "por_Latn")[0]
+        == load_mt("transformers", str(opus), device="cpu", max_new_tokens=8).translate(
+            ["the cat sits on the mat"], "eng_Latn", "por_Latn"
+        )[0]
+    )
