@@ -126,6 +126,7 @@ version = "0.1.0"
 [source]
 uses = "jsonl.v1"
 path = "bitext.jsonl"
+id_column = "id"
 
 [[steps]]
 uses = "qe_filter.v1"
@@ -153,7 +154,7 @@ def test_recipe_run_filters_and_reports(tmp_path, write_recipe, monkeypatch):
     rejected = [
         json.loads(x) for f in (res.dataset_dir / "rejects").glob("*.jsonl") for x in f.read_text().splitlines()
     ]
-    assert [r["reason"] for r in rejected] == ["qe_margin_low"]
+    assert [r["reason"] for r in rejected] == ["qe_margin_low"] and rejected[0]["row_id"] == "r2"
     report = json.loads(next((res.dataset_dir / "reports").glob("*qe*.json")).read_text())
     assert report["per_lang"]["por_Latn"]["failed"] == {"qe_margin_low": 1}
     assert "Quality estimation" in (res.dataset_dir / "README.md").read_text()
@@ -168,4 +169,4 @@ def test_cli_with_the_packaged_encoder(tmp_path, write_recipe):
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     rejected = [json.loads(x) for f in (tmp_path / "out").rglob("rejects/*.jsonl") for x in f.read_text().splitlines()]
-    assert [r["id"] if "id" in r else r["row_id"] for r in rejected] == ["r2"]
+    assert [r["row_id"] for r in rejected] == ["r2"]  # the packaged e5 rejects exactly the swapped row
