@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         echo("interrupted; rerun the same command to resume", err=True)
         return 130
-    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as e:  # the CLI's last line of defence
         if args.debug:
             raise
         echo(f"error: {type(e).__name__}: {redact(e)} (rerun with --debug for the traceback)", err=True)

@@ -127,5 +127,5 @@ def display_name(code: str) -> str:
 
     try:
         return langcodes.Language.get(normalize(code).split("_")[0]).display_name()
-    except Exception:  # noqa: BLE001 - display only
+    except Exception:  # display only
         return code

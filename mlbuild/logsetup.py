@@ -37,8 +37,9 @@ NOISY = ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "datasets", "hugg
 def configure(*, quiet: bool = False, debug: bool = False) -> None:
     """Set up the CLI's logging (see the module docstring). Safe to call more than once."""
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
-    if quiet:  # every tqdm bar, ours and the libraries', honours these
+    if quiet:  # every tqdm bar, ours and the libraries', honours this
         os.environ["TQDM_DISABLE"] = "1"
+    if not debug:  # huggingface_hub's download bars: mlbuild logs what it loads instead
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     lib_level = logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING)
     # transformers reads its level from here when it configures itself (no import needed)

@@ -123,3 +123,39 @@ def compile_file(path: Path, where: str, **options: Any) -> SafeTemplate:
     if problems:
         raise RecipeError([(where, f"{path}: {p}") for p in problems])
     return SafeTemplate(environment(**options).from_string(source), Path(path), where)
+
+
+def format_fields(template: str) -> list[str]:
+    """The ``{name}`` fields of a ``str.format``-style template; raises ValueError on a malformed one."""
+    import string
+
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+
+
+def safe_format(template: str, fill: dict[str, str]) -> str:
+    """``template`` with its ``{name}`` fields filled from ``fill``: plain names only (no attribute or
+    index access such as ``{text.__class__}``, no conversions or nested fields), so a template from a
+    recipe reads nothing but the values given."""
+    problems = format_problems(template, set(fill))
+    if problems:
+        raise ValueError(problems[0])
+    return template.format_map(fill)
+
+
+def format_problems(template: str, allowed: set[str]) -> list[str]:
+    """Why ``template`` cannot be filled by :func:`safe_format` with ``allowed`` names (empty when it can)."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        return [f"malformed template ({e}); write a literal brace as {{{{ or }}}}"]
+    out = []
+    for _, field, spec, conv in parsed:
+        if field is None:
+            continue
+        if field not in allowed:
+            out.append(f"unknown field {{{field}}} (known: {', '.join('{' + a + '}' for a in sorted(allowed))})")
+        elif conv or (spec and "{" in spec):
+            out.append(f"field {{{field}}}: conversions and nested fields are not allowed")
+    return out

@@ -33,3 +33,25 @@ def test_the_demo_run_is_marked_slow():
     marks = getattr(test_recipes.test_demo_runs_end_to_end_with_a_limit, "pytestmark", [])
     assert "slow" in {m.name for m in marks}
     assert "slow" not in {m.name for m in getattr(test_recipes.test_recipe_validates, "pytestmark", [])}
+
+
+def test_step_files_stay_small():
+    """A large step keeps its parts in a package of its own (projection/, synthesis/, mining/)."""
+    big = {
+        p.name: n for p in (ROOT / "mlbuild" / "steps").glob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not big, f"step files over 400 lines: {big}"
+
+
+def test_long_functions_say_why():
+    """No function over 80 lines without a comment saying why (one containing '80 lines')."""
+    long = []
+    for path in (ROOT / "mlbuild").rglob("*.py"):
+        src = path.read_text(encoding="utf-8")
+        lines = src.splitlines()
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = lines[node.lineno - 1 : node.end_lineno]
+                if len(body) > 80 and not any("80 lines" in line for line in body if line.strip().startswith("#")):
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({len(body)} lines)")
+    assert not long, "functions over 80 lines without a reason in a comment:\n" + "\n".join(long)

@@ -25,6 +25,8 @@ for _ in tl.tqdm(range(3), desc="Loading weights"):
 logging.getLogger("mlbuild.pipeline.runner").info("step: loading")
 logging.getLogger("mlbuild.pipeline.runner").warning("calling https://alice:pw-S3CRET@h/v1 failed")
 print("bars", tl.is_progress_bar_enabled())
+from huggingface_hub.utils import are_progress_bars_disabled
+print("hub bars off", are_progress_bars_disabled())
 """
 
 
@@ -43,6 +45,7 @@ def test_library_warnings_and_bars_go_through_mlbuild_logging(quiet):
     assert res.returncode == 0, res.stderr
     err = res.stderr
     assert "bars False" in res.stdout  # transformers' own bars off
+    assert "hub bars off True" in res.stdout  # huggingface_hub's download bars off too (on with --debug)
     assert "[transformers]" not in err and "Loading weights" not in err
     assert "pw-S3CRET" not in err
     if quiet:

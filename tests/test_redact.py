@@ -205,3 +205,14 @@ def test_published_files_mask_the_url_credentials(write_recipe, tiny_lid, tmp_pa
     for p in res.dataset_dir.rglob("*"):
         if p.is_file():
             _assert_clean(p.read_text(encoding="utf-8", errors="ignore"))
+
+
+def test_prompt_templates_fill_plain_names_only():
+    from mlbuild.templating import safe_format
+
+    assert (
+        safe_format("{src_name}: {text} {{literal}}", {"src_name": "English", "text": "hi"}) == "English: hi {literal}"
+    )
+    for bad in ("{text.__class__.__mro__}", "{text[0]}", "{text!r}", "{other}", "{text"):
+        with pytest.raises(ValueError):
+            safe_format(bad, {"text": "hi"})

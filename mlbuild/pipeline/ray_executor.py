@@ -456,6 +456,8 @@ class RayExecutor:
         return shards
 
     def run_row_stage(self, stage: RowStage) -> None:
+        # Slightly over 80 lines: the Ray Data pipeline (pool, map_batches, result stream, first error) is
+        # one sequence; the per-shard work itself is run_task, shared with the local executor.
         step, step_label, in_dir, out_dir, on_setup = (
             stage.step,
             stage.label,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import langs
+from ..accounting import usage_markdown, usage_summary
 from ..pipeline import checkpoint as ck
 from ..pipeline.base import StepReport
 from ..pipeline.build import BuildRecord, StageRecord
@@ -121,7 +122,7 @@ def file_report(report: StepReport, step_id: str, reports_dir: Path) -> dict[str
 
 def _step_row(st: StageRecord) -> dict[str, Any]:
     s = st.stats
-    return {
+    row = {
         "id": st.id,
         "uses": st.uses,
         "fingerprint": st.fingerprint,
@@ -131,6 +132,10 @@ def _step_row(st: StageRecord) -> dict[str, Any]:
         "seconds": round(s.get("seconds", 0.0), 3),
         "by_lang": s.get("by_lang", {}),
     }
+    usage = usage_summary(s, st.extra)  # tokens in/out per language (and cost) of a model-backed step
+    if usage is not None:
+        row["tokens"] = usage
+    return row
 
 
 def make_manifest(
@@ -212,6 +217,7 @@ def render_card(build: BuildRecord, data: DataSummary, manifest: dict[str, Any])
         "models": manifest["models"],
         "reports": manifest["reports"],
         "step_summaries": manifest["step_summaries"],
+        "usage": usage_markdown(manifest["steps"]),
         "report_summaries": manifest["report_summaries"],
         "rejects": manifest["rejects"],
         "manifest": manifest,

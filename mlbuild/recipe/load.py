@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,17 @@ from ..pipeline.params import param
 
 TOP_KEYS = ("dataset", "vars", "source", "sources", "steps", "output", "reports", "resources")
 RESOURCE_KEYS = ("num_gpus", "num_cpus", "num_workers")
+
+
+@dataclass
+class ResourceSpec:
+    """``[resources.<step id>]``: what one Ray worker of a step asks for (the local executor ignores it)."""
+
+    num_gpus: float | None = param(None, doc="GPUs per worker (fractions share one)", ge=0, le=1024)
+    num_cpus: float | None = param(None, doc="CPUs per worker", ge=0, le=4096)
+    num_workers: int | None = param(None, doc="workers (actors) of the step", ge=1, le=1_000_000)
+
+
 _VAR = re.compile(r"\$\{vars\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # semantic versions without leading zeros (semver.org); no surrounding whitespace
@@ -312,6 +323,9 @@ def _check_output(output: OutputSpec) -> list[tuple[str, str]]:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_columns: bool = True) -> Recipe:
     """Read, override, interpolate and validate a recipe. Raises :class:`RecipeError` with all problems."""
+    # Over 80 lines on purpose: one pass over the recipe's tables in file order, each appending to one list
+    # of problems so that every independent problem is reported at once; the parts with logic of their own
+    # live in helpers (_component, _table, _check_output, check_chain).
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"recipe file not found: {path}")
@@ -426,22 +440,19 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_colu
         if not isinstance(table, dict):
             problems.append((loc, "expected a table like { num_gpus = 1, num_cpus = 4, num_workers = 8 }"))
             continue
-        for k, v in table.items():
-            if k not in RESOURCE_KEYS:
-                problems.append(
-                    (
-                        f"{loc} -> {k}",
-                        f"unknown key{P.suggest(k, list(RESOURCE_KEYS))} (known: {', '.join(RESOURCE_KEYS)})",
-                    )
-                )
-            elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "num_workers" and v < 1):
-                problems.append((f"{loc} -> {k}", f"expected a non-negative number, got {v!r}"))
-        resources[sid] = {k: v for k, v in table.items() if k in RESOURCE_KEYS}
+        spec = _table(ResourceSpec, table, loc, problems)
+        if spec is not None:
+            resources[sid] = {k: v for k, v in asdict(spec).items() if v is not None}
 
     if source is not None and check_columns and source.params is not None:
         # column contracts even when other parts are wrong, so one pass shows every problem; the walk
         # stops where a step could not be understood (its output columns are unknown)
-        problems.extend(check_chain(source, tables, steps if steps_complete else [], reports, output))
+        chain = check_chain(source, tables, steps if steps_complete else [], reports, output)
+        # a component's check() runs twice, without and with the columns: the later message, which knows
+        # the columns, replaces the earlier one at the same place
+        again = {loc for loc, _ in chain}
+        problems[:] = [pr for pr in problems if pr[0] not in again or pr in chain]
+        problems.extend(pr for pr in chain if pr not in problems)
     if problems:
         raise RecipeError(list(dict.fromkeys(problems)), path=str(path))
     return Recipe(

@@ -15,6 +15,7 @@ Values keep their types: nothing is converted to text on the way."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError
-from ..pipeline.base import ROW_ID, StepOutput
+from ..pipeline.base import ROW_ID, Source, StepOutput
 
 LINE = "__line"
 _REASON, _DETAIL = "__reason", "__detail"
@@ -411,3 +412,102 @@ def _ids_at_lines(path: Path, lines: set[int], field: str) -> dict[int, str]:
                 v = json.loads(raw.decode("utf-8").lstrip("\ufeff")).get(field)
                 out[n] = str(v)
     return out
+
+
+RECORDS_PER_BATCH = 10_000
+
+
+def json_document(path: Path, key: str | None) -> bool:
+    """Whether ``path`` is one JSON document rather than JSON Lines: a top-level list (``key`` None), or
+    a first value that is an object with the top-level ``key`` (SQuAD's ``data``). Streamed: reading
+    stops at that key or at the end of the first object, so a one-line 100 MB document is not parsed."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if key is None:
+        return head[:1] == b"["
+    if head[:1] != b"{":
+        return False
+    import ijson
+
+    with open(path, "rb") as f:
+        try:
+            for prefix, event, value in ijson.parse(f, multiple_values=True):
+                if prefix == "" and event == "map_key" and value == key:
+                    return True
+                if prefix == "" and event == "end_map":
+                    return False
+        except ijson.JSONError:
+            return False
+    return False
+
+
+def iter_json_records(path: Path, array_prefix: str, document: bool) -> Iterator[tuple[int | None, Any]]:
+    """The records of a JSON document (items under ``array_prefix``: ``"item"`` for a top-level list,
+    ``"data.item"`` for SQuAD's articles, parsed as a stream with ``ijson``) or of a JSON Lines file (one
+    per line), one at a time, with their line number (None inside a document). Neither form is held whole."""
+    if document:
+        import ijson
+
+        with open(path, "rb") as f:
+            try:
+                yield from ((None, rec) for rec in ijson.items(f, array_prefix, use_float=True))
+            except (ijson.JSONError, UnicodeDecodeError) as e:
+                raise InputError(str(path), f"malformed JSON ({e})") from None
+        return
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            if n == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except UnicodeDecodeError as e:
+                raise InputError(str(path), f"not UTF-8 ({e.reason} at byte {e.start})", line=n) from None
+            except json.JSONDecodeError as e:
+                raise InputError(str(path), f"malformed JSON ({e.msg})", line=n) from None
+
+
+def batched(items: Iterator[Any], size: int = RECORDS_PER_BATCH) -> Iterator[list[Any]]:
+    """Lists of at most ``size`` items from an iterator."""
+    batch: list[Any] = []
+    for x in items:
+        batch.append(x)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class JsonRecordSource(Source):
+    """Base of the sources that read one JSON document or JSON Lines file of examples (``squad.v1``,
+    ``tacred.v1``): a subclass gives ``COLUMNS``, :meth:`records` (position, example) and :meth:`frame`
+    (examples -> rows); this streams them in batches of 10,000, with ``limit`` counting examples, and
+    checks the data's ids for repeats."""
+
+    COLUMNS: tuple[str, ...] = ()
+
+    def input_files(self) -> list[Path]:
+        return [Path(self.params.path)]
+
+    def columns(self) -> list[str] | None:
+        existing(self.params.path)
+        return list(self.COLUMNS)
+
+    def check_unique_ids(self) -> bool:
+        return True  # ids come from the data: a repeated id is a reject naming it
+
+    def records(self, path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        raise NotImplementedError
+
+    def frame(self, path: Path, items: list[tuple[int | None, dict[str, Any]]]) -> StepOutput:
+        raise NotImplementedError
+
+    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
+        path = existing(self.params.path)
+        items = self.records(path)
+        if limit is not None:
+            items = itertools.islice(items, limit)
+        for batch in batched(items):
+            yield self.frame(path, batch)

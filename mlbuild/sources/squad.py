@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ import polars as pl
 
 from .. import spans as S
 from ..errors import InputError
-from ..pipeline.base import ROW_ID, Source, StepOutput
+from ..pipeline.base import ROW_ID, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from ._common import existing
+from ._common import JsonRecordSource, iter_json_records, json_document
 
 
 @dataclass
@@ -36,42 +35,28 @@ class SquadParams:
     path: str = param(doc="SQuAD JSON or JSON Lines file", kind="path")
 
 
-def _flatten(path: Path) -> list[tuple[int | None, dict[str, Any]]]:
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("{") and '"data"' in text[:2000]:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(str(path), f"malformed JSON ({e.msg})", line=e.lineno) from None
-        out = []
-        for art in doc.get("data", []):
-            for para in art.get("paragraphs", []):
-                for qa in para.get("qas", []):
-                    ans = qa.get("answers", [])
-                    out.append(
-                        (
-                            None,
-                            {
-                                "id": qa.get("id"),
-                                "title": art.get("title"),
-                                "context": para.get("context"),
-                                "question": qa.get("question"),
-                                "answers": {
-                                    "text": [a["text"] for a in ans],
-                                    "answer_start": [a["answer_start"] for a in ans],
-                                },
-                            },
-                        )
-                    )
-        return out
-    out = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise InputError(str(path), f"malformed JSON ({e.msg})", line=n) from None
-    return out
+def _qa_records(path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
+    """(line or None, question record) one at a time from either form."""
+    if not json_document(path, "data"):
+        yield from iter_json_records(path, "", document=False)
+        return
+    for _, art in iter_json_records(path, "data.item", document=True):
+        for para in art.get("paragraphs", []):
+            for qa in para.get("qas", []):
+                ans = qa.get("answers", [])
+                yield (
+                    None,
+                    {
+                        "id": qa.get("id"),
+                        "title": art.get("title"),
+                        "context": para.get("context"),
+                        "question": qa.get("question"),
+                        "answers": {
+                            "text": [a["text"] for a in ans],
+                            "answer_start": [a["answer_start"] for a in ans],
+                        },
+                    },
+                )
 
 
 def answer_spans(context: str, answers: dict[str, list]) -> list[S.Span]:
@@ -90,26 +75,18 @@ def to_answers(context: str, spans: list[S.Span]) -> dict[str, list]:
 
 
 @register("source")
-class SquadSource(Source):
+class SquadSource(JsonRecordSource):
     __doc__ = __doc__
     name = "squad.v1"
     Params = SquadParams
 
-    def input_files(self) -> list[Path]:
-        return [Path(self.params.path)]
+    COLUMNS = (ROW_ID, "title", "context", "question", "spans")
 
-    def columns(self) -> list[str] | None:
-        existing(self.params.path)
-        return [ROW_ID, "title", "context", "question", "spans"]
+    def records(self, path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        return _qa_records(path)
 
-    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
-        """The whole file is one JSON document (a list) or JSON Lines: parsed at once, then
-        yielded in one batch (these formats are small in practice: 100k examples)."""
-        path = existing(self.params.path)
-        recs, seen = [], set()
-        items = _flatten(path)
-        if limit is not None:
-            items = items[:limit]
+    def frame(self, path: Path, items: list[tuple[int | None, dict[str, Any]]]) -> StepOutput:
+        recs = []
         for n, r in items:
             for f in ("id", "context", "question", "answers"):
                 if r.get(f) is None:
@@ -118,13 +95,9 @@ class SquadSource(Source):
                 spans = answer_spans(r["context"], r["answers"])
             except ValueError as e:
                 raise InputError(str(path), f"question {r['id']!r}: {e}", line=n, field="answers") from None
-            rid = str(r["id"])
-            if rid in seen:
-                raise InputError(str(path), f"duplicate question id {rid!r}", line=n, field="id")
-            seen.add(rid)
             recs.append(
                 {
-                    ROW_ID: rid,
+                    ROW_ID: str(r["id"]),
                     "title": r.get("title"),
                     "context": r["context"],
                     "question": r["question"],
@@ -141,4 +114,4 @@ class SquadSource(Source):
                 "spans": S.SPANS_DTYPE,
             },
         )
-        yield StepOutput(df, None, {"rows_in": len(items)})
+        return StepOutput(df, None, {"rows_in": len(items)})

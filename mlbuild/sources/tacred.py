@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,10 @@ import polars as pl
 
 from .. import spans as S
 from ..errors import InputError
-from ..pipeline.base import ROW_ID, Source, StepOutput
+from ..pipeline.base import ROW_ID, StepOutput
 from ..pipeline.params import param
 from ..pipeline.registry import register
-from ._common import existing
+from ._common import JsonRecordSource, iter_json_records, json_document
 
 FIELDS = ("token", "subj_start", "subj_end", "obj_start", "obj_end", "subj_type", "obj_type", "relation")
 
@@ -39,23 +38,14 @@ class TacredParams:
     path: str = param(doc="TACRED JSON (a list) or JSON Lines file", kind="path")
 
 
-def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(str(path), f"malformed JSON ({e.msg})", line=e.lineno) from None
-        return [(i, r) for i, r in enumerate(data, start=1)]
-    out = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise InputError(str(path), f"malformed JSON ({e.msg})", line=n) from None
-    return out
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(position, example) one at a time: the example's line in JSON Lines, its 1-based index in a list."""
+    if json_document(path, None):
+        for i, (_, r) in enumerate(iter_json_records(path, "item", document=True), start=1):
+            yield i, r
+        return
+    for n, r in iter_json_records(path, "", document=False):
+        yield n or 0, r
 
 
 def from_tacred(rec: dict[str, Any]) -> tuple[str, list[S.Span]]:
@@ -81,26 +71,18 @@ def to_tacred(text: str, spans: list[S.Span]) -> dict[str, Any]:
 
 
 @register("source")
-class TacredSource(Source):
+class TacredSource(JsonRecordSource):
     __doc__ = __doc__
     name = "tacred.v1"
     Params = TacredParams
 
-    def input_files(self) -> list[Path]:
-        return [Path(self.params.path)]
+    COLUMNS = (ROW_ID, "tokens", "text", "spans", "relation")
 
-    def columns(self) -> list[str] | None:
-        existing(self.params.path)
-        return [ROW_ID, "tokens", "text", "spans", "relation"]
+    def records(self, path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        return read_records(path)
 
-    def read(self, part: Any = None, limit: int | None = None) -> Iterator[StepOutput]:
-        """The whole file is one JSON document (a list) or JSON Lines: parsed at once, then
-        yielded in one batch (these formats are small in practice: 100k examples)."""
-        path = existing(self.params.path)
+    def frame(self, path: Path, items: list[tuple[int | None, dict[str, Any]]]) -> StepOutput:
         recs = []
-        items = read_records(path)
-        if limit is not None:
-            items = items[:limit]
         for n, r in items:
             for f in FIELDS:
                 if f not in r:
@@ -129,4 +111,4 @@ class TacredSource(Source):
                 "relation": pl.Utf8,
             },
         )
-        yield StepOutput(df, None, {"rows_in": len(items)})
+        return StepOutput(df, None, {"rows_in": len(items)})

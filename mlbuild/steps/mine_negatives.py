@@ -65,6 +65,7 @@ from ..pipeline.base import Step, StepOutput, StepReport, concat_rejects
 from ..pipeline.cache import SEP, cached_map
 from ..pipeline.params import param
 from ..pipeline.registry import register
+from ..pipeline.vector_cache import vector_cache
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +186,6 @@ class MineNegatives(Step):
         return list(dict.fromkeys(out))
 
     # -------------------------------------------------------------------- models
-    def _cache_dir(self) -> Path | None:
-        cache = self.ctx.cache
-        if cache is not None and getattr(cache, "path", None) is not None:
-            return Path(cache.path).parent / "embeddings"
-        return Path(self.ctx.work_dir) / "embeddings" if self.ctx.work_dir is not None else None
-
     def setup(self) -> None:
         p = self.params
         self.embedder = self.teacher = None
@@ -205,7 +200,7 @@ class MineNegatives(Step):
                 pooling=p.pooling,
                 query_prompt=p.query_prompt,
                 passage_prompt=p.passage_prompt,
-                cache_dir=self._cache_dir(),
+                cache=vector_cache(self.ctx),
                 batch_size=p.batch_size,
             )
             info = dict(pooling=e.pooling, query_prompt=e.query_prompt, passage_prompt=e.passage_prompt)

@@ -58,6 +58,7 @@ from typing import Any, Literal
 import polars as pl
 
 from .. import langs
+from ..accounting import check_price
 from ..models.lid import DEFAULT_CONFUSABLE
 from ..pipeline.base import Step, StepOutput, StepReport
 from ..pipeline.filters import ON_FAIL_DOC, OnFail
@@ -158,6 +159,9 @@ class SynthesizeParams:
     corpus: str | None = param(None, doc="side table to rank against (default: this step's input passages)")
     corpus_text_column: str = param("passage", doc="text column of the corpus table")
     corpus_id_column: str = param("doc_id", doc="id column of the corpus table")
+    price: dict[str, Any] | None = param(
+        None, doc="openai engine: { input, output, per = 1e6, currency = 'USD' }: the cost in the manifest and card"
+    )
     batch_size: int = param(8, doc="prompts per generation batch", runtime=True, ge=1, le=100_000)
     device: str = param("auto", doc="auto, cpu, cuda", runtime=True)
 
@@ -178,6 +182,7 @@ class SynthesizeQueries(Step):
         problems: list[tuple[str, str]] = []
         if p.engine == "openai" and not p.base_url:
             problems.append(("base_url", "engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)"))
+        problems += check_price(p.engine, p.price)
         if not p.monolingual and not p.target_langs:
             problems.append(("target_langs", "nothing to ask: set target_langs or monolingual = true"))
         if p.max_query_words < p.min_query_words:

@@ -59,18 +59,20 @@ from typing import Any
 import polars as pl
 
 from .. import langs, qe
+from ..accounting import check_price, price_extra
 from ..errors import StepError
 from ..models.lid import FastTextLID, families_index
-from ..models.mt import BERGAMOT_PAIRS, MTBackend, engines, load_mt
+from ..models.mt import BERGAMOT_PAIRS, PROMPT_FIELDS, MTBackend, engines, load_mt
 from ..pipeline import filters
 from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport
 from ..pipeline.filters import Verdict
 from ..pipeline.params import suggest
 from ..pipeline.registry import register
+from ..templating import format_problems
 from . import translate_gates as gates
 from .translate_params import GATES, TranslateParams
 from .translate_report import References, build_report, engine_counters, markdown, round_trip_scores, target_stats
-from .translate_segments import translate_texts
+from .translate_segments import mt_usage, translate_texts
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,7 @@ class Translate(Step):
             )
             self.ctx.record_model("qe", self.qe.id, self.qe.revision, method=p.qe)
         self.references = References(p.references, self.ctx.recipe_dir)
+        self.ctx.extra.update(price_extra(p.price))  # the writer prices the tokens with it
 
     def _translate(
         self, backend: MTBackend, texts: list[str | None], src: str, tgt: str, counters: dict[str, Any], col: str
@@ -185,10 +188,11 @@ class Translate(Step):
                 max_segment_chars=p.max_segment_chars,
                 batch_size=p.batch_size,
                 counters=counters,
+                usage=self.usage,
             )
         except StepError:
             raise
-        except Exception as e:  # noqa: BLE001 - named with the step and the pair
+        except Exception as e:  # named with the step and the pair
             raise StepError(self.name, f"{src} -> {tgt}, column '{col}': {type(e).__name__}: {e}") from e
 
     def _round_trip(
@@ -223,6 +227,7 @@ class Translate(Step):
         base = _move_source_langs(base.with_columns(pl.col("parallel_id").cast(pl.Utf8)), p.columns)
         sources = {c: [v if isinstance(v, str) else None for v in batch[c].cast(pl.Utf8).to_list()] for c in p.columns}
         stats: dict[str, Any] = {"mt": {}}
+        self.usage = mt_usage(self.mt)  # tokens per language translated into (round trips: the source's)
         parts: list[pl.DataFrame] = []
         verdicts: list[Verdict] = []
         for tgt in p.target_langs:
@@ -240,7 +245,7 @@ class Translate(Step):
         )
         if p.keep_source:
             rows = pl.concat([self._source_rows(base, sources), rows], how="diagonal_relaxed")
-        return StepOutput(rows, rejects, stats)
+        return StepOutput(rows, rejects, {**stats, **self.usage.stats()})
 
     def _target_rows(
         self, base: pl.DataFrame, sources: dict[str, list[str | None]], tgt: str
@@ -258,7 +263,7 @@ class Translate(Step):
             cut = [bool(o is not None and o["truncated"]) for o in outs]
             verdicts, lang = gates.run_gates(p, self.lid, self.families, sources[c], texts, cut, tgt)
             if lang is not None:
-                new += _lang_series(c, lang.codes, lang.scores)
+                new += gates.lang_series(c, lang.codes, lang.scores)
             if p.round_trip:
                 scores, v = self._round_trip(c, sources[c], texts, tgt, st)
                 new.append(pl.Series(f"{c}_rt_chrf", scores, dtype=pl.Float64))
@@ -288,7 +293,7 @@ class Translate(Step):
                     codes, scores = base[f"{c}_src_lang"].to_list(), base[f"{c}_src_lang_score"].to_list()
                 else:
                     codes, scores = gates.identify(self.lid, sources[c])
-                extra += _lang_series(c, codes, scores)
+                extra += gates.lang_series(c, codes, scores)
         if p.round_trip:
             extra += [pl.Series(f"{c}_rt_chrf", [None] * base.height, dtype=pl.Float64) for c in p.columns]
         if self.qe is not None:
@@ -337,9 +342,11 @@ def _check_engine(p: TranslateParams) -> list[tuple[str, str]]:
                 )
     if p.engine == "openai" and p.prompt is not None and "{text}" not in p.prompt:
         problems.append(("prompt", "the template must contain {text}"))
+    for name in ("prompt", "system"):  # filled with plain names only: no {text.__class__}
+        problems += [(name, m) for m in format_problems(getattr(p, name) or "", PROMPT_FIELDS)]
     if p.engine != "openai" and (p.prompt is not None or p.system is not None):
         problems.append(("prompt", "prompt/system apply to the openai engine only"))
-    return problems
+    return problems + check_price(p.engine, p.price)
 
 
 def _qe_suffixes(p: TranslateParams) -> tuple[str, ...]:
@@ -377,10 +384,6 @@ def _move_source_langs(base: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     the source text, which the rows keep as ``<c>_src``, not the translation written into ``<c>``."""
     moved = {f"{c}{s}": f"{c}_src{s}" for c in columns for s in SOURCE_LANG_SUFFIXES if f"{c}{s}" in base.columns}
     return base.drop([new for new in moved.values() if new in base.columns]).rename(moved) if moved else base
-
-
-def _lang_series(col: str, codes: list[str | None], scores: list[float | None]) -> list[pl.Series]:
-    return [pl.Series(f"{col}_lang", codes, dtype=pl.Utf8), pl.Series(f"{col}_lang_score", scores, dtype=pl.Float32)]
 
 
 __all__ = ["Translate", "TranslateParams", "GATES"]

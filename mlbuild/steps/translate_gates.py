@@ -111,6 +111,9 @@ def length_bounds(
     return 0.33, 3.0
 
 
+MAX_RATIO = 1000.0  # the bound of length_ratio's values, for length_ratios' values too
+
+
 def length_problems(ratio: Sequence[float], ratios: dict[str, Any]) -> list[tuple[str, str]]:
     """Problems of the ``length_ratio`` / ``length_ratios`` settings as (place, message) pairs."""
     problems: list[tuple[str, str]] = []
@@ -120,10 +123,11 @@ def length_problems(ratio: Sequence[float], ratios: dict[str, Any]) -> list[tupl
         a, _, b = str(k).partition("-")
         if not (langs.is_valid(a) and langs.is_valid(b)):
             problems.append((f"length_ratios.{k}", "keys are language pairs like 'en-ky' or 'eng_Latn-kir_Cyrl'"))
-        if not (
-            isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v) and 0 <= v[0] < v[1]
-        ):
-            problems.append((f"length_ratios.{k}", "expected [min, max] with 0 <= min < max"))
+        numbers = isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        if not (numbers and len(v) == 2 and 0 <= v[0] < v[1] <= MAX_RATIO):
+            problems.append(
+                (f"length_ratios.{k}", f"expected [min, max] with 0 <= min < max <= {MAX_RATIO:g}, got {v!r}")
+            )
     return problems
 
 
@@ -257,3 +261,10 @@ def run_gates(
         )
         verdicts.append(lang.verdict)
     return verdicts, lang
+
+
+def lang_series(col: str, codes: list[str | None], scores: list[float | None]) -> list:
+    """The language gate's columns for ``col``: ``<col>_lang`` and ``<col>_lang_score``."""
+    import polars as pl
+
+    return [pl.Series(f"{col}_lang", codes, dtype=pl.Utf8), pl.Series(f"{col}_lang_score", scores, dtype=pl.Float32)]

@@ -53,6 +53,7 @@ class TranslateParams:
     prompt: str | None = param(None, doc="prompt template with {text}, {src_name}, {tgt_name}, {src}, {tgt}")
     system: str | None = param(None, doc="system message template (openai)")
     max_concurrency: int = param(8, doc="parallel requests (openai)", runtime=True, ge=1, le=1024)
+    price: dict | None = param(None, doc="openai engine: { input, output, per = 1e6, currency }: cost in the card")
     # gates
     gates: list[str] = param(
         list(gates.GATES), doc=f"quality gates to apply: {', '.join(GATES)} (qe is off by default)", choices=GATES

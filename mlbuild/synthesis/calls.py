@@ -1,5 +1,7 @@
 """The LLM calls of the ``generate`` stage, through the run's model-call cache (a killed run resumes
-without asking again), counted per language (tokens and seconds of uncached calls).
+without asking again), counted per language (tokens and seconds of uncached calls; tokens in/out for
+cost accounting, :class:`~mlbuild.accounting.Usage`: a summary counts for its passage's language, a question
+or a rewritten question for its target language).
 
 Staged generation (``generation = "staged"``), each call stopping at the end of its line:
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..accounting import TokenCounter, Usage
 from .prompts import pick_summary_exemplars, pivot_labels, question_label
 from .text import parse_generation, parse_line, parse_question
 
@@ -28,6 +31,9 @@ class Caller:
     def __init__(self, stage: Any):
         self.stage = stage
         self.p = stage.params
+        tok = getattr(stage.llm, "tokenizer", None)
+        self.counter = TokenCounter(tok, stage.llm.id) if tok is not None else TokenCounter()
+        self.usage = Usage(self.counter)  # tokens of the current batch, per language (see run)
 
     def namespace(self, call: str, max_new_tokens: int, stop: tuple[str, ...]) -> dict[str, Any]:
         p, llm = self.p, self.stage.llm
@@ -45,14 +51,20 @@ class Caller:
             ns["call"] = call
         return ns
 
-    def generate(self, call: str, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...], usage: dict) -> list:
-        """The model's outputs for ``prompts`` (cached); tokens and seconds of this call go to ``usage``."""
+    def generate(
+        self, call: str, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...], usage: dict, langs: list
+    ) -> list:
+        """The model's outputs for ``prompts`` (cached); tokens and seconds of this call go to ``usage``, tokens
+        in/out per language (``langs``, one per prompt) to ``self.usage``."""
         if not prompts:
             return []
         llm, p = self.stage.llm, self.p
+        lang_of = dict(zip(prompts, langs))
+        client = getattr(llm, "client", None)  # an OpenAI-compatible endpoint reports its own token counts
 
         def gen(batch: list[str]) -> list[str]:
-            return llm.generate(
+            before = dict(client.usage) if client is not None else None
+            outs = llm.generate(
                 batch,
                 max_new_tokens=max_new_tokens,
                 temperature=p.temperature,
@@ -60,6 +72,14 @@ class Caller:
                 stop=stop,
                 seed=self.stage.seed,
             )
+            rep = {}
+            if before is not None:
+                rep = {
+                    "reported_in": client.usage["prompt_tokens"] - before["prompt_tokens"],
+                    "reported_out": client.usage["completion_tokens"] - before["completion_tokens"],
+                }
+            self.usage.add_computed_mixed([lang_of[t] for t in batch], batch, outs, **rep)
+            return outs
 
         from ..pipeline.cache import cached_map
 
@@ -71,6 +91,11 @@ class Caller:
             if cache is not None
             else cached_map(None, ns, prompts, gen, p.batch_size)
         )
+        groups: dict[str, list[int]] = {}
+        for k, lang in enumerate(langs):
+            groups.setdefault(lang, []).append(k)
+        for lang, ks in groups.items():  # every prompt the data needs, cache hits included
+            self.usage.add(lang, [prompts[k] for k in ks], [out[k] for k in ks])
         usage["generated_tokens"] = usage.get("generated_tokens", 0) + int(
             llm.usage["generated_tokens"] - before["generated_tokens"]
         )
@@ -87,13 +112,15 @@ class Caller:
             groups.setdefault(j.target, []).append(k)
         for t, ks in groups.items():
             s = lang_stats(t)
-            res = self.generate(call, [prompts[k] for k in ks], max_new, stop, s)
+            res = self.generate(call, [prompts[k] for k in ks], max_new, stop, s, [t] * len(ks))
             for k, r in zip(ks, res):
                 out[k] = r
         return out
 
     def run(self, jobs: list, texts: list[str], heads: list[str], plangs: list, lang_stats, stats: dict) -> None:
-        """Fill every job's ``summary``, ``query`` and ``generation`` (the raw text the model wrote)."""
+        """Fill every job's ``summary``, ``query`` and ``generation`` (the raw text the model wrote); the batch's
+        tokens per language go to ``stats`` (``tokens``, ``token_count_method``)."""
+        self.usage = Usage(self.counter)
         for j in jobs:
             if j.output:
                 lang_stats(j.target)["generated"] += 1
@@ -101,6 +128,7 @@ class Caller:
             self._single(jobs, texts, heads, plangs, lang_stats)
         else:
             self._staged(jobs, texts, heads, plangs, lang_stats, stats)
+        stats.update(self.usage.stats())
 
     def _single(self, jobs, texts, heads, plangs, lang_stats) -> None:
         render = self.stage.prompts.render
@@ -118,7 +146,8 @@ class Caller:
         prompts = [render(texts[i], plangs[i], plangs[i], heads[i], shots[i], stage="summary") for i in rows]
         usage = stats.setdefault("summaries", {"generated": 0})
         usage["generated"] += len(rows)
-        raw = dict(zip(rows, self.generate("summary", prompts, p.max_new_tokens, STOP_LINE, usage)))
+        langs = [plangs[i] for i in rows]
+        raw = dict(zip(rows, self.generate("summary", prompts, p.max_new_tokens, STOP_LINE, usage, langs)))
         ask = [j for j in jobs if j.source is None]
         for j in ask:
             j.summary = parse_line(raw[j.i])

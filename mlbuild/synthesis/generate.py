@@ -16,11 +16,13 @@ from typing import Any
 
 import polars as pl
 
+from ..accounting import price_extra
 from ..errors import RecipeError
 from ..models.lid import families_index
 from ..pipeline import filters as F
 from ..pipeline.base import ROW_ID, Step, StepOutput, concat_rejects
 from ..pipeline.cache import hash_text
+from ..pipeline.vector_cache import vector_cache
 from ..resources import find_file
 from . import filters as SF
 from . import models
@@ -113,13 +115,13 @@ class GenerateStage(Step):
         self.families = families_index(p.confusable)
         self.embedder = None
         if self.embed or self.corpus_rows:
-            cache_dir = self.ctx.work_dir / "embeddings" if self.ctx.work_dir is not None else None
-            self.embedder = models.load_embedder(p, base, p.device, cache_dir)
+            self.embedder = models.load_embedder(p, base, p.device, vector_cache(self.ctx))
             self.ctx.record_model("embedder", self.embedder.id, self.embedder.revision, engine=p.embed_engine)
         self.ctx.extra["roundtrip"] = {"on": self.embed, "embed_model": p.embed_model if self.embed else None}
         self.seed = p.seed if p.seed is not None else self.ctx.seed
         self.ctx.extra["seed"] = self.seed
         self.ctx.extra["template"] = self._template_record(tpath, epath)
+        self.ctx.extra.update(price_extra(p.price))  # the writer prices this stage's tokens with it
         self.caller = Caller(self)
 
     def _template_record(self, tpath, epath) -> dict[str, Any]:

@@ -30,10 +30,11 @@ def load_llm(p: Any, base_dir: Path, device: str, quiet: bool = False):
     )
 
 
-def load_embedder(p: Any, base_dir: Path, device: str, cache_dir: Path | None):
+def load_embedder(p: Any, base_dir: Path, device: str, cache: Any):
+    """The round-trip embedder; ``cache`` is a vector store (``vector_cache(ctx)``) or None."""
     from ..models.embed import load_embedder as _load
 
-    return _load(p.embed_engine, p.embed_model, base_dir=base_dir, device=device, cache_dir=cache_dir)
+    return _load(p.embed_engine, p.embed_model, base_dir=base_dir, device=device, cache=cache)
 
 
 def load_lid(model: str, base_dir: Path):

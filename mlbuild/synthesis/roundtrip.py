@@ -25,6 +25,7 @@ import polars as pl
 from ..errors import StepError
 from ..pipeline import filters as F
 from ..pipeline.base import Step, StepOutput
+from ..pipeline.vector_cache import vector_cache
 from . import filters as SF
 from . import models
 from .generate import OK_COLUMN, REASON_COLUMN, lang_stats_of
@@ -120,8 +121,7 @@ class RoundTripStage(Step):
         p = self.params
         self.embedder = None
         if p.corpus:
-            cache_dir = self.ctx.work_dir / "embeddings" if self.ctx.work_dir is not None else None
-            self.embedder = models.load_embedder(p, self.ctx.recipe_dir, p.device, cache_dir)
+            self.embedder = models.load_embedder(p, self.ctx.recipe_dir, p.device, vector_cache(self.ctx))
             self.ctx.record_model("embedder", self.embedder.id, self.embedder.revision, engine=p.embed_engine)
 
     # -- corpus

@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from mlbuild.models import embed as E  # noqa: E402
-from mlbuild.models.embed import EmbeddingCache, load_embedder  # noqa: E402
+from mlbuild.models.embed import load_embedder  # noqa: E402
+from mlbuild.pipeline.vector_cache import VectorShardCache  # noqa: E402
 
 WORDS = "the a cat dog sits runs on mat house big small red query passage : o gato cão casa le chat chien".split()
 
@@ -124,9 +125,9 @@ def test_cache_hits_and_keys(tiny, tmp_path):
     e.embed(["the cat"], "query")
     assert e.misses == 4
     # keys hash text with separators: the namespace/text boundary cannot be shifted
-    ns = EmbeddingCache.namespace_id({"m": "x"})
-    assert EmbeddingCache.text_key(ns, "ab") != EmbeddingCache.text_key(ns + "a", "b")
-    assert EmbeddingCache.namespace_id({"prompt": "a", "model": "bc"}) != EmbeddingCache.namespace_id(
+    ns = VectorShardCache.namespace_id({"m": "x"})
+    assert VectorShardCache.text_key(ns, "ab") != VectorShardCache.text_key(ns + "a", "b")
+    assert VectorShardCache.namespace_id({"prompt": "a", "model": "bc"}) != VectorShardCache.namespace_id(
         {"prompt": "ab", "model": "c"}
     )
 
@@ -189,8 +190,8 @@ def test_cache_index_finds_keys_and_indexes_unindexed_shards(tmp_path):
     import pickle
     import sqlite3
 
-    c = EmbeddingCache(tmp_path / "c")
-    ns = EmbeddingCache.namespace_id({"m": "x"})
+    c = VectorShardCache(tmp_path / "c")
+    ns = VectorShardCache.namespace_id({"m": "x"})
     rng = np.random.default_rng(0)
     shards = {f"s{j}": rng.standard_normal((50, 4)).astype(np.float32) for j in range(6)}
     for name, v in shards.items():
@@ -210,4 +211,4 @@ def test_cache_index_finds_keys_and_indexes_unindexed_shards(tmp_path):
     db.close()
     c2 = pickle.loads(pickle.dumps(c))  # picklable (connections are not carried)
     np.testing.assert_array_equal(c2.lookup(ns, ["s5-3"])["s5-3"], shards["s5"][3])
-    assert EmbeddingCache(tmp_path / "c").lookup("other", ["s5-3"]) == {}
+    assert VectorShardCache(tmp_path / "c").lookup("other", ["s5-3"]) == {}

@@ -112,11 +112,13 @@ def test_pool_by_hand():
         pool(h, use, "max")
 
 
-def test_vector_codec_is_exact():
-    from mlbuild.models.hidden import decode_vectors, encode_vectors
+def test_vectors_round_trip_exactly_through_the_call_cache(tmp_path):
+    from mlbuild.pipeline.cache import CallCache
 
     a = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32) * 1e4
-    assert np.array_equal(decode_vectors(encode_vectors(a)), a)
+    cache = CallCache(tmp_path / "c.sqlite")
+    cache.put_vectors("ns", [("x", a)])
+    assert np.array_equal(cache.get_vectors("ns", ["x"])["x"], a)
 
 
 # ---------------------------------------------------------------- real code paths on tiny models

@@ -80,9 +80,9 @@ def _env(tmp_path: Path, log: Path) -> dict[str, str]:
     return env
 
 
-def _run(tmp_path: Path, recipe: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
+def _run(tmp_path: Path, recipe: Path, out: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "mlbuild.cli", "run", str(recipe), "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "mlbuild.cli", "run", str(recipe), "--out", str(out), "--quiet", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -142,3 +142,32 @@ def test_kill_mid_step_then_resume(tmp_path):
     fp1 = json.loads((d / "manifest.json").read_text())["fingerprint"]
     fp2 = json.loads((fresh / "resume" / "1.0.0" / "manifest.json").read_text())["fingerprint"]
     assert fp1 == fp2
+
+
+def test_resume_with_another_shard_size_loses_and_repeats_no_row(tmp_path):
+    """Killed with 200-row shards, resumed with --shard-rows 150: shard boundaries are not part of any
+    result, so the finished version holds every row once and has the fingerprint of a clean run."""
+    (tmp_path / "slowplugin.py").write_text(PLUGIN)
+    n = 600
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(n)))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE.format(delay=0.03))
+    out, log = tmp_path / "out", tmp_path / "calls.log"
+    env = _env(tmp_path, log)
+    proc = _run(tmp_path, recipe, out, env)
+    work = out / ".mlbuild" / "resume" / "1.0.0"
+    kill_mid_second_shard(proc, lambda: list(work.glob("01-slow-*/shard-*.done")), log)
+
+    proc = _run(tmp_path, recipe, out, env, "--shard-rows", "150")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    d = out / "resume" / "1.0.0"
+    rows = pl.read_parquet(list((d / "data").rglob("*.parquet")))
+    assert rows.height == n and rows["row_id"].n_unique() == n
+    assert sorted(rows["upper"].to_list()) == sorted(f"ROW {i}" for i in range(n))
+    fresh = tmp_path / "fresh"
+    proc = _run(tmp_path, recipe, fresh, _env(tmp_path, tmp_path / "calls2.log"))
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    fp = [json.loads((o / "resume" / "1.0.0" / "manifest.json").read_text())["fingerprint"] for o in (out, fresh)]
+    assert fp[0] == fp[1]

@@ -278,19 +278,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(fail.status, fail.message, retry_after=fail.retry_after)
         try:
             self._route(method, path, query, body)
-        except Exception as e:  # noqa: BLE001 - a bug in the fake should show up as a 500 in the test
+        except Exception as e:  # a bug in the fake should show up as a 500 in the test
             self._error(500, f"fake hub crashed: {type(e).__name__}: {e}")
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._dispatch("GET")
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._dispatch("HEAD")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self._dispatch("POST")
 
-    def do_PUT(self):  # noqa: N802
+    def do_PUT(self):
         self._dispatch("PUT")
 
     # ---- routes

@@ -163,8 +163,22 @@ def test_resources_table_is_checked_and_kept(write_recipe):
         load_recipe(write_recipe(bad, DATA, name="bad.toml"))
     msg = str(ei.value)
     assert "resources.lidd: no step with id 'lidd'; did you mean 'lid'?" in msg
-    assert "resources.lid -> num_gpu: unknown key; did you mean 'num_gpus'?" in msg
-    assert "resources.lid -> num_cpus: expected a non-negative number" in msg
+    assert "resources.lid -> num_gpu: unknown parameter; did you mean 'num_gpus'?" in msg
+    assert "resources.lid -> num_cpus: expected between 0 and 4096, got -2" in msg
+    with pytest.raises(RecipeError, match=r"num_workers: expected between 1 and 1000000, got 0"):
+        load_recipe(write_recipe(GOOD + "\n[resources.lid]\nnum_workers = 0\n", DATA, name="zero.toml"))
+
+
+def test_a_check_that_knows_the_columns_replaces_its_earlier_message(write_recipe):
+    """langid's expect is checked without and with the columns: one message, next to the others."""
+    text = GOOD.replace('expect = "${vars.lang}"', 'expect = "zzqq"\nmin_score = 5').replace(
+        'column = "text"', 'column = "nope"'
+    )
+    with pytest.raises(RecipeError) as ei:
+        load_recipe(write_recipe(text, DATA))
+    msg = str(ei.value)
+    assert msg.count("'zzqq' is neither a known language code") == 1 and "or a column name" in msg
+    assert "needs column 'nope'" in msg and "min_score: expected between 0 and 1" in msg
 
 
 # ---- issue 13: every problem in one pass, declared bounds, typed [dataset]/[output], vars, formats
@@ -220,7 +234,9 @@ def test_every_numeric_parameter_declares_bounds():
         for n, c in registry.known(k).items()
         if c.__module__.startswith("mlbuild.")  # not the plugins other tests register
     ]
-    classes += [("dataset", DatasetSpec), ("output", OutputSpec)]
+    from mlbuild.accounting.prices import Price
+
+    classes += [("dataset", DatasetSpec), ("output", OutputSpec), ("price table", Price)]
     missing = []
     for name, cls in classes:
         hints = P.hints(cls)
@@ -295,6 +311,17 @@ def test_beir_format_needs_a_beir_source_at_validate(write_recipe):
     with pytest.raises(RecipeError) as ei:
         load_recipe(write_recipe(text, DATA))
     assert "the beir format needs query rows (query_id, query) or document rows" in str(ei.value)
+
+
+def test_conll_format_needs_tokens_and_tags_at_validate(write_recipe):
+    with pytest.raises(RecipeError, match="'conll' needs target_tokens/target_tags"):
+        load_recipe(write_recipe(GOOD + '\n[output]\nformat = ["conll"]\n', DATA))
+    conll = "EU B-ORG\nrejects O\n\nPeter B-PER\n"
+    text = GOOD.replace('uses = "jsonl.v1"\npath = "data/rows.jsonl"', 'uses = "conll.v1"\npath = "data/x.conll"')
+    recipe = load_recipe(
+        write_recipe(text + '\n[output]\nformat = ["hf", "conll"]\n', {**DATA, "data/x.conll": conll})
+    )
+    assert recipe.output.format == ["hf", "conll"]
 
 
 def test_loader_keys_refused_in_free_form_tables(write_recipe):

@@ -13,7 +13,7 @@ import pytest
 
 from mlbuild.cli import main
 from mlbuild.errors import InputError, RecipeError
-from mlbuild.pipeline.base import collect
+from mlbuild.pipeline.base import RunContext, collect
 from mlbuild.pipeline.runner import Runner
 from mlbuild.recipe import load_recipe
 from mlbuild.sources import _common, jsonl
@@ -181,3 +181,72 @@ def test_output_files_are_bounded(write_recipe, tmp_path):
     import datasets
 
     assert datasets.load_dataset(str(res.dataset_dir), "default", split="train").num_rows == 500
+
+
+def test_output_files_are_bounded_in_bytes(write_recipe, tmp_path):
+    import random
+
+    rng = random.Random(0)
+    # ~10 KB of incompressible text per row: 400 rows are ~4 MB, so 1 MB files hold about 100 rows each
+    rows = [{"text": "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(10_000))} for _ in range(400)]
+    recipe = (
+        '[dataset]\nname = "mb"\nversion = "1.0.0"\n\n[source]\nuses = "jsonl.v1"\npath = "rows.jsonl"\n'
+        "\n[output]\nmax_file_mb = 1\n"
+    )
+    path = write_recipe(recipe, {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in rows)})
+    res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
+    files = sorted((res.dataset_dir / "data" / "default").iterdir())
+    heights = [pl.read_parquet(f).height for f in files]
+    assert sum(heights) == 400 and len(files) >= 4
+    for f in files:
+        assert pl.read_parquet(f).estimated_size() <= (1 << 20) * 1.05, f.name
+
+
+def test_squad_and_tacred_documents_stream_in_batches(tmp_path, write_recipe):
+    from mlbuild.sources.squad import SquadParams, SquadSource
+    from mlbuild.sources.tacred import TacredParams, TacredSource
+
+    ctx = "Lima is the capital of Peru."
+    qas = [
+        {"id": f"q{i}", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 0}]}
+        for i in range(25_000)
+    ]
+    squad = tmp_path / "squad.json"
+    # one line, as the official files are: a whole-document parse would hold it all
+    squad.write_text(
+        json.dumps({"version": "1.1", "data": [{"title": "Peru", "paragraphs": [{"context": ctx, "qas": qas}]}]})
+    )
+    batches = [b.rows.height for b in SquadSource(SquadParams(path=str(squad)), RunContext()).read()]
+    assert batches == [10_000, 10_000, 5_000]
+    assert [b.rows.height for b in SquadSource(SquadParams(path=str(squad)), RunContext()).read(limit=12_345)] == [
+        10_000,
+        2_345,
+    ]
+    ex = {"token": ["Ann", "met", "Bob"], "subj_start": 0, "subj_end": 0, "obj_start": 2, "obj_end": 2}
+    ex |= {"subj_type": "PERSON", "obj_type": "PERSON", "relation": "per:met"}
+    tacred = tmp_path / "tacred.json"
+    tacred.write_text(json.dumps([{**ex, "id": f"t{i}"} for i in range(10_001)]))
+    out = list(TacredSource(TacredParams(path=str(tacred)), RunContext()).read())
+    assert [b.rows.height for b in out] == [10_000, 1] and out[1].rows["row_id"].to_list() == ["t10000"]
+    tacred.write_text(json.dumps([ex, ex])[:-5])
+    with pytest.raises(InputError, match="malformed JSON") as e:
+        list(TacredSource(TacredParams(path=str(tacred)), RunContext()).read())
+    assert str(tacred) in str(e.value)
+
+
+def test_a_repeated_squad_question_id_is_a_reject_naming_it(write_recipe, tmp_path):
+    rows = [
+        {
+            "id": i,
+            "context": "Lima is in Peru.",
+            "question": "Where?",
+            "answers": {"text": ["Peru"], "answer_start": [11]},
+        }
+        for i in ("a", "b", "a")
+    ]
+    recipe = write_recipe(
+        '[dataset]\nname = "sq"\nversion = "1.0.0"\n[source]\nuses = "squad.v1"\npath = "q.jsonl"\n',
+        {"q.jsonl": "".join(json.dumps(r) + "\n" for r in rows)},
+    )
+    res = Runner(load_recipe(recipe), tmp_path / "out", quiet=True).run()
+    assert res.manifest["rows"] == 2 and res.manifest["steps"][0]["dropped"] == {"duplicate_id": 1}

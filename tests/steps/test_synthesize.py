@@ -262,8 +262,11 @@ def test_split_through_the_runner_gives_the_same_rows(monkeypatch, write_recipe,
     for p in res.dataset_dir.glob("rejects/*.jsonl"):
         rejects += [[r["row_id"], r["reason"]] for r in map(json.loads, p.read_text().splitlines())]
     assert sorted(rejects) == g["rejects"]
-    stages = [s["id"] for s in res.manifest["steps"]] if "steps" in res.manifest else []
-    assert not stages or any(s.endswith(".generate") for s in stages)
+    stages = [s["id"] for s in res.manifest["steps"]]
+    assert stages == ["source", *(f"synthesize_queries.{n}" for n in ("sample", "generate", "roundtrip"))]
+    # generation ran shard by shard: 13 passages in 3-row shards, each checkpointed
+    gen = next((tmp_path / "out" / ".mlbuild" / "split" / "1.0.0").glob("01-synthesize_queries.generate-*"))
+    assert len(list(gen.glob("*.parquet"))) == 5
     assert (res.dataset_dir / "reports" / "synthesize_queries.json").exists()  # named by the recipe step id
 
 
@@ -506,6 +509,7 @@ def test_roundtrip_search_is_blocked_and_exact(monkeypatch):
     from mlbuild.synthesis import roundtrip
 
     monkeypatch.setattr(roundtrip, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(search, "default_blocks", lambda device, nq, nc, dim: (min(nq, 4), min(nc, 6)))
     seen = []
     real = search.search_block
     monkeypatch.setattr(search, "search_block", lambda torch, s, *a: seen.append(tuple(s.shape)) or real(torch, s, *a))
@@ -524,7 +528,8 @@ def test_roundtrip_search_is_blocked_and_exact(monkeypatch):
         max_copy_fraction=1.0,
     )
     out = step.process_table(passages(texts), batch_rows=9)
-    assert seen and all(s[1] <= 65536 for s in seen)
+    # score blocks of at most 4 queries x 6 passages: the 40 x 40 matrix never exists, and the ranks still equal it
+    assert seen and all(s[0] <= 4 and s[1] <= 6 for s in seen)
     emb = FakeEmbedder()
     c = emb.embed(texts, "passage")
     q = emb.embed([qmap[t] for t in texts], "query")
@@ -719,9 +724,11 @@ def test_recipe_with_http_engine_runs_and_resumes(write_recipe, tiny_lid, tmp_pa
     monkeypatch.setenv("SYNTH_TEST_KEY", "sk-never-in-files")
     with FakeOpenAIServer(_reply) as srv:
         engine = f'engine = "openai"\nmodel = "test-model"\nbase_url = "{srv.base_url}"'
+        engine += "\nprice = { input = 2.0, output = 8.0 }"
         path = write_recipe(RECIPE.format(engine=engine, lid=tiny_lid), _files())
         res = Runner(load_recipe(path), tmp_path / "out", quiet=True).run()
         n = len(srv.requests)
+        _check_token_accounting(res, n)
         # 3 passages x (summary + English question) + one Portuguese rewrite: the three English questions
         # are the same text, and a rewrite prompt shows question pairs only, so it is asked once
         assert n == 7
@@ -748,6 +755,19 @@ def test_recipe_with_http_engine_runs_and_resumes(write_recipe, tiny_lid, tmp_pa
         again = Runner(load_recipe(path), tmp_path / "out", quiet=True, resume=False, overwrite=True).run()
         assert again.fingerprint == res.fingerprint
         assert len(srv.requests) == n
+
+
+def _check_token_accounting(res, requests: int) -> None:
+    """Tokens in/out per language of the generate stage in the manifest and the card, priced."""
+    (row,) = [s for s in res.manifest["steps"] if s.get("tokens")]
+    assert row["id"].endswith("generate")
+    t = row["tokens"]
+    assert sorted(t["by_lang"]) == ["eng_Latn", "por_Latn"] and t["method"] == "approx:utf8_bytes/4"
+    assert t["total"]["computed_prompts"] == requests and t["total"]["reported_in"] == requests  # 1 per request
+    assert t["total"]["prompts"] >= requests and t["total"]["in"] > 0 and t["total"]["out"] > 0
+    assert t["cost"]["dataset"] == pytest.approx((t["total"]["in"] * 2.0 + t["total"]["out"] * 8.0) / 1e6)
+    card = (res.dataset_dir / "README.md").read_text()
+    assert "### Model usage" in card and f"| `{row['id']}` | por_Latn |" in card
 
 
 def test_recipe_with_tiny_random_lm(write_recipe, tiny_lid, tmp_path):
@@ -796,6 +816,9 @@ def test_recipe_with_tiny_random_lm(write_recipe, tiny_lid, tmp_path):
     }
     assert out.stats["synthesis"]["eng_Latn"]["generated_tokens"] > 0
     assert st.ctx.models["llm"]["revision"].startswith("sha256:")
+    assert out.stats["token_count_method"].startswith("tokenizer:")  # the model's own tokenizer
+    t = out.stats["tokens"]
+    assert t["eng_Latn"]["prompts"] >= 2 and t["eng_Latn"]["computed_in"] == t["eng_Latn"]["in"] > 0
 
 
 def test_recipe_errors_are_reported_before_loading(write_recipe, tiny_lid):
@@ -805,6 +828,12 @@ def test_recipe_errors_are_reported_before_loading(write_recipe, tiny_lid):
         load_recipe(write_recipe(bad, _files()))
     msg = str(e.value)
     assert "3 problems" in msg and "base_url" in msg and "nope.v1.j2" in msg and "sample" in msg
+    # a price table: the openai engine only, checked like parameters
+    bad = RECIPE.format(engine="price = { input = 1.0, outptu = 2.0 }", lid=tiny_lid)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write_recipe(bad, _files()))
+    msg = str(e.value)
+    assert "price: a price table applies to engine 'openai'" in msg and "did you mean 'output'" in msg
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from conftest import LID_LINES
 from helpers_mt import fake_mt_engine
 
 import mlbuild.steps.translate as tr
+from mlbuild.accounting import approx_tokens
 from mlbuild.errors import RecipeError
 from mlbuild.models.mt import MTBackend, Translation
 from mlbuild.pipeline.base import RunContext
@@ -246,6 +247,16 @@ def test_check_reports_problems():
     assert "model" in problems(target_langs=["pt"], engine="transformers")
     assert "model" in problems(target_langs=["pt"], engine="ctranslate2")
     assert "prompt" in problems(target_langs=["pt"], engine="openai", model="m", prompt="no slot")
+    # a template reads the values it is given and nothing else
+    leak = problems(target_langs=["pt"], engine="openai", model="m", prompt="{text.__class__} {text}")
+    assert "unknown field {text.__class__}" in leak["prompt"]
+    assert (
+        "unknown field {lang}" in problems(target_langs=["pt"], engine="openai", model="m", system="{lang}")["system"]
+    )
+    assert "conversions" in problems(target_langs=["pt"], engine="openai", model="m", prompt="{text!r}")["prompt"]
+    assert not problems(
+        target_langs=["pt"], engine="openai", model="m", prompt="{src_name} -> {tgt_name}: {text} {{x}}"
+    )
     _, errs = parse(
         tr.TranslateParams, {"columns": ["q"], "source_lang": "en", "target_langs": ["pt"], "gates": ["langauge"]}, "s"
     )
@@ -266,6 +277,13 @@ def test_check_reports_problems():
     assert "qe_min_scores.de" in problems(**qe_on, qe_min_scores={"de": 0.8})
     assert "qe_min_scores.pt" in problems(**qe_on, qe_min_scores={"pt": 2})
     assert not problems(**qe_on, qe_min_scores={"pt": 0.8})
+    price = {"input": 1.0, "output": 2.0}
+    assert "applies to engine 'openai'" in problems(target_langs=["pt"], model="m", price=price)["price"]
+    assert not problems(target_langs=["pt"], engine="openai", model="m", price=price)
+    assert (
+        "did you mean 'input'"
+        in problems(target_langs=["pt"], engine="openai", model="m", price={"inptu": 1})["price -> inptu"]
+    )
 
 
 def test_length_bounds_per_pair():
@@ -322,6 +340,10 @@ def test_recipe_run_resume_translates_nothing_twice(tmp_path, tiny_lid, fake, wr
     card = (res.dataset_dir / "README.md").read_text()
     assert (res.dataset_dir / "reports" / "translate.json").exists()
     assert "translation" in card
+    (row,) = [s for s in res.manifest["steps"] if s.get("tokens")]  # tokens per target language: manifest, card
+    assert sorted(row["tokens"]["by_lang"]) == ["kir_Cyrl", "por_Latn"]
+    assert row["tokens"]["total"]["prompts"] == 36 and row["tokens"]["total"]["computed_prompts"] == 24  # repeats
+    assert "### Model usage" in card and "| `translate` | por_Latn | 18 |" in card
     # a killed run: drop the step's checkpoints, keep the model-call cache -> nothing is translated again
     for d in (out / ".mlbuild" / "tr-test" / "0.1.0").glob("01-*"):
         shutil.rmtree(d)
@@ -384,6 +406,15 @@ def test_openai_engine_through_the_step(tmp_path, tiny_lid, monkeypatch):
         assert srv.requests[-1].headers["Authorization"] == "Bearer sk-never-logged"
         assert srv.requests[-1].body["messages"][-1]["content"].startswith("Into Portuguese:")
     assert "sk-never-logged" not in json.dumps(step.ctx.models)
+    # tokens per language translated into: the source segments in, the translations out, the server's counts
+    t = out.stats["tokens"]["por_Latn"]
+    # the fake server reports 1 token in per request and a token per word out
+    assert t["prompts"] == t["computed_prompts"] == 3 and t["reported_in"] == 3
+    assert t["reported_out"] == sum(len(x.split()) for x in PT[:3])
+    assert t["in"] == sum(approx_tokens(x) for x in EN[:3]) and t["out"] == sum(approx_tokens(x) for x in PT[:3])
+    assert out.stats["token_count_method"] == "approx:utf8_bytes/4"
+    again = step.process(frame(EN[:3]))  # from the call cache: the data's tokens again, none sent
+    assert again.stats["tokens"]["por_Latn"]["in"] == t["in"] and again.stats["tokens"]["por_Latn"]["computed_in"] == 0
 
 
 # ------------------------------------------------------------------ language columns describe the text beside them

@@ -88,6 +88,9 @@ def test_length_out_of_bounds_and_settings_problems():
         "length_ratios.xx-yy",
         "length_ratios.en-pt",
     ]
+    # the per-pair values have the same declared bounds as length_ratio's
+    assert "<= 1000" in g.length_problems([], {"en-pt": [0.5, 5000]})[0][1]
+    assert g.length_problems([], {"en-pt": [True, 2]}) and not g.length_problems([], {"en-pt": [0.5, 2.5]})
 
 
 def test_language_gate_accepts_close_calls_and_rejects_confident_other_languages():
