@@ -42,8 +42,8 @@ from typing import Any
 from ..errors import requires
 from ..pipeline.cache import hash_text
 from .device import resolve_device
-from .llm import _file_lock, cache_root
-from .mt import MTBackend, Seq2SeqConventions, Translation, refuse_loader_keys
+from .llm import cache_root, file_lock
+from .mt_base import MTBackend, Seq2SeqConventions, Translation, refuse_loader_keys
 from .resolve import ModelRef, resolve_model
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def converted_model(folder: Path, name: str, revision: str, quantization: str) -
     target = root / f"{safe}-{conversion_key(revision, quantization)}"
     if (target / _DONE).exists():
         return target
-    with _file_lock(root / f".{target.name}.lock"):
+    with file_lock(root / f".{target.name}.lock"):
         if (target / _DONE).exists():  # another worker converted it while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))

