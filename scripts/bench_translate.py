@@ -13,8 +13,18 @@ rerun of the recipe (everything comes from the model-call cache).
 It checks that the outputs are the same text for text, and prints one JSON object. Times include
 loading the model on both sides. On CUDA both sides run in the same half precision.
 
+``--mode engines`` (also part of ``all``) compares the MT engines on the same model through the library's
+own backends (``load_mt``): the ``transformers`` engine (torch, ``--threads`` threads, float32 on CPU)
+against the ``ctranslate2`` engine (converted once, ``--threads`` intra-op threads, ``--compute-type``:
+int8 on CPU by default), greedy, same ``max_new_tokens``, alternating rounds; it reports output tokens/s
+of both and the median ratio, whether ctranslate2 with float32 gives the same text for every input, and
+corpus chrF (sacrebleu) of the int8 outputs against the transformers outputs. The model is random (no
+real OPUS-MT checkpoint is reachable offline): a Marian laid out as OPUS-MT checkpoints are (pad token
+last), ``--init-std`` large enough that outputs depend on the input.
+
     python scripts/bench_translate.py                      # CPU defaults (a few minutes on 2 shared cores)
     python scripts/bench_translate.py --device cuda --n 4000 --d-model 512 --layers 6 --skip-loop
+    python scripts/bench_translate.py --mode engines --d-model 512 --layers 6 --threads 2 --n 160
 """
 
 from __future__ import annotations
@@ -33,20 +43,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def build_model(out: Path, vocab: list[str], d_model: int, layers: int, seed: int, eos_bias: float) -> Path:
+def build_model(
+    out: Path, vocab: list[str], d_model: int, layers: int, seed: int, eos_bias: float, init_std: float = 0.02
+) -> Path:
+    """A random Marian with OPUS-MT's vocabulary layout (``</s>`` 0, ``<unk>`` 1, ``<pad>`` last = decoder start),
+    which both engines load (CTranslate2's converter expects the pad token last)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
 
-    specials = ["<pad>", "</s>", "<unk>"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(specials + vocab)}, unk_token="<unk>"))
+    words = ["</s>", "<unk>", *vocab, "<pad>"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 0)])
     PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     ).save_pretrained(out)
     torch.manual_seed(seed)
-    v = len(specials) + len(vocab)
+    v = len(words)
     cfg = MarianConfig(
         vocab_size=v,
         decoder_vocab_size=v,
@@ -58,15 +72,16 @@ def build_model(out: Path, vocab: list[str], d_model: int, layers: int, seed: in
         encoder_ffn_dim=4 * d_model,
         decoder_ffn_dim=4 * d_model,
         max_position_embeddings=512,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-        forced_eos_token_id=1,
+        pad_token_id=v - 1,
+        eos_token_id=0,
+        decoder_start_token_id=v - 1,
+        forced_eos_token_id=0,
         share_encoder_decoder_embeddings=True,
+        init_std=init_std,
     )
     model = MarianMTModel(cfg)
     with torch.no_grad():  # random weights never stop; an EOS bias gives varied output lengths
-        model.final_logits_bias[0, 1] = eos_bias
+        model.final_logits_bias[0, 0] = eos_bias
     model.generation_config.num_beams = 1
     model.generation_config.max_length = None
     model.save_pretrained(out)
@@ -128,6 +143,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-loop", action="store_true", help="skip the per-text pipeline loop (slowest)")
+    ap.add_argument("--mode", choices=("pipeline", "engines", "all"), default="all")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads of each engine (engines mode)")
+    ap.add_argument("--compute-type", default="auto", help="ctranslate2 compute type (auto: int8 on CPU)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating timed rounds per engine (engines mode)")
+    ap.add_argument("--init-std", type=float, default=0.02, help="weight init std of the random model")
     return ap.parse_args(argv)
 
 
@@ -230,6 +250,60 @@ def compare(texts: list[str], ml_out: list[str], loop_out: list[str] | None, bat
     result["first_differences"] = [{"input": t[:80], "mlbuild": a[:80], "pipeline": b[:80]} for t, a, b in diffs]
 
 
+def time_engines(args: argparse.Namespace, tmp: Path, model_dir: Path, device: str, texts: list[str]) -> dict:
+    """transformers vs ctranslate2 engines on the distinct inputs, through ``load_mt``: alternating timed rounds
+    (conversion and loading excluded), output tokens/s, the median ratio; float32 identity; int8 chrF."""
+    import statistics
+
+    import torch
+    from sacrebleu.metrics import CHRF
+
+    from mlbuild.models.mt import load_mt
+
+    os.environ["MLBUILD_CACHE"] = str(tmp / "cache")  # a fresh conversion cache
+    torch.set_num_threads(args.threads)
+    uniq = list(dict.fromkeys(texts))
+    common = {"max_new_tokens": args.max_new_tokens, "num_beams": 1}
+    hf = load_mt("transformers", str(model_dir), device=device, batch_size=args.batch_size, **common)
+    t0 = time.perf_counter()
+    ct = load_mt(
+        "ctranslate2", str(model_dir), device=device, compute_type=args.compute_type, threads=args.threads, **common
+    )
+    convert_s = time.perf_counter() - t0
+    exact = load_mt(
+        "ctranslate2", str(model_dir), device=device, compute_type="float32", threads=args.threads, **common
+    )
+    out: dict = {"threads": args.threads, "compute_type": ct.compute_type, "convert_and_load_s": round(convert_s, 2)}
+    for mt in (hf, ct):  # warm-up (first-call allocations, thread pools)
+        mt.translate_detailed(uniq[:8], "eng_Latn", "por_Latn")
+    speeds: dict[str, list[float]] = {"transformers": [], "ctranslate2": []}
+    results: dict[str, list] = {}
+    for _ in range(args.rounds):
+        for name, mt in (("transformers", hf), ("ctranslate2", ct)):
+            t0 = time.perf_counter()
+            res = mt.translate_detailed(uniq, "eng_Latn", "por_Latn")
+            secs = time.perf_counter() - t0
+            speeds[name].append(sum(r.tokens or 0 for r in res) / secs)
+            results[name] = res
+    ratios = [c / h for c, h in zip(speeds["ctranslate2"], speeds["transformers"])]
+    ref = [r.text for r in results["transformers"]]
+    int8 = [r.text for r in results["ctranslate2"]]
+    f32 = [r.text for r in exact.translate_detailed(uniq, "eng_Latn", "por_Latn")]
+    out.update(
+        {
+            "texts": len(uniq),
+            "distinct_outputs_transformers": len(set(ref)),
+            "output_tokens_transformers": sum(r.tokens or 0 for r in results["transformers"]),
+            "tokens_per_s": {k: [round(x, 1) for x in v] for k, v in speeds.items()},
+            "speed_ratio_ct2_over_transformers_median": round(statistics.median(ratios), 2),
+            "same_text_float32": f"{sum(a == b for a, b in zip(f32, ref))}/{len(uniq)}",
+            "same_text_int8": f"{sum(a == b for a, b in zip(int8, ref))}/{len(uniq)}",
+            "chrf_int8_vs_transformers": round(CHRF().corpus_score(int8, [ref]).score, 2),
+        }
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -254,16 +328,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_dir = build_model(tmp / "model", vocab, args.d_model, args.layers, args.seed, args.eos_bias)
+        model_dir = build_model(
+            tmp / "model", vocab, args.d_model, args.layers, args.seed, args.eos_bias, args.init_std
+        )
         texts = make_inputs(args.n, args.dup, vocab, args.seed + 1)
         words = round(sum(len(t.split()) for t in texts) / len(texts), 1)
         result["inputs"] = {"texts": len(texts), "distinct": len(set(texts)), "words_mean": words}
-        loop_out, batched_out = time_baselines(args, model_dir, device, texts, result)
-        ml_out = time_mlbuild(args, tmp, model_dir, device, texts, result)
-        if ml_out is None:
-            result["error"] = "mlbuild kept no rows (see the MT report); try another --eos-bias"
-        else:
-            compare(texts, ml_out, loop_out, batched_out, result)
+        ml_out: list[str] | None = []
+        if args.mode in ("engines", "all"):
+            result["engines"] = time_engines(args, tmp, model_dir, device, texts)
+        if args.mode in ("pipeline", "all"):
+            loop_out, batched_out = time_baselines(args, model_dir, device, texts, result)
+            ml_out = time_mlbuild(args, tmp, model_dir, device, texts, result)
+            if ml_out is None:
+                result["error"] = "mlbuild kept no rows (see the MT report); try another --eos-bias"
+            else:
+                compare(texts, ml_out, loop_out, batched_out, result)
     json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0 if ml_out is not None else 1

@@ -11,6 +11,10 @@ functions); the library's own registry never ships it.
 the family's language tokens: ``__pt__`` for M2M100, ``por_Latn`` for NLLB, ``<2pt>`` for T5/MADLAD,
 ``>>por<<`` for multi-target Marian) and a 1-layer model of width 16. Outputs are random words, but
 generation, batching, forced BOS and truncation run the real code paths.
+
+``build_tiny_opus_mt(out_dir)`` writes a Marian model laid out as real OPUS-MT checkpoints are (``</s>`` = 0,
+``<unk>`` = 1, ``<pad>`` last and the decoder start, ``forced_eos_token_id``), which CTranslate2's converter
+expects (it drops the trailing ``<pad>`` row and starts the decoder from a zero embedding).
 """
 
 from __future__ import annotations
@@ -98,18 +102,23 @@ LANG_TOKENS = {
 }
 
 
-def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) -> Path:
+def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0, fairseq_ids: bool = False) -> Path:
+    """``fairseq_ids``: M2M100/NLLB with the special-token ids of the real checkpoints (``<s>`` 0, ``<pad>`` 1,
+    ``</s>`` 2, ``<unk>`` 3; sinusoidal positions start after the pad id), as CTranslate2's converter expects."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specials = ["<pad>", "</s>", "<unk>", "<s>", *LANG_TOKENS[family]]
+    fairseq_ids = fairseq_ids and family in ("m2m100", "nllb")
+    order = ["<s>", "<pad>", "</s>", "<unk>"] if fairseq_ids else ["<pad>", "</s>", "<unk>", "<s>"]
+    specials = [*order, *LANG_TOKENS[family]]
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    eos = order.index("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<pad>",
@@ -120,14 +129,73 @@ def build_tiny_mt(out_dir: str | Path, family: str = "marian", seed: int = 0) ->
     )
     fast.save_pretrained(out)
     torch.manual_seed(seed)
-    model = _tiny_model(family, tok.get_vocab_size())
+    ids = dict(pad_token_id=1, eos_token_id=2, bos_token_id=0) if fairseq_ids else None
+    model = _tiny_model(family, tok.get_vocab_size(), ids)
     model.generation_config.num_beams = 1
     model.generation_config.max_length = None
     model.save_pretrained(out)
     return out
 
 
-def _tiny_model(family: str, v: int):
+def build_tiny_opus_mt(
+    out_dir: str | Path,
+    seed: int = 0,
+    d_model: int = 32,
+    layers: int = 1,
+    eos_bias: float = 0.0,
+    init_std: float = 0.3,
+    multi_target: bool = False,
+) -> Path:
+    """A random Marian with the OPUS-MT vocabulary layout over the words of :data:`CORPUS` (see the module doc);
+    ``multi_target`` adds the ``>>por<<`` target tags of multi-target models (opus-mt-en-ROMANCE)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    words = sorted({w for s in CORPUS for w in s.split()})
+    tags = LANG_TOKENS["marian-multi"] if multi_target else []
+    vocab = ["</s>", "<unk>", *tags, *words, "<pad>"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 0)])
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=tags or None,
+    ).save_pretrained(out)
+    v, pad = len(vocab), len(vocab) - 1
+    torch.manual_seed(seed)
+    cfg = MarianConfig(
+        vocab_size=v,
+        decoder_vocab_size=v,
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        max_position_embeddings=256,
+        pad_token_id=pad,
+        eos_token_id=0,
+        decoder_start_token_id=pad,
+        forced_eos_token_id=0,
+        share_encoder_decoder_embeddings=True,
+        init_std=init_std,  # larger than the default 0.02, so outputs depend on the input
+    )
+    model = MarianMTModel(cfg)
+    with torch.no_grad():  # random weights rarely stop; an EOS bias gives varied output lengths
+        model.final_logits_bias[0, 0] = eos_bias
+    model.generation_config.num_beams = 1
+    model.generation_config.max_length = None
+    model.save_pretrained(out)
+    return out
+
+
+def _tiny_model(family: str, v: int, ids: dict[str, int] | None = None):
     """A 1-layer, width-16 seq2seq model of ``family`` over a vocabulary of ``v`` tokens (random weights)."""
     from transformers import (
         M2M100Config,
@@ -138,7 +206,7 @@ def _tiny_model(family: str, v: int):
         T5ForConditionalGeneration,
     )
 
-    common = dict(vocab_size=v, pad_token_id=0, eos_token_id=1, bos_token_id=3)
+    common = dict(vocab_size=v, **(ids or dict(pad_token_id=0, eos_token_id=1, bos_token_id=3)))
     size = dict(
         d_model=16,
         encoder_layers=1,
@@ -160,7 +228,8 @@ def _tiny_model(family: str, v: int):
         )
         return MarianMTModel(cfg)
     if family in ("m2m100", "nllb"):
-        return M2M100ForConditionalGeneration(M2M100Config(**size, decoder_start_token_id=1, **common))
+        start = common["eos_token_id"]
+        return M2M100ForConditionalGeneration(M2M100Config(**size, decoder_start_token_id=start, **common))
     if family == "t5":
         cfg = T5Config(
             d_model=16,

@@ -46,7 +46,7 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive inter-process lock (flock) held while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
@@ -72,7 +72,7 @@ def gguf_to_folder(gguf_path: Path, name: str, dtype: str = "bfloat16") -> Path:
     target = cache_root() / name
     if (target / _DONE).exists():
         return target
-    with _file_lock(cache_root() / f".{name}.lock"):
+    with file_lock(cache_root() / f".{name}.lock"):
         if (target / _DONE).exists():
             return target
         requires("gguf", "pip install gguf", "loading GGUF models")
@@ -140,7 +140,7 @@ def gemma_270m_dir() -> Path:
     target = cache_root() / name
     if (target / _DONE).exists():
         return target
-    with _file_lock(cache_root() / f".{name}.gguf.lock"):
+    with file_lock(cache_root() / f".{name}.gguf.lock"):
         if (target / _DONE).exists():
             return target
         tmpdir = Path(tempfile.mkdtemp(prefix=".gemma-gguf.", dir=cache_root()))

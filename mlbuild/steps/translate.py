@@ -16,24 +16,30 @@ run's model-call cache, so a rerun translates nothing twice. Each translation th
 - ``truncation``: a segment used the whole ``max_new_tokens`` budget (``truncated``);
 - empty output for a non-empty source (``empty_output``, always on);
 - with ``round_trip``: translate back and score chrF against the source (``<column>_rt_chrf``), and
-  with ``round_trip_min_chrf`` drop rows below it (``round_trip_low``).
+  with ``round_trip_min_chrf`` drop rows below it (``round_trip_low``);
+- ``qe`` (off by default): reference-free quality estimation (:mod:`mlbuild.qe`), ``qe = "embedding"``
+  (cosine of source and translation under multilingual-e5-small or ``qe_model``, and its margin over the
+  mean cosine to the batch's other sources: ``qe_min_margin``; absolute ``qe_min_score`` /
+  ``qe_min_scores`` per target) or ``qe = "comet"`` (CometKiwi via ``unbabel-comet``); reasons ``qe_low``,
+  ``qe_margin_low``; scores kept as ``<column>_qe`` (and ``<column>_qe_margin``).
 
 Reads: ``columns`` (null cells stay null), and reference columns named in ``references``.
 Writes: ``lang`` (the row's language), the translated ``columns``, ``<column>_src`` (the source text),
 ``parallel_id`` (the source row's id, shared by all its translations; kept when the input has one),
 with the language gate ``<column>_lang`` / ``<column>_lang_score`` (the language detected in the text
-beside them), ``<column>_rt_chrf`` with ``round_trip``, ``mt_ok``/``mt_reason`` with ``on_fail = "flag"``.
+beside them), ``<column>_rt_chrf`` with ``round_trip``, ``<column>_qe`` / ``_qe_margin`` with the qe gate, ``mt_ok``/``mt_reason`` with ``on_fail = "flag"``.
 Language columns an earlier step wrote about the source (``<column>_lang``, ``_lang_score``,
 ``_lang_ok``) move to ``<column>_src_lang``, ``_src_lang_score``, ``_src_lang_ok``. Every other column
 passes through unchanged (``query_id``, ``doc_id``, qrels...). Row ids become ``<row_id>/<lang>``.
 
-Parameters: ``columns``, ``source_lang``, ``target_langs``, ``engine`` (``transformers`` | ``bergamot``
-| ``openai``, or an engine registered with :func:`mlbuild.models.mt.register_engine`), ``model`` (Hub id,
-path or packaged name; ``bergamot-en-pt`` is the bergamot default), decoding (``num_beams``,
+Parameters: ``columns``, ``source_lang``, ``target_langs``, ``engine`` (``transformers`` | ``ctranslate2``
+| ``bergamot`` | ``openai``, or an engine registered with :func:`mlbuild.models.mt.register_engine`), ``model``
+(Hub id, path or packaged name; ``bergamot-en-pt`` is the bergamot default), ``compute_type``
+(ctranslate2: ``auto`` = int8 on CPU, int8_float16 on CUDA), decoding (``num_beams``,
 ``max_new_tokens``, ``generation`` for other ``generate`` settings), ``segment`` (``sentence`` |
 ``none``), ``max_segment_chars``, ``keep_source``, the openai settings (``base_url``, ``api_key_env``,
 ``prompt``, ``system``, ``max_concurrency``), the gate settings below, and runtime settings
-(``batch_size``, ``device``, ``threads``) that never change results or cache keys.
+(``batch_size``, ``device``, ``threads``, ``max_batch_tokens``) that never change results or cache keys.
 
 Example::
 
@@ -48,114 +54,30 @@ Example::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 
+from .. import langs, qe
 from ..accounting import check_price, price_extra
 from ..errors import StepError
-from ..models.lid import DEFAULT_CONFUSABLE, FastTextLID, families_index
+from ..models.lid import FastTextLID, families_index
 from ..models.mt import BERGAMOT_PAIRS, PROMPT_FIELDS, MTBackend, engines, load_mt
 from ..pipeline import filters
 from ..pipeline.base import ROW_ID, Step, StepOutput, StepReport
-from ..pipeline.filters import OnFail, Verdict
-from ..pipeline.params import param, suggest
+from ..pipeline.filters import Verdict
+from ..pipeline.params import suggest
 from ..pipeline.registry import register
 from ..templating import format_problems
 from . import translate_gates as gates
+from .translate_params import GATES, TranslateParams
 from .translate_report import References, build_report, engine_counters, markdown, round_trip_scores, target_stats
 from .translate_segments import mt_usage, translate_texts
 
 log = logging.getLogger(__name__)
 
-GATES = gates.GATES
 # language columns an earlier step wrote about the source text; they move to <column>_src_...
 SOURCE_LANG_SUFFIXES = ("_lang", "_lang_score", "_lang_ok")
-
-
-@dataclass
-class TranslateParams:
-    columns: list[str] = param(doc="text columns to translate", min_items=1)
-    source_lang: str = param(doc="language of the source text (a code: en, eng, eng_Latn)", kind="lang")
-    target_langs: list[str] = param(doc="languages to translate into", kind="langs", min_items=1)
-    engine: str = param("transformers", doc="MT engine: transformers | bergamot | openai (or a registered one)")
-    model: str | None = param(
-        None, doc="model: Hub id, local path or packaged name (bergamot: bergamot-en-pt)", kind="path"
-    )
-    num_beams: int | None = param(
-        None, doc="beam size (transformers; default: the model's generation config)", ge=1, le=128
-    )
-    max_new_tokens: int = param(
-        256, doc="generation budget per segment; using all of it counts as truncated", ge=1, le=100_000
-    )
-    generation: dict = param(
-        {}, doc="other decoding settings passed to the engine (e.g. length_penalty)", kind="decoding"
-    )
-    segment: Literal["sentence", "none"] = param("sentence", doc="translate sentence by sentence, or whole texts")
-    max_segment_chars: int = param(
-        1000, doc="split longer sentences at clause punctuation or spaces (0 = never)", ge=0, le=1_000_000
-    )
-    keep_source: bool = param(False, doc="also keep the source rows (with lang = source_lang)")
-    # openai engine
-    base_url: str | None = param(
-        None, doc="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL or api.openai.com)", runtime=True
-    )
-    api_key_env: str = param("OPENAI_API_KEY", doc="environment variable holding the API key", runtime=True)
-    prompt: str | None = param(None, doc="prompt template with {text}, {src_name}, {tgt_name}, {src}, {tgt}")
-    system: str | None = param(None, doc="system message template (openai)")
-    max_concurrency: int = param(8, doc="parallel requests (openai)", runtime=True, ge=1, le=1024)
-    price: dict | None = param(None, doc="openai engine: { input, output, per = 1e6, currency }: cost in the card")
-    # gates
-    gates: list[str] = param(list(GATES), doc=f"quality gates to apply: {', '.join(GATES)}", choices=GATES)
-    on_fail: OnFail = param(
-        "drop", doc="rows failing a gate: drop (to rejects/), keep (count only) or flag (mt_ok, mt_reason)"
-    )
-    lid_model: str = param("lid.176", doc="fastText LID model for the language gate", kind="path")
-    lid_min_score: float = param(0.0, doc="language gate: minimum top-1 probability", ge=0.0, le=1.0)
-    lid_min_ratio: float = param(
-        0.3,
-        doc="language gate: another top language passes when the target is in the top 3 with at least this "
-        "share of its probability (0 = off)",
-        ge=0.0,
-        le=1.0,
-    )
-    confusable: list[list[str]] = param(DEFAULT_CONFUSABLE, doc="language families fastText confuses")
-    script_check: bool = param(True, doc="language gate: output must be in the target's script")
-    lid_short_text: int = param(
-        0, doc="language gate: outputs shorter than this pass when the target is in the top 3", ge=0, le=10_000
-    )
-    copy_threshold: float = param(
-        0.9, doc="copy gate: similarity to the source at or above this is a copy", gt=0.0, le=1.0
-    )
-    copy_min_chars: int = param(
-        10, doc="copy gate: only for sources with at least this many letters", ge=0, le=1_000_000
-    )
-    length_ratio: list[float] = param(
-        [],
-        doc="[min, max] output/source character ratio (default: [0.33, 3.0], [0.1, 1.5] into Chinese/Japanese/Korean)",
-        ge=0.0,
-        le=1000.0,
-    )
-    length_ratios: dict = param({}, doc='per-pair bounds, e.g. { "en-ky" = [0.5, 2.5] }')
-    length_min_chars: int = param(15, doc="length gate: only for sources at least this long", ge=0, le=1_000_000)
-    repeat_min: int = param(
-        4, doc="repetition gate: an n-gram repeated this many times in a row is a loop", ge=2, le=1000
-    )
-    round_trip: bool = param(False, doc="translate back to the source language and keep chrF as <column>_rt_chrf")
-    round_trip_model: str | None = param(None, doc="model for the way back (default: the same model)", kind="path")
-    round_trip_min_chrf: float = param(
-        0.0, doc="drop rows whose round-trip chrF is below this (0 = keep all)", ge=0.0, le=100.0
-    )
-    references: dict = param(
-        {},
-        doc='reference translations per target: { pt = { query = "query_pt" } } '
-        "(a column, or a .jsonl file with 'id' = source row id and the column)",
-    )
-    # runtime
-    batch_size: int = param(32, doc="segments per model call", runtime=True, ge=1, le=100_000)
-    device: str = param("auto", doc="auto | cpu | cuda", runtime=True)
-    threads: int = param(0, doc="bergamot worker threads (0 = up to 4)", runtime=True, ge=0, le=1024)
 
 
 @register("step")
@@ -180,7 +102,7 @@ class Translate(Step):
         problems += gates.length_problems(p.length_ratio, p.length_ratios)
         if p.round_trip_min_chrf and not p.round_trip:
             problems.append(("round_trip_min_chrf", "needs round_trip = true"))
-        return problems + References.check(p.references, p.target_langs, p.columns, columns)
+        return problems + _check_qe(p) + References.check(p.references, p.target_langs, p.columns, columns)
 
     def input_columns(self) -> list[str]:
         return list(self.params.columns)
@@ -193,6 +115,8 @@ class Translate(Step):
             out += [f"{c}{s}" for c in p.columns for s in ("_lang", "_lang_score")]
         if p.round_trip:
             out += [f"{c}_rt_chrf" for c in p.columns]
+        if "qe" in p.gates:
+            out += [f"{c}{s}" for c in p.columns for s in _qe_suffixes(p)]
         if p.on_fail == "flag":
             out += ["mt_ok", "mt_reason"]
         return list(dict.fromkeys(out))
@@ -202,13 +126,13 @@ class Translate(Step):
         p = self.params
         if p.engine == "bergamot":
             return {"threads": p.threads or None}
-        if p.engine != "openai":  # transformers, and engines registered by plugins
-            return {
-                "num_beams": p.num_beams,
-                "max_new_tokens": p.max_new_tokens,
-                "batch_size": p.batch_size,
-                **p.generation,
-            }
+        if p.engine != "openai":  # transformers, ctranslate2, and engines registered by plugins
+            kw = {"num_beams": p.num_beams, "max_new_tokens": p.max_new_tokens, "batch_size": p.batch_size}
+            if p.engine == "ctranslate2":
+                kw.update(compute_type=p.compute_type, threads=p.threads or None)
+            if p.max_batch_tokens is not None:
+                kw["max_batch_tokens"] = p.max_batch_tokens
+            return {**kw, **p.generation}
         kw: dict[str, Any] = {
             "base_url": p.base_url,
             "api_key_env": p.api_key_env,
@@ -234,6 +158,18 @@ class Translate(Step):
             self.lid = FastTextLID(p.lid_model, self.ctx.recipe_dir)
             self.ctx.record_model("lid", self.lid.id, self.lid.revision)
         self.families = families_index(p.confusable)
+        self.qe = None
+        if "qe" in p.gates:
+            self.qe = qe.load_scorer(
+                p.qe,
+                p.qe_model,
+                self.ctx.recipe_dir,
+                p.device,
+                cache=self.ctx.cache,
+                batch_size=p.batch_size,
+                min_batch=p.qe_min_batch,
+            )
+            self.ctx.record_model("qe", self.qe.id, self.qe.revision, method=p.qe)
         self.references = References(p.references, self.ctx.recipe_dir)
         self.ctx.extra.update(price_extra(p.price))  # the writer prices the tokens with it
 
@@ -268,6 +204,21 @@ class Translate(Step):
         st.setdefault("rt_chrf_sum", {})[col] = sum(vals)
         st.setdefault("rt_chrf_n", {})[col] = len(vals)
         return scores, gates.round_trip_low(scores, self.params.round_trip_min_chrf)
+
+    def _qe_gate(
+        self, col: str, sources: list[str | None], texts: list[str | None], tgt: str, st: dict, verdicts: list[Verdict]
+    ) -> list[pl.Series]:
+        """Score one column's translations (QE), append the gate's verdict, keep its stats; return the columns."""
+        p = self.params
+        scores = self.qe.score(sources, texts)
+        margin = p.qe_min_margin if p.qe == "embedding" else None
+        v = qe.verdict(scores, _qe_min_score(p, tgt), margin)
+        verdicts.append(v)
+        qe.add_stats(st.setdefault("qe", {}).setdefault(col, {}), scores, v, sources, texts)
+        out = [pl.Series(f"{col}_qe", scores.score, dtype=pl.Float32)]
+        if p.qe == "embedding":
+            out.append(pl.Series(f"{col}_qe_margin", scores.margin, dtype=pl.Float32))
+        return out
 
     # ------------------------------------------------------------------------------------ process
     def process(self, batch: pl.DataFrame) -> StepOutput:
@@ -317,6 +268,8 @@ class Translate(Step):
                 scores, v = self._round_trip(c, sources[c], texts, tgt, st)
                 new.append(pl.Series(f"{c}_rt_chrf", scores, dtype=pl.Float64))
                 verdicts.append(v)
+            if self.qe is not None:
+                new += self._qe_gate(c, sources[c], texts, tgt, st, verdicts)
             col_verdicts.append(gates.prefixed(filters.first_failure(verdicts), c))
         verdict = filters.first_failure(col_verdicts)
         rows = base.with_columns(
@@ -343,6 +296,12 @@ class Translate(Step):
                 extra += gates.lang_series(c, codes, scores)
         if p.round_trip:
             extra += [pl.Series(f"{c}_rt_chrf", [None] * base.height, dtype=pl.Float64) for c in p.columns]
+        if self.qe is not None:
+            extra += [
+                pl.Series(f"{c}{s}", [None] * base.height, dtype=pl.Float32)
+                for c in p.columns
+                for s in _qe_suffixes(p)
+            ]
         if p.on_fail == "flag":
             extra += [
                 pl.Series("mt_ok", [True] * base.height),
@@ -369,8 +328,8 @@ def _check_engine(p: TranslateParams) -> list[tuple[str, str]]:
         problems.append(
             ("engine", f"unknown MT engine {p.engine!r}{suggest(p.engine, list(known))} (known: {', '.join(known)})")
         )
-    if p.engine in ("transformers", "openai") and not p.model:
-        where = "" if p.engine == "transformers" else ", as the endpoint names it"
+    if p.engine in ("transformers", "ctranslate2", "openai") and not p.model:
+        where = ", as the endpoint names it" if p.engine == "openai" else ""
         problems.append(("model", f"the {p.engine} engine needs a model (a Hub id or a local path{where})"))
     if p.engine == "bergamot":
         if p.model not in (None, "bergamot-en-pt"):
@@ -388,6 +347,36 @@ def _check_engine(p: TranslateParams) -> list[tuple[str, str]]:
     if p.engine != "openai" and (p.prompt is not None or p.system is not None):
         problems.append(("prompt", "prompt/system apply to the openai engine only"))
     return problems + check_price(p.engine, p.price)
+
+
+def _qe_suffixes(p: TranslateParams) -> tuple[str, ...]:
+    return ("_qe", "_qe_margin") if p.qe == "embedding" else ("_qe",)
+
+
+def _qe_min_score(p: TranslateParams, tgt: str) -> float | None:
+    """The absolute QE threshold for a target: its ``qe_min_scores`` entry, else ``qe_min_score``."""
+    for k, v in p.qe_min_scores.items():
+        if langs.is_valid(k) and langs.normalize(k) == tgt:
+            return float(v)
+    return p.qe_min_score
+
+
+def _check_qe(p: TranslateParams) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if p.compute_type != "auto" and p.engine != "ctranslate2":
+        problems.append(("compute_type", "applies to the ctranslate2 engine only"))
+    if "qe" not in p.gates:
+        if p.qe_min_scores or p.qe_min_score is not None or p.qe_model or p.qe != "embedding":
+            problems.append(("gates", "QE settings are given but 'qe' is not in gates"))
+        return problems
+    if p.qe == "comet" and not p.qe_model:
+        problems.append(("qe_model", "qe = 'comet' needs a COMET checkpoint (path or Hub id)"))
+    for k, v in p.qe_min_scores.items():
+        if not langs.is_valid(k) or langs.normalize(k) not in p.target_langs:
+            problems.append((f"qe_min_scores.{k}", f"not one of target_langs ({', '.join(p.target_langs)})"))
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not -1.0 <= v <= 1.0:
+            problems.append((f"qe_min_scores.{k}", "expected a number in [-1, 1]"))
+    return problems
 
 
 def _move_source_langs(base: pl.DataFrame, columns: list[str]) -> pl.DataFrame:

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from .. import langs
+from .. import langs, qe
 
 ENGINE_COUNTERS = (
     "segments",
@@ -58,6 +58,8 @@ def per_target(tgt: str, st: dict[str, Any]) -> dict[str, Any]:
     row["words_per_s"] = round(st.get("output_words", 0) / secs, 1) if secs else None
     if st.get("rt_chrf_n"):
         row["round_trip_chrf"] = {c: round(st["rt_chrf_sum"][c] / n, 2) for c, n in st["rt_chrf_n"].items() if n}
+    if st.get("qe"):
+        row["qe"] = {c: qe.summarize(d) for c, d in sorted(st["qe"].items())}
     if st.get("refs"):
         row["reference_scores"] = {
             c: corpus_scores(d["hyp"], d["ref"], tgt) for c, d in st["refs"].items() if d["hyp"]
@@ -75,6 +77,7 @@ def build_report(name: str, params: Any, stats: dict[str, Any]) -> dict[str, Any
         "source_lang": p.source_lang,
         "columns": p.columns,
         "gates": p.gates,
+        **({"qe": {"method": p.qe, "model": p.qe_model or "multilingual-e5-small"}} if "qe" in p.gates else {}),
         "per_lang": {tgt: per_target(tgt, st) for tgt, st in sorted(stats.get("mt", {}).items())},
     }
 
@@ -108,6 +111,13 @@ def markdown(report: dict[str, Any]) -> str:
                 f"- `{tgt}` `{c}` (n={s['n']}): chrF {s['chrf']} (`{s['chrf_signature']}`), "
                 f"BLEU {s['bleu']} (`{s['bleu_signature']}`)"
             )
+    qe_rows = {
+        (f"{tgt} {c}" if len(report["columns"]) > 1 else tgt): s
+        for tgt, r in report["per_lang"].items()
+        for c, s in r.get("qe", {}).items()
+    }
+    if qe_rows:
+        lines += ["", *qe.markdown(qe_rows, report["qe"]["method"])]
     lines += ["", "Segments translated now exclude those found in the cache; speeds count engine time only."]
     return "\n".join(lines)
 

@@ -215,7 +215,7 @@ class Echo(MTBackend):
 
 
 def test_register_engine_and_use_it_by_name():
-    assert engines() == ("transformers", "bergamot", "openai")
+    assert engines() == ("transformers", "ctranslate2", "bergamot", "openai")
 
     def factory(model, base_dir, device, **settings):
         return Echo(model, **settings)

@@ -245,6 +245,7 @@ def test_check_reports_problems():
     assert "target_langs" in problems(target_langs=["ky"], engine="bergamot")
     assert not problems(target_langs=["pt"], engine="bergamot")
     assert "model" in problems(target_langs=["pt"], engine="transformers")
+    assert "model" in problems(target_langs=["pt"], engine="ctranslate2")
     assert "prompt" in problems(target_langs=["pt"], engine="openai", model="m", prompt="no slot")
     # a template reads the values it is given and nothing else
     leak = problems(target_langs=["pt"], engine="openai", model="m", prompt="{text.__class__} {text}")
@@ -262,12 +263,20 @@ def test_check_reports_problems():
     assert errs == [
         (
             "s -> gates",
-            "unknown value 'langauge'; did you mean 'language'? (known: language, copy, length, repetition, truncation)",
+            "unknown value 'langauge'; did you mean 'language'? (known: language, copy, length, repetition, truncation, qe)",
         )
     ]
     assert "target_langs" in problems(target_langs=["en"], model="m")
     assert "references.pt.q" in problems(target_langs=["pt"], model="m", references={"pt": {"q": "nope"}})
     assert "length_ratios.en-pt" in problems(target_langs=["pt"], model="m", length_ratios={"en-pt": [3, 1]})
+    assert "compute_type" in problems(target_langs=["pt"], model="m", compute_type="int8")
+    assert not problems(target_langs=["pt"], model="m", engine="ctranslate2", compute_type="float32")
+    assert "gates" in problems(target_langs=["pt"], model="m", qe_min_scores={"pt": 0.8})
+    qe_on = {"target_langs": ["pt"], "model": "m", "gates": ["qe"]}
+    assert "qe_model" in problems(**qe_on, qe="comet")
+    assert "qe_min_scores.de" in problems(**qe_on, qe_min_scores={"de": 0.8})
+    assert "qe_min_scores.pt" in problems(**qe_on, qe_min_scores={"pt": 2})
+    assert not problems(**qe_on, qe_min_scores={"pt": 0.8})
     price = {"input": 1.0, "output": 2.0}
     assert "applies to engine 'openai'" in problems(target_langs=["pt"], model="m", price=price)["price"]
     assert not problems(target_langs=["pt"], engine="openai", model="m", price=price)
@@ -534,10 +543,12 @@ def test_fake_engine_only_while_registered(write_recipe, tiny_lid):
     from mlbuild.models.mt import engines
     from mlbuild.recipe import load_recipe
 
-    assert engines() == ("transformers", "bergamot", "openai")
+    assert engines() == ("transformers", "ctranslate2", "bergamot", "openai")
     files = {"rows.jsonl": json.dumps({"doc_id": "d", "query": "q", "passage": "p"})}
     path = write_recipe(RECIPE.replace("{lid}", str(tiny_lid)).replace("{copy}", "0.9"), files)
-    with pytest.raises(RecipeError, match=r"engine: unknown MT engine 'fake' \(known: transformers, bergamot"):
+    with pytest.raises(
+        RecipeError, match=r"engine: unknown MT engine 'fake' \(known: transformers, ctranslate2, bergamot"
+    ):
         load_recipe(path)
     with fake_mt_engine(FakeMT()):
         assert "fake" in engines()
