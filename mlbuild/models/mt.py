@@ -44,7 +44,7 @@ from .. import langs
 from ..errors import DependencyError, requires
 from ..pipeline.params import suggest
 from ..templating import safe_format
-from .mt_base import MTBackend, Seq2SeqConventions, Translation, refuse_loader_keys
+from .mt_base import MTBackend, Seq2SeqConventions, Translation, empty_translations, refuse_loader_keys
 from .resolve import ModelRef, resolve_model
 
 log = logging.getLogger(__name__)
@@ -169,15 +169,11 @@ class TransformersMT(Seq2SeqConventions, MTBackend):
         }
 
     def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
-        out: list[Translation | None] = [None if t.strip() else Translation("", 0, False) for t in texts]
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        if not todo:
+        out = empty_translations(texts)
+        if all(o is not None for o in out):
             return out  # type: ignore[return-value]
         with self._lock:  # tokenizer src_lang is state; one pair at a time per backend
-            family, prefix, forced = self.convention(src, tgt)
-            prefix = self._set_source(family, src) + prefix
-            enc = self.tok([prefix + texts[i] for i in todo], truncation=True, max_length=self.max_input_tokens)
-            ids = enc["input_ids"]
+            todo, ids, forced = self.encode_sources(texts, src, tgt)
             order = sorted(range(len(todo)), key=lambda k: -len(ids[k]))  # longest first: OOM shows early
             for batch in self._batches(order, [len(x) for x in ids]):
                 res = self._generate([ids[k] for k in batch], forced)

@@ -61,12 +61,29 @@ def iso1(code: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- conventions
+def empty_translations(texts: list[str]) -> list[Translation | None]:
+    """One slot per text: an empty text translates to an empty string (never sent to a model), the others
+    are None until translated."""
+    return [None if t.strip() else Translation("", 0, False) for t in texts]
+
+
 class Seq2SeqConventions:
     """Language-code conventions of a seq2seq MT model, read from its tokenizer's vocabulary (``self.tok``)
     and model type (``self.model_type``); shared by the transformers and ctranslate2 engines."""
 
     tok: Any
     model_type: str = ""
+    max_input_tokens: int = 512
+
+    def encode_sources(self, texts: list[str], src: str, tgt: str) -> tuple[list[int], list[list[int]], int | None]:
+        """(positions of the non-empty texts, their token ids with the source-language prefix, cut at
+        ``max_input_tokens``, the forced target-language token or None). Sets the tokenizer's source
+        language: call it under the backend's lock."""
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        family, prefix, forced = self.convention(src, tgt)
+        prefix = self._set_source(family, src) + prefix
+        enc = self.tok([prefix + texts[i] for i in todo], truncation=True, max_length=self.max_input_tokens)
+        return todo, enc["input_ids"] if todo else [], forced
 
     def _has(self, token: str) -> bool:
         tid = self.tok.convert_tokens_to_ids(token)

@@ -43,7 +43,7 @@ from ..errors import requires
 from ..pipeline.cache import hash_text
 from .device import resolve_device
 from .llm import cache_root, file_lock
-from .mt_base import MTBackend, Seq2SeqConventions, Translation, refuse_loader_keys
+from .mt_base import MTBackend, Seq2SeqConventions, Translation, empty_translations, refuse_loader_keys
 from .resolve import ModelRef, resolve_model
 
 log = logging.getLogger(__name__)
@@ -230,15 +230,11 @@ class CTranslate2MT(Seq2SeqConventions, MTBackend):
         }
 
     def translate_detailed(self, texts: list[str], src: str, tgt: str) -> list[Translation]:
-        out: list[Translation | None] = [None if t.strip() else Translation("", 0, False) for t in texts]
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        if not todo:
+        out = empty_translations(texts)
+        if all(o is not None for o in out):
             return out  # type: ignore[return-value]
         with self._lock:  # tokenizer src_lang is state; one pair at a time per backend
-            family, prefix, forced = self.convention(src, tgt)
-            prefix = self._set_source(family, src) + prefix
-            ids = self.tok([prefix + texts[i] for i in todo], truncation=True, max_length=self.max_input_tokens)
-            ids = ids["input_ids"]
+            todo, ids, forced = self.encode_sources(texts, src, tgt)
         source = [self.tok.convert_ids_to_tokens(x) for x in ids]
         forced_tok = self.tok.convert_ids_to_tokens(forced) if forced is not None else None
         # the forced-EOS slot of models that force EOS at the budget's end stays for EOS (as in generate)
