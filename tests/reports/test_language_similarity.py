@@ -339,7 +339,8 @@ def test_recipe_report_with_two_languages(write_recipe, tmp_path):
     assert data["ranking"] == ["por_Latn"] and data["languages"]["por_Latn"]["n"] == 12
     assert len(data["languages"]["por_Latn"]["mexa"]) == 2  # tiny model: 2 layers
     assert set(data["other_poolings"]) == {"last_token"}
-    assert res.manifest["models"]["reports.language_similarity.hidden_states"]["id"] == str(model)
+    # a model outside the recipe folder is named by its folder name (its revision hash pins the content)
+    assert res.manifest["models"]["reports.language_similarity.hidden_states"]["id"] == Path(model).name
     assert "reports/language_similarity.heatmap.png" in res.manifest["reports"]
     card = (res.dataset_dir / "README.md").read_text()
     assert "language_similarity" in card and "`por_Latn`" in card
