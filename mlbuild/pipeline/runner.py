@@ -418,7 +418,7 @@ class Runner:
         store.rmtree(where)
         (where / "rejects").mkdir(parents=True, exist_ok=True)
         counts = write_rejects(record, where / "rejects")
-        stage = max(record.stages, key=lambda st: st.stats.get("rows_in", 0) - st.stats.get("rows_out", 0))
+        stage = max(record.stages, key=lambda st: sum(st.stats.get("dropped", {}).values()))  # first of equals
         dropped = stage.stats.get("dropped", {})
         why = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items(), key=lambda kv: -kv[1])[:5]) or "no reason"
         raise EmptyBuildError(
