@@ -45,6 +45,21 @@ GLOSSARY = {
 }
 
 
+# genuine English-Portuguese pairs over the words WordsEmbedder knows (shared by the QE tests)
+PAIRS = [
+    ("the cat sits on the mat", "o gato senta no tapete"),
+    ("a dog runs in the park", "um cão corre no parque"),
+    ("where is the station", "onde fica a estação"),
+    ("i like green tea", "eu gosto de chá verde"),
+    ("this is a good book", "este é um livro bom"),
+    ("open the window", "abra a janela"),
+    ("the weather is good today", "o tempo está bom hoje"),
+    ("we walk to the river", "nós andamos até o rio"),
+    ("the green book", "o livro verde"),
+    ("i like the park", "eu gosto do parque"),
+]
+
+
 class WordsEmbedder(Embedder):
     """TEST STAND-IN, not a model: bag of fixed random word vectors over glossary-mapped words."""
 

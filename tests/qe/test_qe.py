@@ -9,7 +9,7 @@ import types
 
 import numpy as np
 import pytest
-from helpers_qe import WordsEmbedder
+from helpers_qe import PAIRS, WordsEmbedder
 from helpers_tiny_bert import build_tiny_bert
 
 from mlbuild import qe
@@ -17,18 +17,6 @@ from mlbuild.errors import DependencyError
 from mlbuild.pipeline.cache import CallCache
 from mlbuild.qe.embedding import EmbeddingQE
 
-PAIRS = [
-    ("the cat sits on the mat", "o gato senta no tapete"),
-    ("a dog runs in the park", "um cão corre no parque"),
-    ("where is the station", "onde fica a estação"),
-    ("i like green tea", "eu gosto de chá verde"),
-    ("this is a good book", "este é um livro bom"),
-    ("open the window", "abra a janela"),
-    ("the weather is good today", "o tempo está bom hoje"),
-    ("we walk to the river", "nós andamos até o rio"),
-    ("the green book", "o livro verde"),
-    ("i like the park", "eu gosto do parque"),
-]
 SRC = [s for s, _ in PAIRS]
 TGT = [t for _, t in PAIRS]
 

@@ -11,25 +11,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers_qe import use_words_embedder
+from helpers_qe import PAIRS, use_words_embedder
 
 import mlbuild.steps.qe_filter as qf
 from mlbuild.pipeline.base import RunContext
 from mlbuild.pipeline.cache import CallCache
 from mlbuild.pipeline.params import parse
-
-PAIRS = [
-    ("the cat sits on the mat", "o gato senta no tapete"),
-    ("a dog runs in the park", "um cão corre no parque"),
-    ("where is the station", "onde fica a estação"),
-    ("i like green tea", "eu gosto de chá verde"),
-    ("this is a good book", "este é um livro bom"),
-    ("open the window", "abra a janela"),
-    ("the weather is good today", "o tempo está bom hoje"),
-    ("we walk to the river", "nós andamos até o rio"),
-    ("the green book", "o livro verde"),
-    ("i like the park", "eu gosto do parque"),
-]
 
 
 def bitext(swap_row: int | None = 2, lang_col: list[str] | None = None) -> pl.DataFrame:
